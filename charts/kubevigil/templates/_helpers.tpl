@@ -1,0 +1,178 @@
+{{/*
+Chart name. Fixed to "kubevigil": the controller labels its scan Jobs with
+app.kubernetes.io/name=kubevigil, so the chart does not allow overriding it.
+*/}}
+{{- define "kubevigil.name" -}}
+kubevigil
+{{- end }}
+
+{{/*
+Fully qualified app name: the release name when it already contains "kubevigil", otherwise
+"<release>-kubevigil". Truncated to 40 characters so that "<fullname>-scan-job-<suffix>" and
+similar derived names stay within the 63-character label/name limits.
+*/}}
+{{- define "kubevigil.fullname" -}}
+{{- $name := include "kubevigil.name" . -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end }}
+
+{{/* Chart label value: name-version. */}}
+{{- define "kubevigil.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end }}
+
+{{/* Labels every object of the chart carries. */}}
+{{- define "kubevigil.labels" -}}
+helm.sh/chart: {{ include "kubevigil.chart" . }}
+app.kubernetes.io/name: {{ include "kubevigil.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: kubevigil
+{{- end }}
+
+{{/* Selector labels of the controller pods (stable across upgrades: never add version here). */}}
+{{- define "kubevigil.controller.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kubevigil.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
+app.kubernetes.io/component: controller
+{{- end }}
+
+{{/* Labels of controller objects. */}}
+{{- define "kubevigil.controller.labels" -}}
+{{ include "kubevigil.labels" . }}
+app.kubernetes.io/component: controller
+{{- end }}
+
+{{/* Labels of scan-job objects (ServiceAccount, RBAC). */}}
+{{- define "kubevigil.scanJob.labels" -}}
+{{ include "kubevigil.labels" . }}
+app.kubernetes.io/component: scan-job
+{{- end }}
+
+{{/* Names. */}}
+{{- define "kubevigil.controller.fullname" -}}
+{{- printf "%s-controller" (include "kubevigil.fullname" .) -}}
+{{- end }}
+
+{{- define "kubevigil.scanJob.fullname" -}}
+{{- printf "%s-scan-job" (include "kubevigil.fullname" .) -}}
+{{- end }}
+
+{{- define "kubevigil.controller.serviceAccountName" -}}
+{{- include "kubevigil.controller.fullname" . -}}
+{{- end }}
+
+{{- define "kubevigil.scanJob.serviceAccountName" -}}
+{{- include "kubevigil.scanJob.fullname" . -}}
+{{- end }}
+
+{{- define "kubevigil.configMapName" -}}
+{{- printf "%s-config" (include "kubevigil.fullname" .) -}}
+{{- end }}
+
+{{- define "kubevigil.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "kubevigil.controller.fullname" .) -}}
+{{- end }}
+
+{{- define "kubevigil.leaseName" -}}
+{{- printf "%s-leader" (include "kubevigil.controller.fullname" .) -}}
+{{- end }}
+
+{{/*
+Image reference "repository:tag"; the tag defaults to the chart's appVersion.
+Usage: include "kubevigil.image" (dict "image" .Values.controller.image "root" .)
+*/}}
+{{- define "kubevigil.image" -}}
+{{- $tag := .image.tag | default .root.Chart.AppVersion | toString -}}
+{{- printf "%s:%s" .image.repository $tag -}}
+{{- end }}
+
+{{/* Whether the controller (and everything but the CRDs) is installed. */}}
+{{- define "kubevigil.enabled" -}}
+{{- if eq (toString .Values.capabilities.continuousScan) "enable" -}}true{{- end -}}
+{{- end }}
+
+{{/*
+Validation that the schema cannot express, with messages that say what to do. Included by
+every template so `helm template`/`install` fail before rendering anything.
+*/}}
+{{- define "kubevigil.validate" -}}
+{{- $mode := toString .Values.capabilities.continuousScan -}}
+{{- if not (has $mode (list "enable" "disable")) -}}
+{{- fail (printf "capabilities.continuousScan must be \"enable\" or \"disable\", got %q" $mode) -}}
+{{- end -}}
+{{- range $i, $rule := .Values.continuousScanning.matchingRules -}}
+{{- $groups := $rule.apiGroups | default (list "") -}}
+{{- if and (has "" $groups) (has "secrets" $rule.resources) -}}
+{{- fail (printf "continuousScanning.matchingRules[%d]: core \"secrets\" cannot be watched: kubevigil never reads Secret data (remove it from resources)" $i) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) -}}
+{{- fail "metrics.serviceMonitor.enabled=true needs metrics.enabled=true (the ServiceMonitor scrapes the metrics Service)" -}}
+{{- end -}}
+{{- if gt (int .Values.controller.kubeApiQps) (int .Values.controller.kubeApiBurst) -}}
+{{- fail (printf "controller.kubeApiBurst (%v) must be at least controller.kubeApiQps (%v)" .Values.controller.kubeApiBurst .Values.controller.kubeApiQps) -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+RBAC rules (get/list/watch or the given verbs) for every kind in continuousScanning.matchingRules.
+An empty apiGroups list means the core group, as in Kubescape's format.
+Usage: include "kubevigil.matchingRulesRBAC" (dict "rules" .Values.continuousScanning.matchingRules "verbs" (list "get" "list"))
+*/}}
+{{- define "kubevigil.matchingRulesRBAC" -}}
+{{- range .rules }}
+- apiGroups: {{ .apiGroups | default (list "") | toJson }}
+  resources: {{ .resources | toJson }}
+  verbs: {{ $.verbs | toJson }}
+{{- end }}
+{{- end }}
+
+{{/*
+The controller's configuration file (config.yaml), one document holding everything the
+controller needs to watch, batch and spawn scan Jobs. Keys are sorted (toYaml).
+*/}}
+{{- define "kubevigil.config" -}}
+{{- $rules := list -}}
+{{- range .Values.continuousScanning.matchingRules -}}
+{{- $rules = append $rules (dict "apiGroups" (.apiGroups | default (list "")) "apiVersions" .apiVersions "resources" .resources) -}}
+{{- end -}}
+{{- $config := dict
+  "clusterName" .Values.clusterName
+  "namespace" .Release.Namespace
+  "includeNamespaces" (.Values.includeNamespaces | default list)
+  "excludeNamespaces" (.Values.excludeNamespaces | default list)
+  "continuousScanning" (dict
+    "matchingRules" $rules
+    "debounce" .Values.continuousScanning.debounce
+    "resyncPeriod" .Values.continuousScanning.resyncPeriod)
+  "scanJob" (dict
+    "image" (include "kubevigil.image" (dict "image" .Values.scanJob.image "root" .))
+    "imagePullPolicy" .Values.scanJob.image.pullPolicy
+    "serviceAccountName" (include "kubevigil.scanJob.serviceAccountName" .)
+    "configMapName" (include "kubevigil.configMapName" .)
+    "resources" .Values.scanJob.resources
+    "batchSize" .Values.scanJob.batchSize
+    "maxConcurrentJobs" .Values.scanJob.maxConcurrentJobs
+    "ttlSecondsAfterFinished" .Values.scanJob.ttlSecondsAfterFinished
+    "activeDeadlineSeconds" .Values.scanJob.activeDeadlineSeconds
+    "backoffLimit" .Values.scanJob.backoffLimit
+    "labels" (dict "app.kubernetes.io/instance" .Release.Name))
+  "controller" (dict
+    "logLevel" .Values.controller.logLevel
+    "kubeApiQps" .Values.controller.kubeApiQps
+    "kubeApiBurst" .Values.controller.kubeApiBurst
+    "metricsPort" .Values.metrics.port
+    "leaderElection" (dict
+      "enabled" (gt (int .Values.controller.replicas) 1)
+      "leaseName" (include "kubevigil.leaseName" .)))
+  "controlsConfig" (.Values.controlsConfig | default dict)
+  "exceptions" (.Values.exceptions | default list)
+-}}
+{{- toYaml $config -}}
+{{- end }}

@@ -1,0 +1,35 @@
+//! kubevigil's result API: the custom resource types, and the names, labels and annotations that
+//! tie each result to its target.
+//!
+//! Everything here is pure (no I/O), so that the controller, the scan Job and the tests compute
+//! exactly the same names.
+
+pub mod identity;
+pub mod scan;
+pub mod summary;
+
+pub use scan::{
+    ControlSeverity, ControlStatus, RelatedObject, RulePath, RuleStatus, ScannedControl,
+    ScannedRule, Severity, Status, SubStatus, WorkloadConfigurationScan,
+    WorkloadConfigurationScanSpec,
+};
+pub use summary::{
+    ConfigurationScanSummary, ConfigurationScanSummarySpec, ControlSummary, SeveritySummary,
+    SummaryRef, WorkloadConfigurationScanSummary, WorkloadConfigurationScanSummarySpec,
+};
+
+/// API group of every kubevigil resource.
+pub const GROUP: &str = "kubevigil.io";
+/// API version of every kubevigil resource.
+pub const VERSION: &str = "v1beta1";
+
+/// The CustomResourceDefinitions, in the order the chart installs them.
+pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    use kube::CustomResourceExt as _;
+    vec![
+        WorkloadConfigurationScan::crd(),
+        WorkloadConfigurationScanSummary::crd(),
+        ConfigurationScanSummary::crd(),
+    ]
+}

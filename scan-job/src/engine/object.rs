@@ -1,0 +1,143 @@
+//! One Kubernetes object as the engine sees it: the raw JSON (so that wrongly typed or unknown
+//! fields never stop a scan) plus the identity fields read once.
+
+use kubevigil_crds::identity::{ObjectRef, split_api_version};
+use serde_json::Value;
+
+/// Errors turning a JSON value into a scannable object.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ObjectError {
+    /// The document is not a JSON/YAML mapping.
+    #[error("not an object: a Kubernetes manifest must be a mapping")]
+    NotAMapping,
+    /// `kind` is missing or not a string.
+    #[error("missing or non-string field `kind`")]
+    MissingKind,
+    /// `metadata.name` is missing or not a string.
+    #[error("{kind}: missing or non-string field `metadata.name`")]
+    MissingName {
+        /// Kind of the object without a name.
+        kind: String,
+    },
+}
+
+/// A Kubernetes object: its identity and the full manifest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct K8sObject {
+    /// `apiVersion` as written (`apps/v1`); empty when absent.
+    pub api_version: String,
+    /// `kind`.
+    pub kind: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace`, `None` when absent or empty.
+    pub namespace: Option<String>,
+    /// The whole manifest.
+    pub value: Value,
+}
+
+impl K8sObject {
+    /// Reads the identity fields of a manifest.
+    pub fn from_value(value: Value) -> Result<Self, ObjectError> {
+        let map = value.as_object().ok_or(ObjectError::NotAMapping)?;
+        let kind = map
+            .get("kind")
+            .and_then(Value::as_str)
+            .ok_or(ObjectError::MissingKind)?
+            .to_string();
+        let metadata = map.get("metadata");
+        let name = metadata
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| ObjectError::MissingName { kind: kind.clone() })?
+            .to_string();
+        let namespace = metadata
+            .and_then(|m| m.get("namespace"))
+            .and_then(Value::as_str)
+            .filter(|ns| !ns.is_empty())
+            .map(str::to_string);
+        let api_version = map
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        Ok(K8sObject {
+            api_version,
+            kind,
+            name,
+            namespace,
+            value,
+        })
+    }
+
+    /// The namespace, treating a missing one as `default` (as Kubescape's helpers do).
+    pub fn namespace_or_default(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("default")
+    }
+
+    /// API group (empty for the core group).
+    pub fn group(&self) -> &str {
+        split_api_version(&self.api_version).0
+    }
+
+    /// Identity as used for result names.
+    pub fn object_ref(&self) -> ObjectRef {
+        ObjectRef::new(
+            &self.api_version,
+            &self.kind,
+            self.namespace.as_deref(),
+            &self.name,
+        )
+    }
+
+    /// Kubescape resource ID: `<group>/<version>/<namespace>/<kind>/<name>`.
+    pub fn resource_id(&self) -> String {
+        self.object_ref().resource_id()
+    }
+
+    /// `metadata`, or `Null` when absent.
+    pub fn metadata(&self) -> &Value {
+        self.value.get("metadata").unwrap_or(&Value::Null)
+    }
+
+    /// `metadata.labels` as a JSON object, if present.
+    pub fn labels(&self) -> Option<&serde_json::Map<String, Value>> {
+        self.metadata().get("labels").and_then(Value::as_object)
+    }
+
+    /// Follows a dotted path of object keys (`spec.template.metadata`).
+    pub fn get(&self, path: &str) -> Option<&Value> {
+        get_path(&self.value, path)
+    }
+}
+
+/// Follows a dotted path of object keys from `value`; `None` as soon as a key is missing.
+pub fn get_path<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.')
+        .filter(|p| !p.is_empty())
+        .try_fold(value, |v, key| v.get(key))
+}
+
+/// True when `value` at `key` is the JSON boolean `true`.
+pub fn is_true(value: &Value, key: &str) -> bool {
+    value.get(key).and_then(Value::as_bool) == Some(true)
+}
+
+/// True when `value` at `key` is the JSON boolean `false`.
+pub fn is_false(value: &Value, key: &str) -> bool {
+    value.get(key).and_then(Value::as_bool) == Some(false)
+}
+
+/// The elements of the array at `key`, or nothing when absent or not an array.
+pub fn array<'a>(value: &'a Value, key: &str) -> &'a [Value] {
+    value
+        .get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+/// The string at `key`, if it is one.
+pub fn str_at<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
+    value.get(key).and_then(Value::as_str)
+}

@@ -1,0 +1,136 @@
+//! Where a workload keeps its pod spec, and iteration over its containers with their paths.
+
+use serde_json::Value;
+
+use super::object::{K8sObject, array, get_path};
+
+/// The seven workload kinds most controls inspect (Kubescape's WL7).
+pub const WORKLOAD_KINDS: &[&str] = &[
+    "Pod",
+    "Deployment",
+    "ReplicaSet",
+    "DaemonSet",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+];
+
+/// WL7 plus ReplicationController, for the controls whose rules also match it.
+pub const WORKLOAD_KINDS_RC: &[&str] = &[
+    "Pod",
+    "Deployment",
+    "ReplicaSet",
+    "DaemonSet",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+    "ReplicationController",
+];
+
+/// The dotted path of the pod template (its `metadata` and `spec` sit below it) for a kind, or
+/// `""` for a Pod (whose own `metadata`/`spec` play that role). `None` for non-workloads.
+pub fn template_path(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Pod" => Some(""),
+        "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" | "Job"
+        | "ReplicationController" => Some("spec.template"),
+        "CronJob" => Some("spec.jobTemplate.spec.template"),
+        _ => None,
+    }
+}
+
+/// The pod spec of a workload and its dotted path (`spec.template.spec`).
+#[derive(Clone, Copy, Debug)]
+pub struct PodSpec<'a> {
+    /// The pod spec value.
+    pub spec: &'a Value,
+    /// Its path from the object root, e.g. `spec.template.spec` or `spec` for a Pod.
+    pub path: &'static str,
+}
+
+/// The pod spec of a workload object, if it is a workload and has one.
+pub fn pod_spec(obj: &K8sObject) -> Option<PodSpec<'_>> {
+    let path = match obj.kind.as_str() {
+        "Pod" => "spec",
+        "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" | "Job"
+        | "ReplicationController" => "spec.template.spec",
+        "CronJob" => "spec.jobTemplate.spec.template.spec",
+        _ => return None,
+    };
+    get_path(&obj.value, path)
+        .filter(|v| v.is_object())
+        .map(|spec| PodSpec { spec, path })
+}
+
+/// The labels the workload's pods get: a Pod's own labels, or the template's labels.
+pub fn pod_labels(obj: &K8sObject) -> Option<&serde_json::Map<String, Value>> {
+    let base = template_path(&obj.kind)?;
+    let meta = if base.is_empty() {
+        obj.value.get("metadata")
+    } else {
+        get_path(&obj.value, base).and_then(|t| t.get("metadata"))
+    };
+    meta.and_then(|m| m.get("labels")).and_then(Value::as_object)
+}
+
+/// Which container lists a rule inspects. Kubescape's rules differ here (catalog quirk 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Containers {
+    /// `containers` only.
+    Main,
+    /// `containers` and `initContainers`.
+    WithInit,
+    /// `containers`, `initContainers` and `ephemeralContainers`.
+    All,
+}
+
+/// A container with its dotted path (`spec.template.spec.containers[0]`).
+#[derive(Clone, Debug)]
+pub struct ContainerRef<'a> {
+    /// The container value.
+    pub container: &'a Value,
+    /// Path of the container from the object root.
+    pub path: String,
+    /// `containers`, `initContainers` or `ephemeralContainers`.
+    pub list: &'static str,
+    /// Index in its list.
+    pub index: usize,
+}
+
+impl ContainerRef<'_> {
+    /// The container's `name`, or `""`.
+    pub fn name(&self) -> &str {
+        self.container
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+
+    /// `path` followed by `.suffix`.
+    pub fn at(&self, suffix: &str) -> String {
+        format!("{}.{suffix}", self.path)
+    }
+}
+
+/// The containers of a pod spec, in list order, with their paths.
+pub fn containers<'a>(pod: &PodSpec<'a>, which: Containers) -> Vec<ContainerRef<'a>> {
+    let lists: &[&'static str] = match which {
+        Containers::Main => &["containers"],
+        Containers::WithInit => &["containers", "initContainers"],
+        Containers::All => &["containers", "initContainers", "ephemeralContainers"],
+    };
+    let mut out = Vec::new();
+    for list in lists {
+        for (index, container) in array(pod.spec, list).iter().enumerate() {
+            if container.is_object() {
+                out.push(ContainerRef {
+                    container,
+                    path: format!("{}.{list}[{index}]", pod.path),
+                    list,
+                    index,
+                });
+            }
+        }
+    }
+    out
+}

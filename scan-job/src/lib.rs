@@ -1,0 +1,9 @@
+//! The kubevigil control engine (the Kubescape workload and RBAC catalog, natively in Rust) and
+//! the two edges of the `scan-job` binary: offline manifest scans and in-cluster scans.
+
+pub mod catalog;
+pub mod cli;
+pub mod controls;
+pub mod engine;
+pub mod manifests;
+pub mod report;
