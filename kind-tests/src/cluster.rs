@@ -1,0 +1,934 @@
+//! The local real control plane: etcd, kube-apiserver and kube-controller-manager (one Go
+//! multi-call binary, `kind-tests/controlplane/`), plus the process kubelet, each as its own
+//! background process.
+//!
+//! Everything lives in one state directory (`${KUBEVIGIL_CLUSTER_DIR:-$HOME/.cache/kubevigil/cluster}`):
+//!
+//! | path | what |
+//! | --- | --- |
+//! | `kubeconfig` | admin kubeconfig (client certificate, `O=system:masters`) |
+//! | `cluster.json` | ports and the PIDs of the four processes, read by `down` and `status` |
+//! | `lock` | `flock`ed by `up` and `down`, so two test binaries never boot two clusters |
+//! | `logs/<process>.log` | stdout and stderr of etcd, apiserver, controller-manager, kubelet |
+//! | `pki/` | the CA, certificates and keys ([`crate::certs`]) |
+//! | `etcd/` | etcd's data (removed by `down`) |
+//! | `pods/<ns>_<pod>_<uid>/` | each pod's container logs, volumes and working directory |
+//! | `created-paths` | mount points the kubelet had to create on the host, removed by `down` |
+//!
+//! All ports are on 127.0.0.1 and picked free at `up`.
+
+use std::fmt;
+use std::fs::File;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, ServiceAccount};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::certs;
+use crate::procs;
+
+/// Name of the Node that the process kubelet registers.
+pub const NODE_NAME: &str = "kubevigil-local";
+/// Environment variable naming the state directory.
+pub const STATE_DIR_ENV: &str = "KUBEVIGIL_CLUSTER_DIR";
+/// Environment variable naming a prebuilt `controlplane` binary (skips `build.sh`).
+pub const CONTROLPLANE_ENV: &str = "KUBEVIGIL_CONTROLPLANE_BIN";
+/// Environment variable that the kubelet sets on every pod process (its value is the pod's
+/// directory), so that `down` can find pod processes even if the kubelet died.
+pub const POD_MARKER_ENV: &str = "KUBEVIGIL_LOCAL_POD_DIR";
+
+/// How long `up` waits for etcd to accept connections.
+const ETCD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `up` waits for kube-apiserver's `/readyz`.
+const APISERVER_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long `up` waits for the controllers and the kubelet's Node.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Grace period for each control-plane process at `down` before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(20);
+/// The kubelet stops its pods first, so it gets a longer grace period.
+const KUBELET_STOP_GRACE: Duration = Duration::from_secs(40);
+
+/// The controllers kube-controller-manager runs (names as the 1.35 binary spells them).
+pub const CONTROLLERS: &[&str] = &[
+    "job-controller",
+    "cronjob-controller",
+    "ttl-after-finished-controller",
+    "garbage-collector-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "namespace-controller",
+    "root-ca-certificate-publisher-controller",
+    "deployment-controller",
+    "replicaset-controller",
+    "replicationcontroller-controller",
+    "statefulset-controller",
+    "daemonset-controller",
+    "clusterrole-aggregation-controller",
+    "endpoints-controller",
+    "endpointslice-controller",
+    "endpointslice-mirroring-controller",
+    "disruption-controller",
+    "resourcequota-controller",
+];
+
+/// Errors of the local control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Neither `KUBEVIGIL_CLUSTER_DIR` nor `HOME` is set.
+    #[error("cannot choose a state directory: set {STATE_DIR_ENV} or HOME")]
+    NoStateDir,
+    /// A file or directory operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Generating the PKI failed.
+    #[error("generating the cluster PKI: {0}")]
+    Pki(#[from] certs::Error),
+    /// `kind-tests/controlplane/build.sh` failed or printed no path.
+    #[error("building the control-plane binary with `{command}`: {detail}")]
+    BuildControlPlane {
+        /// The command that was run.
+        command: String,
+        /// Exit status, stderr or what was missing.
+        detail: String,
+    },
+    /// No free loopback port could be found.
+    #[error("picking a free port on 127.0.0.1: {0}")]
+    NoFreePort(std::io::Error),
+    /// A process could not be started.
+    #[error("starting {name} ({program}): {source}")]
+    Spawn {
+        /// Which component.
+        name: &'static str,
+        /// The program.
+        program: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A process exited while `up` waited for it.
+    #[error("{name} exited with {status} during startup; last lines of {log}:\n{tail}")]
+    Exited {
+        /// Which component.
+        name: &'static str,
+        /// Its exit status.
+        status: String,
+        /// Its log file.
+        log: PathBuf,
+        /// The end of its log.
+        tail: String,
+    },
+    /// Something did not become ready in time.
+    #[error("timed out after {waited:?} waiting for {what}; last observation: {last}")]
+    NotReady {
+        /// What was awaited.
+        what: &'static str,
+        /// How long.
+        waited: Duration,
+        /// The last error or state seen.
+        last: String,
+    },
+    /// The kubeconfig could not be loaded.
+    #[error("loading kubeconfig {path}: {source}")]
+    Kubeconfig {
+        /// The kubeconfig file.
+        path: PathBuf,
+        /// The error.
+        source: kube::config::KubeconfigError,
+    },
+    /// A kube client could not be built.
+    #[error("building a client for {path}: {source}")]
+    Client {
+        /// The kubeconfig file.
+        path: PathBuf,
+        /// The error.
+        source: kube::Error,
+    },
+    /// `cluster.json` is unreadable.
+    #[error("parsing the state file {path}: {source}")]
+    StateFile {
+        /// The state file.
+        path: PathBuf,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+    /// A process survived SIGKILL.
+    #[error("{name} (pid {pid}) is still running after SIGKILL")]
+    Stuck {
+        /// Which process.
+        name: String,
+        /// Its PID.
+        pid: u32,
+    },
+    /// A port still accepts connections after its process stopped.
+    #[error("port 127.0.0.1:{port} of {name} still accepts connections after stopping it")]
+    PortStillOpen {
+        /// Which component.
+        name: &'static str,
+        /// The port.
+        port: u16,
+    },
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The repository root (where `scripts/` and `kind-tests/` are), as of compile time.
+pub fn repo_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// The state directory and the files in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// A state directory at `root` (made absolute).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        let root = std::path::absolute(&root).unwrap_or(root);
+        Self { root }
+    }
+
+    /// `${KUBEVIGIL_CLUSTER_DIR:-$HOME/.cache/kubevigil/cluster}`.
+    pub fn from_env() -> Result<Self, Error> {
+        if let Some(dir) = std::env::var_os(STATE_DIR_ENV).filter(|d| !d.is_empty()) {
+            return Ok(Self::new(dir));
+        }
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .ok_or(Error::NoStateDir)?;
+        Ok(Self::new(
+            PathBuf::from(home).join(".cache/kubevigil/cluster"),
+        ))
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// The admin kubeconfig.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.root.join("kubeconfig")
+    }
+    /// The PKI directory.
+    pub fn pki(&self) -> PathBuf {
+        self.root.join("pki")
+    }
+    /// The directory of process logs.
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    /// The log file of one process.
+    pub fn log(&self, name: &str) -> PathBuf {
+        self.logs().join(format!("{name}.log"))
+    }
+    /// The directory of pod directories.
+    pub fn pods(&self) -> PathBuf {
+        self.root.join("pods")
+    }
+    /// etcd's data directory.
+    pub fn etcd_data(&self) -> PathBuf {
+        self.root.join("etcd")
+    }
+    /// `cluster.json`: ports and PIDs.
+    pub fn state_file(&self) -> PathBuf {
+        self.root.join("cluster.json")
+    }
+    /// The lock file.
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("lock")
+    }
+    /// The list of host paths that the kubelet created as mount points.
+    pub fn created_paths(&self) -> PathBuf {
+        self.root.join("created-paths")
+    }
+}
+
+/// One background process of the cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProcessRecord {
+    /// `etcd`, `apiserver`, `controller-manager` or `kubelet`.
+    pub name: String,
+    /// Its PID (also its process group).
+    pub pid: u32,
+    /// A string its command line contains, checked before signalling (guards against PID reuse).
+    pub marker: String,
+}
+
+/// What `up` records in `cluster.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterState {
+    /// kube-apiserver's HTTPS port on 127.0.0.1.
+    pub apiserver_port: u16,
+    /// etcd's client port.
+    pub etcd_port: u16,
+    /// etcd's peer port.
+    pub etcd_peer_port: u16,
+    /// The admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// The processes, in start order.
+    pub processes: Vec<ProcessRecord>,
+}
+
+impl ClusterState {
+    fn ports(&self) -> [(&'static str, u16); 3] {
+        [
+            ("apiserver", self.apiserver_port),
+            ("etcd", self.etcd_port),
+            ("etcd peer", self.etcd_peer_port),
+        ]
+    }
+}
+
+fn read_state(dir: &StateDir) -> Result<Option<ClusterState>, Error> {
+    let path = dir.state_file();
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| Error::StateFile { path, source }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("reading", &path)(e)),
+    }
+}
+
+fn write_state(dir: &StateDir, state: &ClusterState) -> Result<(), Error> {
+    let path = dir.state_file();
+    let json = serde_json::to_vec_pretty(state).map_err(|source| Error::StateFile {
+        path: path.clone(),
+        source,
+    })?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, json).map_err(io_err("writing", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io_err("renaming", &path))
+}
+
+/// An exclusive `flock` on the state directory, held by `up` and `down`.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: File,
+}
+
+impl StateLock {
+    /// Blocks (without blocking the runtime) until the lock is ours.
+    pub async fn acquire(dir: &StateDir) -> Result<Self, Error> {
+        std::fs::create_dir_all(dir.root()).map_err(io_err("creating", dir.root()))?;
+        let path = dir.lock_file();
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("opening", &path))?;
+        let locked = tokio::task::spawn_blocking(move || file.lock().map(|()| file)).await;
+        match locked {
+            Ok(Ok(file)) => Ok(Self { _file: file }),
+            Ok(Err(e)) => Err(io_err("locking", &path)(e)),
+            Err(join) => Err(io_err("locking", &path)(std::io::Error::other(join))),
+        }
+    }
+}
+
+/// A kube client for `kubeconfig` (its current context).
+pub async fn client_for(kubeconfig: &Path) -> Result<Client, Error> {
+    let kc = Kubeconfig::read_from(kubeconfig).map_err(|source| Error::Kubeconfig {
+        path: kubeconfig.to_path_buf(),
+        source,
+    })?;
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .map_err(|source| Error::Kubeconfig {
+            path: kubeconfig.to_path_buf(),
+            source,
+        })?;
+    Client::try_from(config).map_err(|source| Error::Client {
+        path: kubeconfig.to_path_buf(),
+        source,
+    })
+}
+
+/// The `controlplane` binary: `$KUBEVIGIL_CONTROLPLANE_BIN`, else whatever
+/// `kind-tests/controlplane/build.sh` prints (it builds on a cache miss, which takes minutes).
+pub async fn controlplane_binary() -> Result<PathBuf, Error> {
+    if let Some(bin) = std::env::var_os(CONTROLPLANE_ENV).filter(|b| !b.is_empty()) {
+        return Ok(PathBuf::from(bin));
+    }
+    let script = repo_root().join("kind-tests/controlplane/build.sh");
+    let command = format!("bash {}", script.display());
+    info!(%command, "locating the control-plane binary (builds it on a cache miss)");
+    let output = tokio::process::Command::new("bash")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .map_err(|e| Error::BuildControlPlane {
+            command: command.clone(),
+            detail: e.to_string(),
+        })?;
+    if !output.status.success() {
+        return Err(Error::BuildControlPlane {
+            command,
+            detail: format!("{} (its stderr is above)", output.status),
+        });
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let path = stdout
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+        .ok_or_else(|| Error::BuildControlPlane {
+            command: command.clone(),
+            detail: format!("it printed no existing binary path (stdout: {stdout:?})"),
+        })?;
+    Ok(path)
+}
+
+/// Options of [`up`].
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// The state directory.
+    pub state: StateDir,
+    /// The `controlplane` binary; `None` runs [`controlplane_binary`].
+    pub controlplane: Option<PathBuf>,
+    /// The `local-cluster` binary, started as `local-cluster kubelet ...`.
+    pub local_cluster_exe: PathBuf,
+    /// Extra arguments for `local-cluster kubelet` (e.g. `--image-map`).
+    pub kubelet_args: Vec<String>,
+}
+
+/// Boots the cluster (or reuses it when it is already up and ready) and returns the kubeconfig
+/// path. Holds the state lock throughout.
+pub async fn up(opts: &UpOptions) -> Result<PathBuf, Error> {
+    let dir = &opts.state;
+    let _lock = StateLock::acquire(dir).await?;
+    if let Some(state) = read_state(dir)? {
+        match check_up(&state).await {
+            Ok(()) => {
+                info!(kubeconfig = %state.kubeconfig.display(), "cluster is already up; reusing it");
+                return Ok(state.kubeconfig);
+            }
+            Err(why) => {
+                warn!(%why, "a previous cluster is recorded but not healthy; stopping it");
+                stop(dir, &state).await?;
+            }
+        }
+    }
+    stop_pod_processes(dir).await?;
+    fresh_dirs(dir)?;
+    let controlplane = match &opts.controlplane {
+        Some(bin) => bin.clone(),
+        None => controlplane_binary().await?,
+    };
+    info!(controlplane = %controlplane.display(), state = %dir.root().display(), "booting the local control plane");
+    let pki = certs::generate(&dir.pki())?;
+    let mut boot = Boot {
+        dir,
+        state: ClusterState {
+            apiserver_port: procs::free_port().map_err(Error::NoFreePort)?,
+            etcd_port: procs::free_port().map_err(Error::NoFreePort)?,
+            etcd_peer_port: procs::free_port().map_err(Error::NoFreePort)?,
+            kubeconfig: dir.kubeconfig(),
+            processes: Vec::new(),
+        },
+        children: Vec::new(),
+    };
+    match boot.run(&controlplane, &pki, opts).await {
+        Ok(()) => Ok(boot.state.kubeconfig),
+        Err(e) => {
+            warn!(error = %e, "boot failed; stopping what was started");
+            if let Err(stop_err) = stop(dir, &boot.state).await {
+                warn!(error = %stop_err, "stopping after a failed boot");
+            }
+            Err(e)
+        }
+    }
+}
+
+fn fresh_dirs(dir: &StateDir) -> Result<(), Error> {
+    for sub in [dir.etcd_data(), dir.pki(), dir.pods(), dir.logs()] {
+        if sub.exists() {
+            std::fs::remove_dir_all(&sub).map_err(io_err("removing", &sub))?;
+        }
+        std::fs::create_dir_all(&sub).map_err(io_err("creating", &sub))?;
+    }
+    for file in [dir.kubeconfig(), dir.state_file()] {
+        if file.exists() {
+            std::fs::remove_file(&file).map_err(io_err("removing", &file))?;
+        }
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let etcd = dir.etcd_data();
+    std::fs::set_permissions(&etcd, std::fs::Permissions::from_mode(0o700))
+        .map_err(io_err("restricting", &etcd))
+}
+
+/// Writes the admin kubeconfig (certificate files referenced by absolute path).
+fn write_kubeconfig(path: &Path, port: u16, pki: &certs::PkiPaths) -> Result<(), Error> {
+    let q = |p: &Path| serde_json::Value::String(p.display().to_string()).to_string();
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kubevigil-local\n  cluster:\n    \
+         server: https://127.0.0.1:{port}\n    certificate-authority: {ca}\nusers:\n- name: {user}\n  \
+         user:\n    client-certificate: {cert}\n    client-key: {key}\ncontexts:\n- name: \
+         kubevigil-local\n  context:\n    cluster: kubevigil-local\n    user: {user}\n    \
+         namespace: default\ncurrent-context: kubevigil-local\n",
+        ca = q(&pki.ca_cert),
+        cert = q(&pki.admin_cert),
+        key = q(&pki.admin_key),
+        user = certs::ADMIN_USER,
+    );
+    std::fs::write(path, text).map_err(io_err("writing", path))
+}
+
+/// The last `lines` lines of a log file.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("(cannot read {}: {e})", path.display()),
+    }
+}
+
+struct Boot<'a> {
+    dir: &'a StateDir,
+    state: ClusterState,
+    children: Vec<(&'static str, Child)>,
+}
+
+impl Boot<'_> {
+    async fn run(
+        &mut self,
+        controlplane: &Path,
+        pki: &certs::PkiPaths,
+        opts: &UpOptions,
+    ) -> Result<(), Error> {
+        let st = self.state.clone();
+        let etcd_args = vec![
+            "etcd".to_owned(),
+            "--name=kubevigil-local".to_owned(),
+            format!("--data-dir={}", self.dir.etcd_data().display()),
+            format!("--listen-client-urls=http://127.0.0.1:{}", st.etcd_port),
+            format!("--listen-peer-urls=http://127.0.0.1:{}", st.etcd_peer_port),
+            "--unsafe-no-fsync".to_owned(),
+            "--log-level=warn".to_owned(),
+        ];
+        self.spawn("etcd", controlplane, &etcd_args)?;
+        let etcd_port = st.etcd_port;
+        self.wait("etcd to accept connections", ETCD_TIMEOUT, || async move {
+            Ok(procs::port_open(etcd_port))
+        })
+        .await?;
+
+        write_kubeconfig(&st.kubeconfig, st.apiserver_port, pki)?;
+        let p = |path: &Path| path.display().to_string();
+        let apiserver_args = vec![
+            "apiserver".to_owned(),
+            format!("--etcd-servers=http://127.0.0.1:{}", st.etcd_port),
+            "--bind-address=127.0.0.1".to_owned(),
+            "--advertise-address=127.0.0.1".to_owned(),
+            format!("--secure-port={}", st.apiserver_port),
+            format!("--cert-dir={}", p(&self.dir.pki())),
+            format!("--tls-cert-file={}", p(&pki.serving_cert)),
+            format!("--tls-private-key-file={}", p(&pki.serving_key)),
+            format!("--client-ca-file={}", p(&pki.ca_cert)),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_owned(),
+            format!("--service-account-key-file={}", p(&pki.sa_pub)),
+            format!("--service-account-signing-key-file={}", p(&pki.sa_key)),
+            "--authorization-mode=Node,RBAC".to_owned(),
+            "--endpoint-reconciler-type=none".to_owned(),
+            "--service-cluster-ip-range=10.96.0.0/16".to_owned(),
+            "--allow-privileged=true".to_owned(),
+            "--profiling=false".to_owned(),
+        ];
+        self.spawn("apiserver", controlplane, &apiserver_args)?;
+        let kubeconfig = st.kubeconfig.clone();
+        let client = client_for(&kubeconfig).await?;
+        let c = client.clone();
+        self.wait("kube-apiserver /readyz", APISERVER_TIMEOUT, || {
+            let c = c.clone();
+            async move { readyz(&c).await.map(|()| true) }
+        })
+        .await?;
+
+        let cm_args = vec![
+            "controller-manager".to_owned(),
+            format!("--kubeconfig={}", p(&kubeconfig)),
+            "--bind-address=127.0.0.1".to_owned(),
+            "--secure-port=0".to_owned(),
+            "--leader-elect=false".to_owned(),
+            format!("--controllers={}", CONTROLLERS.join(",")),
+            "--use-service-account-credentials=true".to_owned(),
+            format!("--service-account-private-key-file={}", p(&pki.sa_key)),
+            format!("--root-ca-file={}", p(&pki.ca_cert)),
+            "--concurrent-gc-syncs=5".to_owned(),
+        ];
+        self.spawn("controller-manager", controlplane, &cm_args)?;
+
+        let mut kubelet_args = vec![
+            "kubelet".to_owned(),
+            format!("--state-dir={}", p(self.dir.root())),
+            format!("--kubeconfig={}", p(&kubeconfig)),
+            format!("--apiserver-port={}", st.apiserver_port),
+        ];
+        kubelet_args.extend(opts.kubelet_args.iter().cloned());
+        self.spawn("kubelet", &opts.local_cluster_exe, &kubelet_args)?;
+
+        let c = client.clone();
+        self.wait(
+            "the serviceaccount controller to create default/default",
+            SETTLE_TIMEOUT,
+            || {
+                let api: Api<ServiceAccount> = Api::namespaced(c.clone(), "default");
+                async move {
+                    api.get_opt("default")
+                        .await
+                        .map(|sa| sa.is_some())
+                        .map_err(|e| e.to_string())
+                }
+            },
+        )
+        .await?;
+        let c = client.clone();
+        self.wait("the kubelet's Node to be Ready", SETTLE_TIMEOUT, || {
+            let api: Api<Node> = Api::all(c.clone());
+            async move {
+                let node = api.get_opt(NODE_NAME).await.map_err(|e| e.to_string())?;
+                Ok(node.as_ref().is_some_and(node_ready))
+            }
+        })
+        .await?;
+        info!(kubeconfig = %kubeconfig.display(), apiserver = %format!("https://127.0.0.1:{}", st.apiserver_port), "cluster is up");
+        Ok(())
+    }
+
+    fn spawn(&mut self, name: &'static str, program: &Path, args: &[String]) -> Result<(), Error> {
+        use std::os::unix::process::CommandExt as _;
+        let log_path = self.dir.log(name);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io_err("opening", &log_path))?;
+        let log2 = log.try_clone().map_err(io_err("duplicating", &log_path))?;
+        info!(name, log = %log_path.display(), "starting");
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .current_dir(self.dir.root())
+            // Its own process group: a Ctrl-C on the terminal of `up` does not reach it, and
+            // `down` can signal the whole group.
+            .process_group(0)
+            .spawn()
+            .map_err(|source| Error::Spawn {
+                name,
+                program: program.to_path_buf(),
+                source,
+            })?;
+        self.state.processes.push(ProcessRecord {
+            name: name.to_owned(),
+            pid: child.id(),
+            marker: program.display().to_string(),
+        });
+        write_state(self.dir, &self.state)?;
+        self.children.push((name, child));
+        Ok(())
+    }
+
+    /// Polls `check` until it says true, failing early if any started process exits.
+    async fn wait<F, Fut>(
+        &mut self,
+        what: &'static str,
+        timeout: Duration,
+        mut check: F,
+    ) -> Result<(), Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<bool, String>>,
+    {
+        let start = Instant::now();
+        let mut last = "nothing observed yet".to_owned();
+        loop {
+            for (name, child) in &mut self.children {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log = self.dir.log(name);
+                    return Err(Error::Exited {
+                        name,
+                        status: status.to_string(),
+                        tail: log_tail(&log, 30),
+                        log,
+                    });
+                }
+            }
+            match tokio::time::timeout(Duration::from_secs(10), check()).await {
+                Ok(Ok(true)) => return Ok(()),
+                Ok(Ok(false)) => last = "not yet".to_owned(),
+                Ok(Err(e)) => last = e,
+                Err(_) => last = "the check itself timed out after 10s".to_owned(),
+            }
+            if start.elapsed() >= timeout {
+                return Err(Error::NotReady {
+                    what,
+                    waited: timeout,
+                    last,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// Whether a Node's Ready condition is True.
+pub fn node_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// `GET /readyz`: `Ok` when the API server says `ok`, else its answer.
+pub async fn readyz(client: &Client) -> Result<(), String> {
+    let request = http::Request::get("/readyz")
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    match client.request_text(request).await {
+        Ok(body) if body.trim() == "ok" => Ok(()),
+        Ok(body) => Err(format!("/readyz answered {body:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Whether every recorded process is alive and the API server is ready.
+async fn check_up(state: &ClusterState) -> Result<(), String> {
+    for p in &state.processes {
+        if !procs::is_alive_with(p.pid, &p.marker) {
+            return Err(format!("{} (pid {}) is not running", p.name, p.pid));
+        }
+    }
+    if state.processes.len() < 4 {
+        return Err("the cluster did not finish booting".to_owned());
+    }
+    let client = client_for(&state.kubeconfig)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::time::timeout(Duration::from_secs(10), readyz(&client))
+        .await
+        .map_err(|_| "/readyz did not answer within 10s".to_owned())?
+}
+
+/// What `down` did.
+#[derive(Debug, Default)]
+pub struct DownReport {
+    /// Each process stopped, and how.
+    pub stopped: Vec<(String, u32, procs::Ended)>,
+    /// Pod processes that were still running (the kubelet normally stops them itself).
+    pub stray_pod_processes: usize,
+}
+
+impl fmt::Display for DownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.stopped.is_empty() {
+            writeln!(f, "no cluster process was running")?;
+        }
+        for (name, pid, ended) in &self.stopped {
+            writeln!(f, "{name} (pid {pid}): {ended:?}")?;
+        }
+        write!(f, "stray pod processes killed: {}", self.stray_pod_processes)
+    }
+}
+
+/// Stops everything `up` started (kubelet and its pods, controller-manager, apiserver, etcd),
+/// verifies the ports are closed, and removes the PID file, etcd's data and the pod volumes.
+pub async fn down(dir: &StateDir) -> Result<DownReport, Error> {
+    let _lock = StateLock::acquire(dir).await?;
+    let state = read_state(dir)?.unwrap_or_default();
+    stop(dir, &state).await
+}
+
+async fn stop(dir: &StateDir, state: &ClusterState) -> Result<DownReport, Error> {
+    let mut report = DownReport::default();
+    let mut stuck = None;
+    for name in ["kubelet", "controller-manager", "apiserver", "etcd"] {
+        for p in state.processes.iter().filter(|p| p.name == name) {
+            if !procs::is_alive_with(p.pid, &p.marker) {
+                continue;
+            }
+            let grace = if name == "kubelet" {
+                KUBELET_STOP_GRACE
+            } else {
+                STOP_GRACE
+            };
+            info!(name, pid = p.pid, "stopping");
+            let ended = procs::terminate(p.pid, true, grace).await;
+            if ended == procs::Ended::Stuck {
+                stuck = Some(Error::Stuck {
+                    name: p.name.clone(),
+                    pid: p.pid,
+                });
+            }
+            report.stopped.push((p.name.clone(), p.pid, ended));
+        }
+    }
+    report.stray_pod_processes = stop_pod_processes(dir).await?;
+    if let Some(e) = stuck {
+        return Err(e);
+    }
+    for (name, port) in state.ports() {
+        if port != 0 && !procs::wait_port_closed(port, Duration::from_secs(10)).await {
+            return Err(Error::PortStillOpen { name, port });
+        }
+    }
+    remove_created_paths(dir);
+    for path in [dir.state_file()] {
+        if path.exists() {
+            std::fs::remove_file(&path).map_err(io_err("removing", &path))?;
+        }
+    }
+    let etcd = dir.etcd_data();
+    if etcd.exists() {
+        std::fs::remove_dir_all(&etcd).map_err(io_err("removing", &etcd))?;
+    }
+    // Pod volumes hold tokens and secrets; the container logs stay for inspection.
+    if let Ok(pods) = std::fs::read_dir(dir.pods()) {
+        for pod in pods.flatten() {
+            let volumes = pod.path().join("volumes");
+            if volumes.exists() {
+                std::fs::remove_dir_all(&volumes).map_err(io_err("removing", &volumes))?;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Kills every process that carries the pod marker of this state directory. Returns how many.
+async fn stop_pod_processes(dir: &StateDir) -> Result<usize, Error> {
+    let pods = dir.pods();
+    let mut count = 0;
+    // Twice: a dying process may have forked meanwhile.
+    for _ in 0..2 {
+        let pids = procs::processes_with_env(POD_MARKER_ENV, &pods);
+        count += pids.len();
+        for pid in pids {
+            warn!(pid, "killing a stray pod process");
+            if procs::terminate(pid, true, Duration::from_secs(5)).await == procs::Ended::Stuck {
+                return Err(Error::Stuck {
+                    name: "pod process".to_owned(),
+                    pid,
+                });
+            }
+        }
+    }
+    Ok(count)
+}
+
+/// Removes the mount points the kubelet created on the host (only if still empty).
+fn remove_created_paths(dir: &StateDir) {
+    let list = dir.created_paths();
+    let Ok(text) = std::fs::read_to_string(&list) else {
+        return;
+    };
+    let mut paths: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    paths.dedup();
+    for path in paths {
+        let path = Path::new(path);
+        let removed = if path.is_dir() {
+            std::fs::remove_dir(path)
+        } else if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+            std::fs::remove_file(path)
+        } else {
+            continue;
+        };
+        if let Err(e) = removed {
+            warn!(path = %path.display(), error = %e, "could not remove a created mount point");
+        }
+    }
+    let _ = std::fs::remove_file(&list);
+}
+
+/// The state of the local cluster as `status` reports it.
+#[derive(Debug)]
+pub struct Status {
+    /// The state directory.
+    pub dir: PathBuf,
+    /// What `cluster.json` records, if anything.
+    pub state: Option<ClusterState>,
+    /// Each recorded process and whether it runs.
+    pub processes: Vec<(ProcessRecord, bool)>,
+    /// `Ok` when everything runs and `/readyz` is ok, else why not.
+    pub health: Result<(), String>,
+}
+
+impl Status {
+    /// Whether the cluster is up and ready.
+    pub fn is_up(&self) -> bool {
+        self.health.is_ok()
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "state dir: {}", self.dir.display())?;
+        let Some(state) = &self.state else {
+            return write!(f, "cluster: down (no cluster.json)");
+        };
+        writeln!(f, "kubeconfig: {}", state.kubeconfig.display())?;
+        writeln!(f, "apiserver: https://127.0.0.1:{}", state.apiserver_port)?;
+        for (p, alive) in &self.processes {
+            let word = if *alive { "running" } else { "NOT running" };
+            writeln!(f, "{}: pid {} {word}", p.name, p.pid)?;
+        }
+        match &self.health {
+            Ok(()) => write!(f, "cluster: up (readyz ok)"),
+            Err(why) => write!(f, "cluster: unhealthy: {why}"),
+        }
+    }
+}
+
+/// Reports whether the cluster in `dir` is up.
+pub async fn status(dir: &StateDir) -> Result<Status, Error> {
+    let state = read_state(dir)?;
+    let (processes, health) = match &state {
+        None => (Vec::new(), Err("down".to_owned())),
+        Some(state) => (
+            state
+                .processes
+                .iter()
+                .map(|p| (p.clone(), procs::is_alive_with(p.pid, &p.marker)))
+                .collect(),
+            check_up(state).await,
+        ),
+    };
+    Ok(Status {
+        dir: dir.root().to_path_buf(),
+        state,
+        processes,
+        health,
+    })
+}
