@@ -104,10 +104,10 @@ if [[ -e "${bin_dir}" ]]; then
     : # another run finished first
   else
     rm -rf "${bin_dir}"
-    mv "${staging}" "${bin_dir}" || die "cannot move the binaries into ${bin_dir}"
+    mv -T "${staging}" "${bin_dir}" || die "cannot move the binaries into ${bin_dir}"
   fi
 else
-  mv "${staging}" "${bin_dir}" 2>/dev/null || cached || die "cannot move the binaries into ${bin_dir}"
+  mv -T "${staging}" "${bin_dir}" 2>/dev/null || cached || die "cannot move the binaries into ${bin_dir}"
 fi
 cached || die "installation into ${bin_dir} is incomplete"
 

@@ -4,6 +4,9 @@ use clap::Parser as _;
 
 fn main() -> std::process::ExitCode {
     let cli = controller::cli::Cli::parse();
-    eprintln!("controller: not implemented yet (namespace {})", cli.namespace);
+    eprintln!(
+        "controller: not implemented yet (namespace {})",
+        cli.namespace
+    );
     std::process::ExitCode::FAILURE
 }

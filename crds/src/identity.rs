@@ -362,7 +362,11 @@ impl Target {
     /// Kubescape-style workload ID, `wlid://cluster-<cluster>/namespace-<ns>/<kind>-<name>`.
     pub fn wlid(&self, cluster: &str) -> String {
         let (ns, kind, name) = match self {
-            Target::Object(o) => (o.namespace.as_deref().unwrap_or(""), o.kind.as_str(), &o.name),
+            Target::Object(o) => (
+                o.namespace.as_deref().unwrap_or(""),
+                o.kind.as_str(),
+                &o.name,
+            ),
             Target::Triplet { subject, .. } => (
                 subject.namespace.as_deref().unwrap_or(""),
                 subject.kind.as_str(),
@@ -491,8 +495,7 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
             !b.is_empty()
                 && b[0].is_ascii_alphanumeric()
                 && b[b.len() - 1].is_ascii_alphanumeric()
-                && b
-                    .iter()
+                && b.iter()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         })
 }
@@ -505,8 +508,7 @@ pub fn is_label_value(s: &str) -> bool {
         || (b.len() <= MAX_LABEL_LEN
             && b[0].is_ascii_alphanumeric()
             && b[b.len() - 1].is_ascii_alphanumeric()
-            && b
-                .iter()
+            && b.iter()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')))
 }
 
@@ -588,6 +590,33 @@ pub fn fingerprint(input: &FingerprintInput<'_>) -> String {
     }
     field(input.controller_uid.unwrap_or(""));
     hex_prefix(&h.finalize(), 16)
+}
+
+/// The fingerprint of an object from its metadata (what the controller's metadata-only watches
+/// see and what the scan Job writes into results).
+pub fn object_fingerprint(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> String {
+    let controller_uid = meta
+        .owner_references
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.as_str());
+    fingerprint(&FingerprintInput {
+        uid: meta.uid.as_deref().unwrap_or(""),
+        generation: meta.generation,
+        resource_version: meta.resource_version.as_deref().unwrap_or(""),
+        labels: meta.labels.as_ref(),
+        controller_uid,
+    })
+}
+
+/// The fingerprint of a binding target: its own and its role's (`None` when the role does not
+/// exist), so that a role change makes the binding's results stale.
+pub fn binding_fingerprint(binding: &str, role: Option<&str>) -> String {
+    combine_fingerprints(&[binding, role.unwrap_or("no-role")])
 }
 
 /// Combines the fingerprints of several objects (an RBAC triplet's binding and role) into one.
@@ -697,13 +726,22 @@ mod tests {
         }
         let name = t.result_name();
         assert!(name.starts_with("serviceaccount-ci-bot-clusterrole-edit-rolebinding-ci-edit-"));
-        assert_eq!(name.len(), "serviceaccount-ci-bot-clusterrole-edit-rolebinding-ci-edit".len() + 9);
+        assert_eq!(
+            name.len(),
+            "serviceaccount-ci-bot-clusterrole-edit-rolebinding-ci-edit".len() + 9
+        );
     }
 
     #[test]
     fn result_namespaces() {
-        assert_eq!(object("Namespace", None, "team-a").result_namespace("kubevigil"), "kubevigil");
-        assert_eq!(object("Pod", Some("web"), "p").result_namespace("kubevigil"), "web");
+        assert_eq!(
+            object("Namespace", None, "team-a").result_namespace("kubevigil"),
+            "kubevigil"
+        );
+        assert_eq!(
+            object("Pod", Some("web"), "p").result_namespace("kubevigil"),
+            "web"
+        );
         assert_eq!(ci_bot_triplet().result_namespace("kubevigil"), "ci");
     }
 
@@ -728,7 +766,10 @@ mod tests {
 
     #[test]
     fn label_sanitising() {
-        assert_eq!(sanitize_label_value("system:authenticated"), "system-authenticated");
+        assert_eq!(
+            sanitize_label_value("system:authenticated"),
+            "system-authenticated"
+        );
         assert_eq!(sanitize_label_value(":x:"), "x");
         assert!(is_label_value(&sanitize_label_value(&"a".repeat(300))));
         assert_eq!(sanitize_label_value("ok.value_1"), "ok.value_1");

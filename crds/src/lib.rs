@@ -7,6 +7,7 @@
 pub mod identity;
 pub mod scan;
 pub mod summary;
+pub mod target;
 
 pub use scan::{
     ControlSeverity, ControlStatus, RelatedObject, RulePath, RuleStatus, ScannedControl,
@@ -24,7 +25,8 @@ pub const GROUP: &str = "kubevigil.io";
 pub const VERSION: &str = "v1beta1";
 
 /// The CustomResourceDefinitions, in the order the chart installs them.
-pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt as _;
     vec![

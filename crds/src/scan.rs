@@ -184,7 +184,11 @@ pub struct ScannedRule {
     pub paths: Vec<RulePath>,
     /// Kubescape-style IDs (`<group>/<version>/<namespace>/<kind>/<name>`) of the other objects
     /// that took part in the finding (a Service exposing the workload, its ServiceAccount...).
-    #[serde(default, rename = "relatedResourcesIDs", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "relatedResourcesIDs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub related_resources_ids: Vec<String>,
 }
 
@@ -219,7 +223,11 @@ pub struct RulePath {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fix_path_value: Option<String>,
     /// The object the path belongs to, when it is a related object rather than the target.
-    #[serde(default, rename = "resourceID", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "resourceID",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_id: Option<String>,
 }
 

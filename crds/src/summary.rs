@@ -133,7 +133,9 @@ pub struct ConfigurationScanSummarySpec {
 }
 
 /// A reference to one WorkloadConfigurationScanSummary.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct SummaryRef {
     /// Always `WorkloadConfigurationScanSummary`.

@@ -23,7 +23,11 @@ fn name() -> impl Strategy<Value = String> {
 }
 
 fn namespace() -> impl Strategy<Value = String> {
-    prop_oneof!["[a-z]{1,3}", Just("default".to_string()), "[a-z0-9-]{50,63}"]
+    prop_oneof![
+        "[a-z]{1,3}",
+        Just("default".to_string()),
+        "[a-z0-9-]{50,63}"
+    ]
 }
 
 fn object() -> impl Strategy<Value = Target> {
@@ -62,13 +66,31 @@ fn triplet() -> impl Strategy<Value = Target> {
         any::<bool>(),
     )
         .prop_map(
-            |(kind, subject_name, subject_ns, same_ns, role_name, cluster_role, binding_name, binding_ns, cluster_binding)| {
+            |(
+                kind,
+                subject_name,
+                subject_ns,
+                same_ns,
+                role_name,
+                cluster_role,
+                binding_name,
+                binding_ns,
+                cluster_binding,
+            )| {
                 let binding_namespace = (!cluster_binding).then(|| binding_ns.clone());
                 let subject_namespace = (kind == SubjectKind::ServiceAccount).then(|| {
-                    if same_ns { binding_ns.clone() } else { subject_ns }
+                    if same_ns {
+                        binding_ns.clone()
+                    } else {
+                        subject_ns
+                    }
                 });
                 Target::Triplet {
-                    subject: Subject { kind, name: subject_name, namespace: subject_namespace },
+                    subject: Subject {
+                        kind,
+                        name: subject_name,
+                        namespace: subject_namespace,
+                    },
                     role: RoleRef {
                         cluster: cluster_role,
                         name: role_name,
@@ -136,16 +158,48 @@ proptest! {
 #[test]
 fn separator_lookalikes_do_not_collide() {
     let t = |s: &str, r: &str| Target::Triplet {
-        subject: Subject { kind: SubjectKind::User, name: s.into(), namespace: None },
-        role: RoleRef { cluster: false, name: r.into(), namespace: Some("ns".into()) },
-        binding: BindingRef { cluster: false, name: "d".into(), namespace: Some("ns".into()) },
+        subject: Subject {
+            kind: SubjectKind::User,
+            name: s.into(),
+            namespace: None,
+        },
+        role: RoleRef {
+            cluster: false,
+            name: r.into(),
+            namespace: Some("ns".into()),
+        },
+        binding: BindingRef {
+            cluster: false,
+            name: "d".into(),
+            namespace: Some("ns".into()),
+        },
     };
-    assert_ne!(t("a-role-b", "c").result_name(), t("a", "b-role-c").result_name());
-    let sa = Target::Object(ObjectRef::new("v1", "ServiceAccount", Some("ns"), "a-role-c-rolebinding-d"));
+    assert_ne!(
+        t("a-role-b", "c").result_name(),
+        t("a", "b-role-c").result_name()
+    );
+    let sa = Target::Object(ObjectRef::new(
+        "v1",
+        "ServiceAccount",
+        Some("ns"),
+        "a-role-c-rolebinding-d",
+    ));
     let trip = Target::Triplet {
-        subject: Subject { kind: SubjectKind::ServiceAccount, name: "a".into(), namespace: Some("ns".into()) },
-        role: RoleRef { cluster: false, name: "c".into(), namespace: Some("ns".into()) },
-        binding: BindingRef { cluster: false, name: "d".into(), namespace: Some("ns".into()) },
+        subject: Subject {
+            kind: SubjectKind::ServiceAccount,
+            name: "a".into(),
+            namespace: Some("ns".into()),
+        },
+        role: RoleRef {
+            cluster: false,
+            name: "c".into(),
+            namespace: Some("ns".into()),
+        },
+        binding: BindingRef {
+            cluster: false,
+            name: "d".into(),
+            namespace: Some("ns".into()),
+        },
     };
     assert_ne!(sa.result_name(), trip.result_name());
 }

@@ -74,8 +74,6 @@ pub const CONTROLLERS: &[&str] = &[
     "endpoints-controller",
     "endpointslice-controller",
     "endpointslice-mirroring-controller",
-    "disruption-controller",
-    "resourcequota-controller",
 ];
 
 /// Errors of the local control plane.
@@ -182,7 +180,7 @@ pub enum Error {
     },
 }
 
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |source| Error::Io {
         action,
         path: path.to_path_buf(),
@@ -563,6 +561,8 @@ impl Boot<'_> {
             "--endpoint-reconciler-type=none".to_owned(),
             "--service-cluster-ip-range=10.96.0.0/16".to_owned(),
             "--allow-privileged=true".to_owned(),
+            // Fewer moving parts on a 2-core machine; nothing here needs APF.
+            "--enable-priority-and-fairness=false".to_owned(),
             "--profiling=false".to_owned(),
         ];
         self.spawn("apiserver", controlplane, &apiserver_args)?;
@@ -673,7 +673,7 @@ impl Boot<'_> {
         Fut: Future<Output = Result<bool, String>>,
     {
         let start = Instant::now();
-        let mut last = "nothing observed yet".to_owned();
+        let mut last;
         loop {
             for (name, child) in &mut self.children {
                 if let Ok(Some(status)) = child.try_wait() {
@@ -759,7 +759,11 @@ impl fmt::Display for DownReport {
         for (name, pid, ended) in &self.stopped {
             writeln!(f, "{name} (pid {pid}): {ended:?}")?;
         }
-        write!(f, "stray pod processes killed: {}", self.stray_pod_processes)
+        write!(
+            f,
+            "stray pod processes killed: {}",
+            self.stray_pod_processes
+        )
     }
 }
 

@@ -1,1 +1,18 @@
-//! End-to-end test support: the local real control plane, the process kubelet, kubectl and helm.
+//! End-to-end test support: the local real control plane, the process kubelet, kubectl and helm,
+//! and the scaffold of the scenario tests.
+//!
+//! - [`cluster`]: boots etcd, kube-apiserver and kube-controller-manager (the Go `controlplane`
+//!   binary) with a generated PKI ([`certs`]) and writes a kubeconfig; stops them again.
+//! - [`kubelet`]: the process kubelet, which runs pods as local processes.
+//! - [`tools`]: kubectl and helm from `scripts/tools.sh`.
+//! - [`scenario`]: `TestCluster::shared()`, `with_temp_ns`, bounded waits.
+//!
+//! The binary `local-cluster` (`up`, `down`, `status`, `kubelet`) wraps [`cluster`] and
+//! [`kubelet`]; `scripts/cluster.sh up|down` builds everything and calls it.
+
+pub mod certs;
+pub mod cluster;
+pub mod kubelet;
+pub mod procs;
+pub mod scenario;
+pub mod tools;

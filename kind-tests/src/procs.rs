@@ -43,7 +43,10 @@ pub fn is_alive_with(pid: u32, marker: &str) -> bool {
 }
 
 fn to_pid(pid: u32) -> Option<Pid> {
-    i32::try_from(pid).ok().filter(|p| *p > 0).map(Pid::from_raw)
+    i32::try_from(pid)
+        .ok()
+        .filter(|p| *p > 0)
+        .map(Pid::from_raw)
 }
 
 /// Sends `signal` to process `pid`; a process that is already gone is not an error.

@@ -92,7 +92,9 @@ fn scan(files: &[PathBuf], output: Output) -> ExitCode {
         "items": items,
     });
     let text = match output {
-        Output::Json | Output::Table => serde_json::to_string_pretty(&list).map_err(|e| e.to_string()),
+        Output::Json | Output::Table => {
+            serde_json::to_string_pretty(&list).map_err(|e| e.to_string())
+        }
         Output::Yaml => serde_norway::to_string(&list).map_err(|e| e.to_string()),
     };
     match text {

@@ -7,9 +7,8 @@ use kube::api::ObjectMeta;
 use kubevigil_crds::identity::{annotations, short_hash};
 use kubevigil_crds::{
     ControlSeverity, ControlStatus, ControlSummary, RelatedObject, RuleStatus, ScannedControl,
-    ScannedRule, SeveritySummary, Status, WorkloadConfigurationScan,
-    WorkloadConfigurationScanSpec, WorkloadConfigurationScanSummary,
-    WorkloadConfigurationScanSummarySpec,
+    ScannedRule, SeveritySummary, Status, WorkloadConfigurationScan, WorkloadConfigurationScanSpec,
+    WorkloadConfigurationScanSummary, WorkloadConfigurationScanSummarySpec,
 };
 
 use crate::engine::{ControlResult, Evaluator, Inventory, ResourceResult};

@@ -32,9 +32,14 @@ fn expected_failures(inventory: &Inventory) -> BTreeSet<(String, String)> {
         if ann.and_then(|a| a.get(EXPECT)).and_then(|v| v.as_str()) == Some("fail") {
             out.insert((o.kind.clone(), o.name.clone()));
         }
-        if let Some(subjects) = ann.and_then(|a| a.get(EXPECT_SUBJECTS)).and_then(|v| v.as_str()) {
+        if let Some(subjects) = ann
+            .and_then(|a| a.get(EXPECT_SUBJECTS))
+            .and_then(|v| v.as_str())
+        {
             for s in subjects.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                let (kind, name) = s.split_once('/').expect("expect-subjects entries are Kind/name");
+                let (kind, name) = s
+                    .split_once('/')
+                    .expect("expect-subjects entries are Kind/name");
                 out.insert((kind.to_string(), name.to_string()));
             }
         }
@@ -44,7 +49,14 @@ fn expected_failures(inventory: &Inventory) -> BTreeSet<(String, String)> {
 
 #[rstest]
 fn fixture(#[files("tests/fixtures/*/*.yaml")] path: PathBuf) {
-    let control_id = path.parent().unwrap().file_name().unwrap().to_str().unwrap().to_string();
+    let control_id = path
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     let file = path.file_name().unwrap().to_str().unwrap().to_string();
     let expectation = file.split('-').next().unwrap().to_string();
     let control = catalog::by_id(&control_id)
@@ -77,15 +89,27 @@ fn fixture(#[files("tests/fixtures/*/*.yaml")] path: PathBuf) {
     match expectation.as_str() {
         "fail" => {
             let want = expected_failures(&inventory);
-            assert!(!want.is_empty(), "{control_id}/{file}: a fail fixture must annotate what fails");
+            assert!(
+                !want.is_empty(),
+                "{control_id}/{file}: a fail fixture must annotate what fails"
+            );
             assert_eq!(failing, want, "{control_id}/{file}: failing objects");
         }
         "pass" => {
-            assert!(failing.is_empty(), "{control_id}/{file}: expected no failure, got {failing:?}");
-            assert!(!statuses.is_empty(), "{control_id}/{file}: the control evaluated nothing");
+            assert!(
+                failing.is_empty(),
+                "{control_id}/{file}: expected no failure, got {failing:?}"
+            );
+            assert!(
+                !statuses.is_empty(),
+                "{control_id}/{file}: the control evaluated nothing"
+            );
         }
         "skip" => {
-            assert!(!statuses.is_empty(), "{control_id}/{file}: the control evaluated nothing");
+            assert!(
+                !statuses.is_empty(),
+                "{control_id}/{file}: the control evaluated nothing"
+            );
             assert!(
                 statuses.iter().all(|(_, s)| *s == Status::Skipped),
                 "{control_id}/{file}: expected skipped, got {statuses:?}"
@@ -119,7 +143,11 @@ fn every_control_has_fixtures() {
                     .collect()
             })
             .unwrap_or_default();
-        let has = |prefix: &str| files.iter().any(|f| f.starts_with(prefix) && f.ends_with(".yaml"));
+        let has = |prefix: &str| {
+            files
+                .iter()
+                .any(|f| f.starts_with(prefix) && f.ends_with(".yaml"))
+        };
         let ok = match m.needs {
             Needs::Nothing => has("pass-") && has("fail-"),
             Needs::Integration | Needs::ManualReview => has("skip-"),
@@ -128,5 +156,8 @@ fn every_control_has_fixtures() {
             missing.push(m.id);
         }
     }
-    assert!(missing.is_empty(), "controls without their own pass and fail fixtures: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "controls without their own pass and fail fixtures: {missing:?}"
+    );
 }

@@ -295,8 +295,7 @@ pub fn resource_field_ref(
     let amount =
         parse_quantity(&value).ok_or_else(|| format!("cannot parse quantity {value:?}"))?;
     let divisor = divisor.filter(|d| !d.is_empty()).unwrap_or("1");
-    let div =
-        parse_quantity(divisor).ok_or_else(|| format!("cannot parse divisor {divisor:?}"))?;
+    let div = parse_quantity(divisor).ok_or_else(|| format!("cannot parse divisor {divisor:?}"))?;
     if div <= 0.0 {
         return Err(format!("divisor {divisor:?} is not positive"));
     }
@@ -427,7 +426,10 @@ mod tests {
         e.set("A", "3");
         assert_eq!(
             e.vars(),
-            &[("A".to_owned(), "3".to_owned()), ("B".to_owned(), "2".to_owned())]
+            &[
+                ("A".to_owned(), "3".to_owned()),
+                ("B".to_owned(), "2".to_owned())
+            ]
         );
     }
 

@@ -150,7 +150,10 @@ mod tests {
             .unwrap();
         assert_eq!(map.lookup("busybox:1.35"), Some("/bin/busybox".into()));
         assert_eq!(map.lookup("busybox:1.36"), Some("/opt/busybox-1.36".into()));
-        assert_eq!(map.lookup("kubevigil/scan-job:x"), Some("/opt/scan-job".into()));
+        assert_eq!(
+            map.lookup("kubevigil/scan-job:x"),
+            Some("/opt/scan-job".into())
+        );
         assert!(ImageMap::new("/t").with_rule_str("no-equals").is_err());
     }
 

@@ -77,10 +77,13 @@ pub enum Error {
 }
 
 fn mount(bin: &Path, args: &[String]) -> Result<(), Error> {
-    let out = Command::new(bin).args(args).output().map_err(|e| Error::Mount {
-        args: args.to_vec(),
-        detail: e.to_string(),
-    })?;
+    let out = Command::new(bin)
+        .args(args)
+        .output()
+        .map_err(|e| Error::Mount {
+            args: args.to_vec(),
+            detail: e.to_string(),
+        })?;
     if out.status.success() {
         Ok(())
     } else {

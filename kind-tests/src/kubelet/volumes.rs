@@ -41,7 +41,9 @@ fn relative(path: &str) -> Result<&Path, String> {
     if p.components().all(|c| matches!(c, Component::Normal(_))) && !path.is_empty() {
         Ok(p)
     } else {
-        Err(format!("volume item path {path:?} must be relative without '..'"))
+        Err(format!(
+            "volume item path {path:?} must be relative without '..'"
+        ))
     }
 }
 
@@ -153,10 +155,9 @@ async fn token(
         },
         ..Default::default()
     };
-    let body = serde_json::to_vec(&request).map_err(|e| format!("encoding TokenRequest: {e}"))?;
     let api: Api<ServiceAccount> = Api::namespaced(cache.client().clone(), &ns);
     let answer: TokenRequest = api
-        .create_subresource("token", &sa, &PostParams::default(), body)
+        .create_subresource("token", &sa, &PostParams::default(), &request)
         .await
         .map_err(|e| format!("TokenRequest for serviceaccount {ns}/{sa}: {e}"))?;
     answer
@@ -219,13 +220,8 @@ async fn materialise_one(
         let default_mode = projected.default_mode;
         for source in projected.sources.iter().flatten() {
             if let Some(sat) = &source.service_account_token {
-                let token = token(
-                    cache,
-                    pod,
-                    sat.audience.as_deref(),
-                    sat.expiration_seconds,
-                )
-                .await?;
+                let token =
+                    token(cache, pod, sat.audience.as_deref(), sat.expiration_seconds).await?;
                 write_file(
                     dir,
                     &sat.path,

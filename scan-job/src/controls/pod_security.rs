@@ -29,7 +29,16 @@ static HOST_NETWORK: ControlMeta = ControlMeta {
     description: "Pods on the host network can reach every node interface and bypass network policies.",
     remediation: "Remove hostNetwork: true unless the workload really needs the node's network.",
     base_score: 7.0,
-    frameworks: &["NSA", "ArmoBest", "ClusterScan", "WorkloadScan", "security", "YAML", "cis-v1.10.0", "cis-v1.12.0"],
+    frameworks: &[
+        "NSA",
+        "ArmoBest",
+        "ClusterScan",
+        "WorkloadScan",
+        "security",
+        "YAML",
+        "cis-v1.10.0",
+        "cis-v1.12.0",
+    ],
     applies: WL7,
     rules: &["host-network-access"],
     inputs: &[],
@@ -49,7 +58,12 @@ impl Control for HostNetwork {
         let Some(pod) = pod_spec(obj) else {
             return Outcome::Passed;
         };
-        if pod.spec.get("hostNetwork").and_then(serde_json::Value::as_bool) == Some(true) {
+        if pod
+            .spec
+            .get("hostNetwork")
+            .and_then(serde_json::Value::as_bool)
+            == Some(true)
+        {
             Outcome::Failed(vec![
                 Finding::new("host-network-access").delete(format!("{}.hostNetwork", pod.path)),
             ])

@@ -121,7 +121,14 @@ impl<'c> Evaluator<'c> {
             .filter(|c| c.meta().applies_to_kind(&obj.kind))
             .filter_map(|c| {
                 let name = obj.name.as_str();
-                self.run(*c, Resource::Object(obj), &cx, &obj.kind, name, obj.namespace.as_deref())
+                self.run(
+                    *c,
+                    Resource::Object(obj),
+                    &cx,
+                    &obj.kind,
+                    name,
+                    obj.namespace.as_deref(),
+                )
             })
             .collect();
         (!controls.is_empty()).then(|| ResourceResult {
@@ -195,7 +202,10 @@ impl<'c> Evaluator<'c> {
                 ));
             }
             Needs::ManualReview => {
-                return Some(skip(SubStatus::ManualReview, "Control needs a manual review"));
+                return Some(skip(
+                    SubStatus::ManualReview,
+                    "Control needs a manual review",
+                ));
             }
             Needs::Nothing => {}
         }
@@ -204,7 +214,10 @@ impl<'c> Evaluator<'c> {
             return None;
         }
         if meta.configuration_required && configurations.values().all(Vec::is_empty) {
-            return Some(skip(SubStatus::Configuration, "Control configurations are empty"));
+            return Some(skip(
+                SubStatus::Configuration,
+                "Control configurations are empty",
+            ));
         }
         Some(match outcome {
             Outcome::NotApplicable | Outcome::Passed => ControlResult {
@@ -276,7 +289,10 @@ fn rule_results(
                 status,
                 sub_status,
                 paths: mine.iter().flat_map(|f| f.paths.iter().cloned()).collect(),
-                related: mine.iter().flat_map(|f| f.related.iter().cloned()).collect(),
+                related: mine
+                    .iter()
+                    .flat_map(|f| f.related.iter().cloned())
+                    .collect(),
             }
         })
         .collect()

@@ -149,8 +149,7 @@ impl Exceptions {
                     && p.resources.iter().any(|r| {
                         r.kind.as_ref().is_none_or(|k| k.is_match(kind))
                             && r.name.as_ref().is_none_or(|n| n.is_match(name))
-                            && r
-                                .namespace
+                            && r.namespace
                                 .as_ref()
                                 .is_none_or(|n| n.is_match(namespace.unwrap_or("")))
                     })

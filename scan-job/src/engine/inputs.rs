@@ -234,10 +234,12 @@ impl ControlInputs {
             ));
         };
         for (key, value) in map {
-            let items = value.as_array().ok_or_else(|| InputsError::NotAStringList {
-                key: key.clone(),
-                found: json_type(value).into(),
-            })?;
+            let items = value
+                .as_array()
+                .ok_or_else(|| InputsError::NotAStringList {
+                    key: key.clone(),
+                    found: json_type(value).into(),
+                })?;
             let mut out = Vec::with_capacity(items.len());
             for item in items {
                 match item {

@@ -132,7 +132,12 @@ impl Inventory {
     fn build_triplets(&self) -> Vec<Triplet> {
         let mut out = Vec::new();
         for binding_kind in ["RoleBinding", "ClusterRoleBinding"] {
-            for &bi in self.by_kind.get(binding_kind).map(Vec::as_slice).unwrap_or(&[]) {
+            for &bi in self
+                .by_kind
+                .get(binding_kind)
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+            {
                 let Some(binding) = self.objects.get(bi) else {
                     continue;
                 };

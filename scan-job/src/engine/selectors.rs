@@ -6,7 +6,10 @@ use super::object::{array, str_at};
 
 /// Whether every `key: value` of `selector` (a `matchLabels`-style map) is in `labels`.
 /// An empty or absent selector matches everything.
-pub fn map_subset(selector: Option<&Map<String, Value>>, labels: Option<&Map<String, Value>>) -> bool {
+pub fn map_subset(
+    selector: Option<&Map<String, Value>>,
+    labels: Option<&Map<String, Value>>,
+) -> bool {
     let Some(selector) = selector else {
         return true;
     };
@@ -34,10 +37,12 @@ pub fn expression_matches(expr: &Value, labels: Option<&Map<String, Value>>) -> 
 /// Whether a full `LabelSelector` (`matchLabels` and `matchExpressions`) selects `labels`.
 /// An empty selector (`{}`) selects everything.
 pub fn selector_matches(selector: &Value, labels: Option<&Map<String, Value>>) -> bool {
-    map_subset(selector.get("matchLabels").and_then(Value::as_object), labels)
-        && array(selector, "matchExpressions")
-            .iter()
-            .all(|e| expression_matches(e, labels))
+    map_subset(
+        selector.get("matchLabels").and_then(Value::as_object),
+        labels,
+    ) && array(selector, "matchExpressions")
+        .iter()
+        .all(|e| expression_matches(e, labels))
 }
 
 /// Whether a selector has neither `matchLabels` entries nor `matchExpressions`.

@@ -32,7 +32,11 @@ pub const WORKLOAD_KINDS_RC: &[&str] = &[
 pub fn template_path(kind: &str) -> Option<&'static str> {
     match kind {
         "Pod" => Some(""),
-        "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" | "Job"
+        "Deployment"
+        | "ReplicaSet"
+        | "DaemonSet"
+        | "StatefulSet"
+        | "Job"
         | "ReplicationController" => Some("spec.template"),
         "CronJob" => Some("spec.jobTemplate.spec.template"),
         _ => None,
@@ -52,7 +56,11 @@ pub struct PodSpec<'a> {
 pub fn pod_spec(obj: &K8sObject) -> Option<PodSpec<'_>> {
     let path = match obj.kind.as_str() {
         "Pod" => "spec",
-        "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" | "Job"
+        "Deployment"
+        | "ReplicaSet"
+        | "DaemonSet"
+        | "StatefulSet"
+        | "Job"
         | "ReplicationController" => "spec.template.spec",
         "CronJob" => "spec.jobTemplate.spec.template.spec",
         _ => return None,
@@ -70,7 +78,8 @@ pub fn pod_labels(obj: &K8sObject) -> Option<&serde_json::Map<String, Value>> {
     } else {
         get_path(&obj.value, base).and_then(|t| t.get("metadata"))
     };
-    meta.and_then(|m| m.get("labels")).and_then(Value::as_object)
+    meta.and_then(|m| m.get("labels"))
+        .and_then(Value::as_object)
 }
 
 /// Which container lists a rule inspects. Kubescape's rules differ here (catalog quirk 1).

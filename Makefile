@@ -1,0 +1,72 @@
+# kubevigil: every developer and CI entry point. `make help` lists the targets.
+#
+#   make test   — everything CI runs, from a fresh machine (installs its own tools).
+#   make demo   — a local real cluster with kubevigil installed by Helm and a demo namespace.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+SHARED ?= $(abspath ../shared)
+# Where cargo puts binaries (CI points CARGO_TARGET_DIR at a cache shared between runs).
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+.PHONY: test
+test: ## Every check and test (what CI runs): lint, deny, generated files, chart, unit, conformance, scenarios
+	bash scripts/test.sh
+
+.PHONY: fmt-check
+fmt-check: ## cargo fmt --check
+	$(CARGO) fmt --all --check
+
+.PHONY: clippy
+clippy: ## cargo clippy on every target, warnings are errors
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: deny
+deny: ## cargo deny: licenses, bans, sources (the advisory database cannot be fetched here)
+	bash scripts/cargo-tool.sh cargo-deny 0.20.2 deny
+	$(CARGO) deny --log-level error check licenses bans sources
+
+.PHONY: crds
+crds: ## Regenerate the chart's CRD files from the Rust types
+	$(CARGO) run -q -p kubevigil-crds --bin crdgen
+
+.PHONY: crds-check
+crds-check: crds ## Fail when the committed CRD files differ from the Rust types
+	@git diff --exit-code -- charts/kubevigil/crds || { echo "CRD files are out of date: run 'make crds' and commit them" >&2; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard charts/kubevigil/crds)" || { echo "untracked CRD files: run 'make crds' and commit them" >&2; exit 1; }
+
+.PHONY: chart-check
+chart-check: ## helm lint and helm template of the chart, including rejected values
+	bash scripts/chart-check.sh
+
+.PHONY: unit
+unit: ## Unit and engine tests (no cluster)
+	$(CARGO) test --workspace --exclude kind-tests
+
+.PHONY: conformance
+conformance: ## Kubescape's rule fixtures against the offline scanner (>= 95% each way)
+	$(CARGO) build -q -p scan-job --bin scan-job
+	$(SHARED)/conformance/run $(TARGET_DIR)/debug/scan-job --min-pass 0.95
+
+.PHONY: cluster-up
+cluster-up: ## Boot the local real control plane and process kubelet; prints the kubeconfig path
+	bash scripts/cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster, leaving no process or port behind
+	bash scripts/cluster.sh down
+
+.PHONY: scenarios
+scenarios: ## Scenario tests on the local real cluster (boots it when KUBECONFIG is unset)
+	$(CARGO) test -p kind-tests -- --test-threads=2
+
+.PHONY: demo
+demo: ## Local cluster + kubevigil installed by Helm + a scanned demo namespace
+	bash scripts/demo.sh

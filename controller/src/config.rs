@@ -1,0 +1,390 @@
+//! The controller's configuration file (rendered by the chart into a ConfigMap), parsed and
+//! checked once at startup so that a bad value is named before anything runs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Errors in the configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("failed to read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file does not parse or has a wrongly typed field (the message names the field).
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, with the field path.
+        message: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("invalid config file {path}: field `{field}`: {message}")]
+    Value {
+        /// The file.
+        path: String,
+        /// The field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// One entry of `continuousScanning.matchingRules` (Kubescape's format).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MatchingRule {
+    /// API groups (`""` is the core group).
+    #[serde(default)]
+    pub api_groups: Vec<String>,
+    /// API versions.
+    pub api_versions: Vec<String>,
+    /// Plural resource names (`deployments`).
+    pub resources: Vec<String>,
+}
+
+/// Which kinds to watch and how often to resync.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContinuousScanning {
+    /// The kinds to watch.
+    pub matching_rules: Vec<MatchingRule>,
+    /// Quiet period that coalesces bursts of events on one target (`2s`).
+    #[serde(default = "default_debounce")]
+    pub debounce: String,
+    /// How often to look for missed deletes and missing or stale results (`10m`).
+    #[serde(default = "default_resync")]
+    pub resync_period: String,
+}
+
+fn default_debounce() -> String {
+    "2s".into()
+}
+
+fn default_resync() -> String {
+    "10m".into()
+}
+
+/// How scan Jobs are built.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScanJobConfig {
+    /// The scan-job image.
+    pub image: String,
+    /// Pull policy of the image.
+    #[serde(default = "default_pull_policy")]
+    pub image_pull_policy: String,
+    /// ServiceAccount the scan pods run as.
+    pub service_account_name: String,
+    /// ConfigMap holding this configuration (mounted by scan pods for controls config and
+    /// exceptions).
+    #[serde(default)]
+    pub config_map_name: Option<String>,
+    /// Container resources of the scan pod.
+    #[serde(default)]
+    pub resources: Value,
+    /// Most targets per Job.
+    pub batch_size: usize,
+    /// Most scan Jobs active at once.
+    pub max_concurrent_jobs: usize,
+    /// Seconds a finished Job is kept.
+    pub ttl_seconds_after_finished: i32,
+    /// Seconds a Job may run.
+    pub active_deadline_seconds: i64,
+    /// Pod retries of one Job.
+    pub backoff_limit: i32,
+    /// Extra labels for scan Jobs and pods.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn default_pull_policy() -> String {
+    "IfNotPresent".into()
+}
+
+/// Leader election settings.
+#[derive(Clone, Debug, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LeaderElection {
+    /// Elect a leader through a Lease (needed when replicas > 1).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Name of the Lease in the install namespace.
+    #[serde(default)]
+    pub lease_name: Option<String>,
+}
+
+/// Controller process settings.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ControllerSettings {
+    /// Log filter (`info`, `debug`, or a tracing filter).
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+    /// Sustained API requests per second (client-side limit).
+    #[serde(default = "default_qps")]
+    pub kube_api_qps: u32,
+    /// Burst of API requests above the sustained rate.
+    #[serde(default = "default_burst")]
+    pub kube_api_burst: u32,
+    /// Port of `/metrics`, `/livez` and `/readyz`.
+    #[serde(default = "default_metrics_port")]
+    pub metrics_port: u16,
+    /// Leader election.
+    #[serde(default)]
+    pub leader_election: LeaderElection,
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_qps() -> u32 {
+    20
+}
+fn default_burst() -> u32 {
+    40
+}
+fn default_metrics_port() -> u16 {
+    8080
+}
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// Cluster name, for the results' `wlid` annotation.
+    #[serde(default)]
+    pub cluster_name: String,
+    /// Install namespace (Jobs and results of cluster-scoped targets live there).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Only these namespaces are scanned (empty: all). Cluster-scoped kinds are not affected.
+    #[serde(default)]
+    pub include_namespaces: Vec<String>,
+    /// These namespaces are never scanned.
+    #[serde(default)]
+    pub exclude_namespaces: Vec<String>,
+    /// Watches and timing.
+    pub continuous_scanning: ContinuousScanning,
+    /// Scan Jobs.
+    pub scan_job: ScanJobConfig,
+    /// Controller process settings.
+    #[serde(default = "default_controller")]
+    pub controller: ControllerSettings,
+    /// Overrides of control inputs (passed to scan Jobs).
+    #[serde(default)]
+    pub controls_config: Value,
+    /// Posture exceptions (passed to scan Jobs).
+    #[serde(default)]
+    pub exceptions: Value,
+}
+
+fn default_controller() -> ControllerSettings {
+    ControllerSettings {
+        log_level: default_log_level(),
+        kube_api_qps: default_qps(),
+        kube_api_burst: default_burst(),
+        metrics_port: default_metrics_port(),
+        leader_election: LeaderElection::default(),
+    }
+}
+
+/// Durations parsed from the configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// Debounce of events on one target.
+    pub debounce: Duration,
+    /// Resync period.
+    pub resync: Duration,
+}
+
+impl Config {
+    /// Parses a configuration document and checks its values. `path` is only for messages.
+    pub fn parse(path: &str, text: &str) -> Result<Self, ConfigError> {
+        let de = serde_norway::Deserializer::from_str(text);
+        let config: Config =
+            serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Parse {
+                path: path.to_string(),
+                message: format!("field `{}`: {}", e.path(), e.inner()),
+            })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Reads and parses the configuration file.
+    pub fn load(path: &str) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_string(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    fn validate(&self, path: &str) -> Result<(), ConfigError> {
+        let bad = |field: &str, message: String| ConfigError::Value {
+            path: path.to_string(),
+            field: field.to_string(),
+            message,
+        };
+        if self.continuous_scanning.matching_rules.is_empty() {
+            return Err(bad(
+                "continuousScanning.matchingRules",
+                "at least one rule is needed".into(),
+            ));
+        }
+        for (i, rule) in self.continuous_scanning.matching_rules.iter().enumerate() {
+            if rule.api_versions.is_empty() || rule.resources.is_empty() {
+                return Err(bad(
+                    &format!("continuousScanning.matchingRules[{i}]"),
+                    "apiVersions and resources must not be empty".into(),
+                ));
+            }
+        }
+        self.timing(path)?;
+        let sj = &self.scan_job;
+        if !(1..=500).contains(&sj.batch_size) {
+            return Err(bad(
+                "scanJob.batchSize",
+                format!("{} is not in 1..=500", sj.batch_size),
+            ));
+        }
+        if !(1..=100).contains(&sj.max_concurrent_jobs) {
+            return Err(bad(
+                "scanJob.maxConcurrentJobs",
+                format!("{} is not in 1..=100", sj.max_concurrent_jobs),
+            ));
+        }
+        if sj.image.is_empty() {
+            return Err(bad("scanJob.image", "must not be empty".into()));
+        }
+        Ok(())
+    }
+
+    /// The debounce and resync durations.
+    pub fn timing(&self, path: &str) -> Result<Timing, ConfigError> {
+        let parse = |field: &str, value: &str| {
+            parse_duration(value).ok_or_else(|| ConfigError::Value {
+                path: path.to_string(),
+                field: field.to_string(),
+                message: format!("{value:?} is not a duration like 500ms, 2s, 10m or 1h"),
+            })
+        };
+        Ok(Timing {
+            debounce: parse(
+                "continuousScanning.debounce",
+                &self.continuous_scanning.debounce,
+            )?,
+            resync: parse(
+                "continuousScanning.resyncPeriod",
+                &self.continuous_scanning.resync_period,
+            )?,
+        })
+    }
+
+    /// Whether objects in `namespace` are scanned. Cluster-scoped objects (`None`) always are.
+    pub fn namespace_selected(&self, namespace: Option<&str>) -> bool {
+        let Some(ns) = namespace else { return true };
+        if self.exclude_namespaces.iter().any(|e| e == ns) {
+            return false;
+        }
+        self.include_namespaces.is_empty() || self.include_namespaces.iter().any(|i| i == ns)
+    }
+}
+
+/// Parses `500ms`, `2s`, `10m`, `1h` (one unit), or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "" | "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+clusterName: demo
+namespace: kubevigil
+includeNamespaces: []
+excludeNamespaces: [kube-system]
+continuousScanning:
+  matchingRules:
+  - {apiGroups: [apps], apiVersions: [v1], resources: [deployments]}
+  debounce: 2s
+  resyncPeriod: 10m
+scanJob:
+  image: ghcr.io/kubevigil/scan-job:0.1.0
+  imagePullPolicy: IfNotPresent
+  serviceAccountName: kubevigil-scan-job
+  resources: {}
+  batchSize: 50
+  maxConcurrentJobs: 5
+  ttlSecondsAfterFinished: 300
+  activeDeadlineSeconds: 300
+  backoffLimit: 2
+controller: {logLevel: info, kubeApiQps: 20, kubeApiBurst: 40, metricsPort: 8080, leaderElection: {enabled: false, leaseName: kubevigil}}
+controlsConfig: {}
+exceptions: []
+"#;
+
+    #[test]
+    fn parses_the_chart_shape() {
+        let c = Config::parse("config.yaml", GOOD).unwrap();
+        assert_eq!(c.scan_job.batch_size, 50);
+        assert_eq!(
+            c.timing("x").unwrap(),
+            Timing {
+                debounce: Duration::from_secs(2),
+                resync: Duration::from_secs(600)
+            }
+        );
+        assert!(!c.namespace_selected(Some("kube-system")));
+        assert!(c.namespace_selected(None));
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let e = Config::parse("c.yaml", &GOOD.replace("batchSize: 50", "batchSize: lots"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("scanJob.batchSize"), "{e}");
+        let e = Config::parse("c.yaml", &GOOD.replace("debounce: 2s", "debounce: soon"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("continuousScanning.debounce"), "{e}");
+        let e = Config::parse("c.yaml", &GOOD.replace("batchSize: 50", "batchSize: 0"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("scanJob.batchSize") && e.contains("1..=500"),
+            "{e}"
+        );
+        let e = Config::parse("c.yaml", &GOOD.replace("clusterName", "clusterNmae"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("clusterNmae"), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("2x"), None);
+    }
+}

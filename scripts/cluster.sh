@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The local real Kubernetes cluster for kubevigil's scenario tests (no Docker needed).
+#
+#   bash scripts/cluster.sh up      # build what is needed, boot (or reuse) the cluster;
+#                                   # the last stdout line is the kubeconfig path
+#   bash scripts/cluster.sh down    # stop every process of it (control plane, kubelet, pods)
+#   bash scripts/cluster.sh status  # show the processes and whether /readyz is ok
+#
+#   export KUBECONFIG="$(bash scripts/cluster.sh up | tail -n1)"
+#
+# `up` builds the control-plane binary (kind-tests/controlplane/build.sh, cached; a cold build
+# takes about 10 minutes), the Rust binaries (`cargo build --bins`: local-cluster, probe,
+# controller, scan-job; the kubelet maps images to them) and runs `local-cluster up`.
+# State, logs and the kubeconfig live in ${KUBEVIGIL_CLUSTER_DIR:-$HOME/.cache/kubevigil/cluster}.
+# Everything listens on 127.0.0.1 only.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "${root}"
+
+usage() {
+  echo "usage: $0 up|down|status" >&2
+  exit 2
+}
+
+# Cargo's target directory (honours CARGO_TARGET_DIR), then the profile directory.
+target_dir() {
+  printf '%s/debug\n' "${CARGO_TARGET_DIR:-${root}/target}"
+}
+
+local_cluster() {
+  local bin
+  bin="$(target_dir)/local-cluster"
+  if [[ ! -x "${bin}" ]]; then
+    echo "cluster.sh: building local-cluster" >&2
+    cargo build --quiet -p kind-tests --bin local-cluster >&2
+  fi
+  "${bin}" "$@"
+}
+
+[[ $# -eq 1 ]] || usage
+case "$1" in
+  up)
+    echo "cluster.sh: building the control-plane binary (cached)" >&2
+    controlplane="$(bash kind-tests/controlplane/build.sh)"
+    echo "cluster.sh: building the Rust binaries (cargo build --bins)" >&2
+    cargo build --quiet --bins >&2
+    KUBEVIGIL_CONTROLPLANE_BIN="${controlplane}" "$(target_dir)/local-cluster" up
+    ;;
+  down)
+    local_cluster down
+    ;;
+  status)
+    local_cluster status
+    ;;
+  *)
+    usage
+    ;;
+esac

