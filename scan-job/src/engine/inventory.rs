@@ -165,6 +165,10 @@ impl Inventory {
                         })
                     });
                 let Some(ri) = role_index else { continue };
+                // A ClusterRoleBinding can only grant a ClusterRole.
+                if binding_kind == "ClusterRoleBinding" && ref_kind != "ClusterRole" {
+                    continue;
+                }
                 for (k, subject) in array(&binding.value, "subjects").iter().enumerate() {
                     let Some(kind) = str_at(subject, "kind").and_then(SubjectKind::parse) else {
                         continue;
