@@ -2,10 +2,24 @@
 //! relevant change into a short-lived scan Job.
 //!
 //! Pure cores: [`events`] (the event table), [`queue`] (debounce, coalescing, in-flight,
-//! backoff) and [`jobs`] (Job specs). Edges do the I/O around them.
+//! backoff), [`jobs`] (Job specs) and [`state`] (the main loop's state machine: messages in,
+//! API effects out). Edges do the I/O around them: [`watch`], [`discovery`], [`dispatch`],
+//! [`cleanup`], [`resync`], [`summaries`], [`lease`] and [`ops`]; [`run`] wires them together.
 
+pub mod cleanup;
 pub mod cli;
 pub mod config;
+pub mod discovery;
+pub mod dispatch;
+pub mod error;
 pub mod events;
 pub mod jobs;
+pub mod lease;
+pub mod ops;
 pub mod queue;
+pub mod ratelimit;
+pub mod resync;
+pub mod run;
+pub mod state;
+pub mod summaries;
+pub mod watch;

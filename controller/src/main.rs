@@ -1,12 +1,27 @@
 //! `controller`: thin entry point; the work is in the `controller` library.
 
-use clap::Parser as _;
+use std::process::ExitCode;
 
-fn main() -> std::process::ExitCode {
-    let cli = controller::cli::Cli::parse();
-    eprintln!(
-        "controller: not implemented yet (namespace {})",
-        cli.namespace
-    );
-    std::process::ExitCode::FAILURE
+use clap::Parser as _;
+use controller::{cli::Cli, ops, run};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match run::Settings::load(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("controller: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    ops::init_tracing(settings.log_format, &settings.config.controller.log_level);
+    match run::run(settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, category = ?e.category(), "controller stopped");
+            eprintln!("controller: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -274,6 +274,23 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
             .min()
     }
 
+    /// Hands a target that was taken for scanning back without a scan (its Job could not be
+    /// started for a reason that is not the target's): pending again at `due`, attempts kept.
+    pub fn release(&mut self, key: &K, due: Instant) {
+        if let Some(e) = self.entries.get_mut(key) {
+            if matches!(e.state, State::InFlight { .. }) {
+                e.state = State::Pending { due, since: due };
+            }
+        }
+    }
+
+    /// Whether a target is waiting to be scanned or being scanned.
+    pub fn is_queued(&self, key: &K) -> bool {
+        self.entries
+            .get(key)
+            .is_some_and(|e| matches!(e.state, State::Pending { .. } | State::InFlight { .. }))
+    }
+
     /// Whether a target is being scanned.
     pub fn in_flight(&self, key: &K) -> bool {
         self.entries
@@ -389,6 +406,30 @@ mod tests {
             ]
         );
         assert_eq!(q.counts(now), (0, 0, 0));
+    }
+
+    #[test]
+    fn release_keeps_attempts_and_requeues() {
+        let t0 = Instant::now();
+        let mut q = Queue::new(settings());
+        q.enqueue("a", t0);
+        q.take_ready(t0, 1);
+        assert!(matches!(
+            q.complete(&"a", false, t0),
+            Completion::Retrying { attempt: 1, .. }
+        ));
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(q.take_ready(later, 1)[0].attempts, 1);
+        assert!(q.is_queued(&"a"));
+        q.release(&"a", later + Duration::from_secs(1));
+        assert!(!q.in_flight(&"a") && q.is_queued(&"a"));
+        assert!(q.take_ready(later, 1).is_empty());
+        let again = q.take_ready(later + Duration::from_secs(1), 1);
+        assert_eq!(again, vec![Ready { key: "a", attempts: 1 }]);
+        // Releasing a target that is not in flight changes nothing.
+        q.complete(&"a", true, later);
+        q.release(&"a", later);
+        assert!(!q.is_queued(&"a"));
     }
 
     #[test]

@@ -803,6 +803,13 @@ async fn stop(dir: &StateDir, state: &ClusterState) -> Result<DownReport, Error>
     if let Some(e) = stuck {
         return Err(e);
     }
+    // `up` exited long ago, so PID 1 reaps these; wait for it, so that nothing (not even a
+    // zombie) is left when `down` returns.
+    for (name, pid, _) in &report.stopped {
+        if !procs::wait_reaped(*pid, Duration::from_secs(10)).await {
+            warn!(name, pid, "stopped, but not yet reaped by its parent");
+        }
+    }
     for (name, port) in state.ports() {
         if port != 0 && !procs::wait_port_closed(port, Duration::from_secs(10)).await {
             return Err(Error::PortStillOpen { name, port });
@@ -846,6 +853,8 @@ async fn stop_pod_processes(dir: &StateDir) -> Result<usize, Error> {
                     pid,
                 });
             }
+            // Orphaned by the dead kubelet: PID 1 reaps it.
+            procs::wait_reaped(pid, Duration::from_secs(5)).await;
         }
     }
     Ok(count)

@@ -78,6 +78,21 @@ pub async fn wait_gone(pid: u32, timeout: Duration) -> bool {
     }
 }
 
+/// Waits until `pid` has left the process table entirely (a zombie is reaped by its parent, which
+/// for an orphan is PID 1, possibly with a delay), at most `timeout`. Returns whether it has.
+pub async fn wait_reaped(pid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// How a process ended under [`terminate`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {

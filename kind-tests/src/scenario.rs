@@ -38,6 +38,19 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub const LOCAL_CLUSTER_BIN_ENV: &str = "KUBEVIGIL_LOCAL_CLUSTER_BIN";
 /// Set to `1` to keep a failed test's namespace.
 pub const KEEP_NS_ENV: &str = "KUBEVIGIL_KEEP_NS";
+/// Environment variable overriding the image of kind-tests' `probe` program.
+pub const PROBE_IMAGE_ENV: &str = "KUBEVIGIL_PROBE_IMAGE";
+
+/// The image of kind-tests' `probe` program: `$KUBEVIGIL_PROBE_IMAGE`, else
+/// `kubevigil.local/probe:dev` (the local kubelet maps it to `target/<profile>/probe`; `kind.sh`
+/// builds and loads an image of that name).
+pub fn probe_image() -> String {
+    std::env::var(PROBE_IMAGE_ENV)
+        .ok()
+        .filter(|i| !i.is_empty())
+        .unwrap_or_else(|| "kubevigil.local/probe:dev".to_owned())
+}
+
 /// Label on every test namespace.
 pub const TEST_NS_LABEL: &str = "kubevigil.io/scenario-test";
 

@@ -90,11 +90,16 @@ fn main() -> ExitCode {
         eprintln!("container-init: {err}");
         return ExitCode::from(127);
     }
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // kube's client logs every failed request at ERROR, which is noise while `up`
+                // polls /readyz; the callers report failures themselves.
+                tracing_subscriber::EnvFilter::new("info,kube_client::client::builder=off")
+            }),
         )
         .init();
     let runtime = match tokio::runtime::Runtime::new() {

@@ -296,8 +296,10 @@ pub fn resource_field_ref(
         parse_quantity(&value).ok_or_else(|| format!("cannot parse quantity {value:?}"))?;
     let divisor = divisor.filter(|d| !d.is_empty()).unwrap_or("1");
     let div = parse_quantity(divisor).ok_or_else(|| format!("cannot parse divisor {divisor:?}"))?;
-    if div <= 0.0 {
-        return Err(format!("divisor {divisor:?} is not positive"));
+    // The API server defaults an unset divisor to "0", which means 1 (as in the kubelet).
+    let div = if div == 0.0 { 1.0 } else { div };
+    if div < 0.0 {
+        return Err(format!("divisor {divisor:?} is negative"));
     }
     Ok(format!("{}", (amount / div).ceil()))
 }
@@ -501,6 +503,7 @@ mod tests {
             "128"
         );
         assert_eq!(resource_field_ref(&c, "requests.cpu", None).unwrap(), "0");
+        assert_eq!(resource_field_ref(&c, "limits.cpu", Some("0")).unwrap(), "1");
         let bare = Container::default();
         assert_eq!(resource_field_ref(&bare, "limits.cpu", None).unwrap(), "16");
     }

@@ -610,15 +610,20 @@ impl Worker {
         let program = expand(&plan.program, &env);
         let args: Vec<String> = plan.args.iter().map(|a| expand(a, &env)).collect();
         let mounts = volumes::container_mounts(container, &self.volumes)?;
+        let own_workdir = container
+            .working_dir
+            .as_deref()
+            .is_none_or(|w| w.is_empty());
         let workdir = container
             .working_dir
             .as_deref()
             .filter(|w| !w.is_empty())
             .map_or_else(|| self.dir.join("work"), PathBuf::from);
         let mut points = mounts.clone();
-        if !workdir.exists() {
-            // A workingDir that exists nowhere is created on the host (recorded, removed by
-            // `down`), as a container runtime would create it in the image.
+        if !own_workdir && !mounts.iter().any(|m| m.dst == workdir) {
+            // A missing workingDir is created, as a container runtime creates it in the image:
+            // inside the volume that contains it, else on the host (recorded, removed by
+            // `down`).
             points.push(volumes::Mount {
                 src: self.dir.join("work"),
                 dst: workdir.clone(),
@@ -632,6 +637,7 @@ impl Worker {
             mount_bin: self.ctx.mount.clone(),
             mounts,
             workdir,
+            workdir_on_host: own_workdir,
             program: program.clone(),
             args: args.clone(),
         };

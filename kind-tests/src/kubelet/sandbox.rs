@@ -9,13 +9,16 @@
 //!
 //! with the container's environment. `container-init` ([`container_init`]) bind-mounts each volume
 //! at its `mountPath` (remounting read-only where asked), changes directory and `exec`s the
-//! program, so the container's PID is the one the kubelet started. Mounts never reach the host:
+//! program, so the container's PID is the one the kubelet started. A container without
+//! `workingDir` starts in `<pod dir>/work`. Mounts never reach the host:
 //! the namespace is private and dies with the process.
 //!
 //! Not isolated: the network (pods share the host's, so `podIP` is 127.0.0.1), PIDs, users
 //! (`runAsUser` and `readOnlyRootFilesystem` are ignored; the process runs as root) and the rest
 //! of the filesystem.
 
+use std::fs::File;
+use std::os::fd::AsRawFd as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,6 +36,9 @@ pub struct SandboxSpec {
     pub mounts: Vec<Mount>,
     /// The working directory.
     pub workdir: PathBuf,
+    /// Whether `workdir` is a host path to open before mounting (the pod's own directory), rather
+    /// than the container's `workingDir` resolved after mounting.
+    pub workdir_on_host: bool,
     /// The program to exec (a path, or a name looked up in the container's `PATH`).
     pub program: String,
     /// Its arguments.
@@ -112,6 +118,11 @@ fn in_private_mount_namespace() -> bool {
 }
 
 /// Performs the mounts of the spec at `spec_path` and execs the program. Returns only on error.
+///
+/// Every host path (mount sources, the program, the pod's own working directory) is opened before
+/// the first mount and then used through `/proc/<pid>/fd/<n>`, so that a volume mounted over one
+/// of their parents (an `emptyDir` at `/tmp` while the state directory is under `/tmp`) cannot
+/// hide them.
 pub fn container_init(spec_path: &Path) -> Error {
     let spec: SandboxSpec = match std::fs::read(spec_path)
         .map_err(|e| e.to_string())
@@ -128,8 +139,52 @@ pub fn container_init(spec_path: &Path) -> Error {
     if !spec.mounts.is_empty() && !in_private_mount_namespace() {
         return Error::HostNamespace;
     }
+    let me = std::process::id();
+    let open = |path: &Path| -> Result<(File, String), Error> {
+        let file = File::open(path).map_err(|e| Error::Spec {
+            path: spec_path.to_path_buf(),
+            detail: format!("opening {}: {e}", path.display()),
+        })?;
+        let via = format!("/proc/{me}/fd/{}", file.as_raw_fd());
+        Ok((file, via))
+    };
+    // Keeps the descriptors open until exec (they are close-on-exec).
+    let mut held: Vec<File> = Vec::new();
+    let mut sources = Vec::with_capacity(spec.mounts.len());
     for m in &spec.mounts {
-        let src = m.src.display().to_string();
+        match open(&m.src) {
+            Ok((file, via)) => {
+                held.push(file);
+                sources.push(via);
+            }
+            Err(e) => return e,
+        }
+    }
+    let workdir = if spec.workdir_on_host {
+        match open(&spec.workdir) {
+            Ok((file, via)) => {
+                held.push(file);
+                PathBuf::from(via)
+            }
+            Err(e) => return e,
+        }
+    } else {
+        spec.workdir.clone()
+    };
+    let program = if spec.program.starts_with('/') {
+        match open(Path::new(&spec.program)) {
+            Ok((file, via)) => {
+                held.push(file);
+                via
+            }
+            // Not on the host: it may exist once the volumes are mounted.
+            Err(_) => spec.program.clone(),
+        }
+    } else {
+        spec.program.clone()
+    };
+
+    for (m, src) in spec.mounts.iter().zip(sources) {
         let dst = m.dst.display().to_string();
         if let Err(e) = mount(&spec.mount_bin, &["--bind".to_owned(), src, dst.clone()]) {
             return e;
@@ -143,10 +198,18 @@ pub fn container_init(spec_path: &Path) -> Error {
             return e;
         }
     }
-    let err = Command::new(&spec.program)
+    if let Err(source) = std::env::set_current_dir(&workdir) {
+        return Error::Exec {
+            program: spec.program,
+            workdir: spec.workdir,
+            source,
+        };
+    }
+    let err = Command::new(&program)
+        .arg0(&spec.program)
         .args(&spec.args)
-        .current_dir(&spec.workdir)
         .exec();
+    drop(held);
     Error::Exec {
         program: spec.program,
         workdir: spec.workdir,

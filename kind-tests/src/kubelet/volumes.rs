@@ -320,16 +320,38 @@ pub fn container_mounts(
     Ok(mounts)
 }
 
-/// Makes sure each mount point exists on the host (a directory, or an empty file when the source
-/// is a file), and returns the paths that had to be created, outermost first.
+/// Where the mount point of `mounts[i]` lives before any mount: inside the source of the deepest
+/// earlier mount whose destination contains it (as a runtime creates a nested mount point inside
+/// the parent volume), else at the destination on the host.
+fn mount_point_location(mounts: &[Mount], i: usize) -> Option<PathBuf> {
+    let m = mounts.get(i)?;
+    let parent = mounts[..i]
+        .iter()
+        .filter(|p| m.dst.starts_with(&p.dst) && m.dst != p.dst)
+        .max_by_key(|p| p.dst.components().count());
+    Some(match parent {
+        Some(p) => match m.dst.strip_prefix(&p.dst) {
+            Ok(rest) => p.src.join(rest),
+            Err(_) => m.dst.clone(),
+        },
+        None => m.dst.clone(),
+    })
+}
+
+/// Makes sure each mount point exists (a directory, or an empty file when the source is a file)
+/// and returns the paths that had to be created, outermost first. `mounts` must be sorted
+/// parents first ([`container_mounts`] does that).
 pub fn prepare_mount_points(mounts: &[Mount]) -> Result<Vec<PathBuf>, String> {
     let mut created = Vec::new();
-    for m in mounts {
-        if std::fs::symlink_metadata(&m.dst).is_ok() {
+    for (i, m) in mounts.iter().enumerate() {
+        let Some(point) = mount_point_location(mounts, i) else {
+            continue;
+        };
+        if std::fs::symlink_metadata(&point).is_ok() {
             continue;
         }
         let mut missing = Vec::new();
-        let mut cur = m.dst.as_path();
+        let mut cur = point.as_path();
         while std::fs::symlink_metadata(cur).is_err() {
             missing.push(cur.to_path_buf());
             match cur.parent() {
@@ -339,8 +361,8 @@ pub fn prepare_mount_points(mounts: &[Mount]) -> Result<Vec<PathBuf>, String> {
         }
         missing.reverse();
         let src_is_file = m.src.is_file();
-        for (i, path) in missing.iter().enumerate() {
-            let last = i + 1 == missing.len();
+        for (j, path) in missing.iter().enumerate() {
+            let last = j + 1 == missing.len();
             let made = if last && src_is_file {
                 std::fs::write(path, b"")
             } else {
@@ -452,6 +474,27 @@ mod tests {
             vec![dir.join("m"), dir.join("m/n"), dir.join("m/n/file")]
         );
         assert!(dir.join("m/n/file").is_file());
+
+        // A mount point nested in another mount is created inside that mount's source.
+        let vol = dir.join("vol");
+        std::fs::create_dir_all(&vol).unwrap();
+        let created = prepare_mount_points(&[
+            Mount {
+                src: vol.clone(),
+                dst: dir.join("etc/app"),
+                read_only: true,
+            },
+            Mount {
+                src: file.clone(),
+                dst: dir.join("etc/app/sub/f"),
+                read_only: false,
+            },
+        ])
+        .unwrap();
+        assert_eq!(
+            created,
+            vec![dir.join("etc"), dir.join("etc/app"), vol.join("sub"), vol.join("sub/f")]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

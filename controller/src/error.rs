@@ -1,0 +1,295 @@
+//! The controller's errors: one enum whose variants name the failed action and object, with a
+//! category that decides what happens next (retry, report, or stop the process).
+
+use crate::config::ConfigError;
+
+/// What the controller does about an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Category {
+    /// Transient (network, 5xx, 429, conflicts): retried, by the caller or at the next resync.
+    Retry,
+    /// The request itself is wrong or not allowed (4xx): reported, not retried as such.
+    Report,
+    /// The process cannot go on (bad configuration, missing CRDs, lost leadership).
+    Fatal,
+}
+
+/// Errors of the controller. Each message names the action and the object.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration file is bad.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A configuration value is accepted by the file format but not by the scanner.
+    #[error("invalid config file {path}: field `{field}`: {message}")]
+    ConfigValue {
+        /// The file.
+        path: String,
+        /// The field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// No Kubernetes client configuration could be found or used.
+    #[error("failed to configure the Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+    /// The result CRDs are not installed.
+    #[error(
+        "install the chart's CRDs: {missing} not found in API discovery (helm upgrade --install \
+         kubevigil ./charts/kubevigil installs them, or kubectl apply -f charts/kubevigil/crds/)"
+    )]
+    CrdsMissing {
+        /// The missing resources, comma-separated.
+        missing: String,
+    },
+    /// An API discovery request failed.
+    #[error("failed to discover {what}: {source}")]
+    Discovery {
+        /// What was looked up (`apps/v1`).
+        what: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Listing results failed.
+    #[error("failed to list {what}: {source}")]
+    List {
+        /// What was listed (`workloadconfigurationscansummaries in all namespaces`).
+        what: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Creating a scan Job failed.
+    #[error("failed to create scan Job {namespace}/{name}: {source}")]
+    CreateJob {
+        /// Namespace of the Job.
+        namespace: String,
+        /// Name of the Job.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Reading or deleting an existing scan Job failed.
+    #[error("failed to {action} scan Job {namespace}/{name}: {source}")]
+    Job {
+        /// `get` or `delete`.
+        action: &'static str,
+        /// Namespace of the Job.
+        namespace: String,
+        /// Name of the Job.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Deleting a result failed.
+    #[error("failed to delete {kind} {namespace}/{name}: {source}")]
+    DeleteResult {
+        /// The result kind.
+        kind: &'static str,
+        /// Namespace of the result.
+        namespace: String,
+        /// Name of the result.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Writing or deleting a namespace summary failed.
+    #[error("failed to {action} ConfigurationScanSummary {name}: {source}")]
+    Summary {
+        /// `apply`, `delete` or `list summaries of`.
+        action: &'static str,
+        /// Name of the summary (the namespace).
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Publishing a Kubernetes Event failed.
+    #[error("failed to publish event {reason} on {target}: {source}")]
+    PublishEvent {
+        /// The event's reason.
+        reason: String,
+        /// The object the event is about.
+        target: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A Lease request failed.
+    #[error("failed to {action} leader Lease {namespace}/{name}: {source}")]
+    Lease {
+        /// `get`, `create` or `update`.
+        action: &'static str,
+        /// Namespace of the Lease.
+        namespace: String,
+        /// Name of the Lease.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Leadership was lost: the process stops so that the pod restarts as a candidate.
+    #[error("lost the leader Lease {namespace}/{name}: {reason}")]
+    LeaseLost {
+        /// Namespace of the Lease.
+        namespace: String,
+        /// Name of the Lease.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The metrics and health endpoint could not listen.
+    #[error("failed to listen on {addr} for /metrics, /livez and /readyz: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Installing the signal handlers failed.
+    #[error("failed to install the SIGTERM/SIGINT handler: {0}")]
+    Signal(#[source] std::io::Error),
+    /// The main loop's channel closed unexpectedly.
+    #[error("internal channel closed: {0}")]
+    Channel(&'static str),
+}
+
+impl Error {
+    /// The HTTP status of the underlying API error, if any.
+    pub fn status_code(&self) -> Option<u16> {
+        self.kube_error().and_then(api_status)
+    }
+
+    fn kube_error(&self) -> Option<&kube::Error> {
+        match self {
+            Error::Client(e)
+            | Error::Discovery { source: e, .. }
+            | Error::List { source: e, .. }
+            | Error::CreateJob { source: e, .. }
+            | Error::Job { source: e, .. }
+            | Error::DeleteResult { source: e, .. }
+            | Error::Summary { source: e, .. }
+            | Error::PublishEvent { source: e, .. }
+            | Error::Lease { source: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+
+    /// A short label for metrics (`kubevigil_errors_total{action=...}`) and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Config(_) | Error::ConfigValue { .. } => "config",
+            Error::Client(_) => "client",
+            Error::CrdsMissing { .. } => "crds_missing",
+            Error::Discovery { .. } => "discovery",
+            Error::List { .. } => "list_results",
+            Error::CreateJob { .. } => "create_job",
+            Error::Job { .. } => "job",
+            Error::DeleteResult { .. } => "delete_result",
+            Error::Summary { .. } => "summary",
+            Error::PublishEvent { .. } => "publish_event",
+            Error::Lease { .. } => "lease",
+            Error::LeaseLost { .. } => "lease_lost",
+            Error::Listen { .. } => "listen",
+            Error::Signal(_) => "signal",
+            Error::Channel(_) => "channel",
+        }
+    }
+
+    /// Whether the error is retried, reported, or ends the process.
+    pub fn category(&self) -> Category {
+        match self {
+            Error::Config(_)
+            | Error::ConfigValue { .. }
+            | Error::Client(_)
+            | Error::CrdsMissing { .. }
+            | Error::LeaseLost { .. }
+            | Error::Listen { .. }
+            | Error::Signal(_)
+            | Error::Channel(_) => Category::Fatal,
+            _ => match self.status_code() {
+                Some(code) if is_transient_status(code) => Category::Retry,
+                Some(_) => Category::Report,
+                // Connection errors, timeouts, bad responses: try again.
+                None => Category::Retry,
+            },
+        }
+    }
+}
+
+/// The HTTP status code of an API error response.
+pub fn api_status(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    }
+}
+
+/// Whether an API error is a `404 Not Found`.
+pub fn is_not_found(e: &kube::Error) -> bool {
+    api_status(e) == Some(404)
+}
+
+/// Whether an API error is a `409 Conflict` / `AlreadyExists`.
+pub fn is_conflict(e: &kube::Error) -> bool {
+    api_status(e) == Some(409)
+}
+
+/// Statuses worth retrying: timeouts, conflicts, throttling and server errors.
+pub fn is_transient_status(code: u16) -> bool {
+    matches!(code, 408 | 409 | 429) || code >= 500
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            message: "boom".into(),
+            ..kube::core::Status::default()
+        }))
+    }
+
+    fn create(code: u16) -> Error {
+        Error::CreateJob {
+            namespace: "kubevigil".into(),
+            name: "kubevigil-scan-ab12cd34ef".into(),
+            source: api(code),
+        }
+    }
+
+    #[test]
+    fn messages_name_action_and_object() {
+        let e = create(500).to_string();
+        assert!(
+            e.starts_with("failed to create scan Job kubevigil/kubevigil-scan-ab12cd34ef: "),
+            "{e}"
+        );
+        let e = Error::CrdsMissing {
+            missing: "workloadconfigurationscans.kubevigil.io".into(),
+        }
+        .to_string();
+        assert!(e.starts_with("install the chart's CRDs: "), "{e}");
+    }
+
+    #[test]
+    fn categories_decide_retry_or_report() {
+        assert_eq!(create(500).category(), Category::Retry);
+        assert_eq!(create(429).category(), Category::Retry);
+        assert_eq!(create(422).category(), Category::Report);
+        assert_eq!(create(403).category(), Category::Report);
+        assert_eq!(create(403).metric_label(), "create_job");
+        assert_eq!(
+            Error::Channel("main loop").category(),
+            Category::Fatal
+        );
+        assert!(is_not_found(&api(404)) && is_conflict(&api(409)));
+    }
+}

@@ -1,0 +1,225 @@
+//! Listing existing results (metadata only, paged) for the startup and periodic resync: what
+//! each result says about the scan that wrote it, and which watched kind it belongs to.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::ListParams;
+use kube::{Api, Client, Resource};
+use kubevigil_crds::identity::{annotations, labels};
+use kubevigil_crds::{
+    ConfigurationScanSummary, WorkloadConfigurationScan, WorkloadConfigurationScanSummary,
+};
+use serde::de::DeserializeOwned;
+
+use crate::error::Error;
+use crate::events::{ResultInfo, ResultRef, SourceKind};
+
+/// Page size of result lists (metadata with managed fields can be large).
+const PAGE: u32 = 250;
+
+/// Existing results and namespace summaries.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ResultsSnapshot {
+    /// Every result (a WorkloadConfigurationScanSummary and/or WorkloadConfigurationScan).
+    pub results: HashMap<ResultRef, ResultInfo>,
+    /// Names of the existing ConfigurationScanSummaries (namespaces).
+    pub summaries: BTreeSet<String>,
+}
+
+/// The watched kind a result belongs to, from its labels.
+pub fn source_of(labels_map: &BTreeMap<String, String>) -> Option<SourceKind> {
+    if labels_map.get(labels::RBAC_RESOURCE).map(String::as_str) == Some("true") {
+        let kind = if labels_map.contains_key(labels::CLUSTERROLEBINDING_NAME) {
+            "ClusterRoleBinding"
+        } else {
+            "RoleBinding"
+        };
+        return Some(SourceKind {
+            group: "rbac.authorization.k8s.io".into(),
+            kind: kind.into(),
+        });
+    }
+    Some(SourceKind {
+        group: labels_map.get(labels::API_GROUP).cloned().unwrap_or_default(),
+        kind: labels_map.get(labels::KIND)?.clone(),
+    })
+}
+
+/// A result's reference and what its annotations say.
+pub fn result_from_meta(meta: &ObjectMeta) -> Option<(ResultRef, ResultInfo)> {
+    let r = ResultRef {
+        namespace: meta.namespace.clone()?,
+        name: meta.name.clone()?,
+    };
+    let ann = |k: &str| {
+        meta.annotations
+            .as_ref()
+            .and_then(|a| a.get(k))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let info = ResultInfo {
+        fingerprint: ann(annotations::FINGERPRINT),
+        scanner_version: ann(annotations::SCANNER_VERSION),
+        controls_hash: ann(annotations::CONTROLS_HASH),
+        source: meta.labels.as_ref().and_then(source_of),
+    };
+    Some((r, info))
+}
+
+/// Merges the scans and summaries into one map: a result counts as current only when both
+/// objects exist (a lone one is given an empty fingerprint, so that it is rescanned or, when
+/// its target is gone, collected).
+pub fn merge(scans: Vec<ObjectMeta>, summaries: Vec<ObjectMeta>) -> HashMap<ResultRef, ResultInfo> {
+    let mut out: HashMap<ResultRef, ResultInfo> = HashMap::with_capacity(summaries.len());
+    let scan_refs: HashMap<ResultRef, ResultInfo> =
+        scans.iter().filter_map(result_from_meta).collect();
+    for meta in &summaries {
+        if let Some((r, mut info)) = result_from_meta(meta) {
+            if !scan_refs.contains_key(&r) {
+                info.fingerprint.clear();
+            }
+            out.insert(r, info);
+        }
+    }
+    for (r, mut info) in scan_refs {
+        out.entry(r).or_insert_with(|| {
+            info.fingerprint.clear();
+            info
+        });
+    }
+    out
+}
+
+async fn list_all_metadata<K>(api: Api<K>, selector: &str, what: &str) -> Result<Vec<ObjectMeta>, Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let mut out = Vec::new();
+    let mut lp = ListParams::default().labels(selector).limit(PAGE);
+    loop {
+        let page = api.list_metadata(&lp).await.map_err(|source| Error::List {
+            what: what.to_string(),
+            source,
+        })?;
+        out.extend(page.items.into_iter().map(|mut o| {
+            // Keep what the resync reads; drop managed fields and the rest early.
+            o.metadata.managed_fields = None;
+            o.metadata
+        }));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(c) => lp = lp.continue_token(&c),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// Lists every result kubevigil manages and every namespace summary.
+pub async fn list_results(client: Client) -> Result<ResultsSnapshot, Error> {
+    let selector = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
+    let summaries = list_all_metadata(
+        Api::<WorkloadConfigurationScanSummary>::all(client.clone()),
+        &selector,
+        "workloadconfigurationscansummaries in all namespaces",
+    )
+    .await?;
+    let scans = list_all_metadata(
+        Api::<WorkloadConfigurationScan>::all(client.clone()),
+        &selector,
+        "workloadconfigurationscans in all namespaces",
+    )
+    .await?;
+    let css = list_all_metadata(
+        Api::<ConfigurationScanSummary>::all(client),
+        "",
+        "configurationscansummaries",
+    )
+    .await?;
+    Ok(ResultsSnapshot {
+        results: merge(scans, summaries),
+        summaries: css.into_iter().filter_map(|m| m.name).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(ns: &str, name: &str, fp: &str, labels_map: &[(&str, &str)]) -> ObjectMeta {
+        ObjectMeta {
+            namespace: Some(ns.into()),
+            name: Some(name.into()),
+            annotations: Some(BTreeMap::from([
+                (annotations::FINGERPRINT.to_string(), fp.to_string()),
+                (annotations::SCANNER_VERSION.to_string(), "0.1.0".to_string()),
+                (annotations::CONTROLS_HASH.to_string(), "abc".to_string()),
+            ])),
+            labels: Some(
+                labels_map
+                    .iter()
+                    .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn sources_from_labels() {
+        let deploy = meta(
+            "shop",
+            "deployment-web",
+            "f",
+            &[(labels::API_GROUP, "apps"), (labels::KIND, "Deployment")],
+        );
+        let (r, info) = result_from_meta(&deploy).unwrap();
+        assert_eq!(r.name, "deployment-web");
+        assert_eq!(info.fingerprint, "f");
+        assert_eq!(
+            info.source,
+            Some(SourceKind {
+                group: "apps".into(),
+                kind: "Deployment".into()
+            })
+        );
+        let triplet = meta(
+            "kubevigil",
+            "user-x-clusterrole-y-clusterrolebinding-z",
+            "f",
+            &[
+                (labels::RBAC_RESOURCE, "true"),
+                (labels::KIND, "User"),
+                (labels::CLUSTERROLEBINDING_NAME, "z"),
+            ],
+        );
+        assert_eq!(
+            result_from_meta(&triplet).unwrap().1.source.unwrap().kind,
+            "ClusterRoleBinding"
+        );
+        assert_eq!(result_from_meta(&meta("a", "b", "f", &[])).unwrap().1.source, None);
+    }
+
+    #[test]
+    fn a_result_needs_both_objects_to_be_current() {
+        let both = meta("shop", "deployment-web", "f1", &[]);
+        let summary_only = meta("shop", "deployment-api", "f2", &[]);
+        let scan_only = meta("shop", "deployment-db", "f3", &[]);
+        let merged = merge(
+            vec![both.clone(), scan_only],
+            vec![both, summary_only],
+        );
+        let fp = |n: &str| {
+            merged[&ResultRef {
+                namespace: "shop".into(),
+                name: n.into(),
+            }]
+            .fingerprint
+            .clone()
+        };
+        assert_eq!(merged.len(), 3);
+        assert_eq!(fp("deployment-web"), "f1");
+        assert_eq!(fp("deployment-api"), "");
+        assert_eq!(fp("deployment-db"), "");
+    }
+}

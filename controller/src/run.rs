@@ -1,0 +1,591 @@
+//! Wiring: configuration, client, startup checks, leader election, the watch tasks, and the
+//! single main loop that owns the [`State`] and carries out its [`Effect`]s as API tasks.
+//!
+//! Startup order: health endpoint, client, CRD check, Lease (when enabled), discovery of the
+//! watched kinds, the results list (so that the watches' initial lists already know which
+//! results are current), then the Job watch, the role watches, the other watches, and the
+//! binding watches once the roles are listed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Client;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kubevigil_crds::target::{KindInfo, TargetKey};
+use scan_job::engine::{ControlInputs, Evaluator, Exceptions};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::cli::{Cli, LogFormat};
+use crate::config::{Config, Timing};
+use crate::discovery::{self, Failure, KindSpec};
+use crate::error::{Error, api_status};
+use crate::events::Index;
+use crate::lease::{LeaderElector, LeaseSettings};
+use crate::ops::{self, Health, Metrics, Role};
+use crate::ratelimit::RateLimitLayer;
+use crate::resync::{self, ResultsSnapshot};
+use crate::state::{Effect, Msg, State, StateSettings};
+use crate::{cleanup, dispatch, summaries, watch as watches};
+
+/// Capacity of the main loop's channel (watch tasks wait when it is full).
+const CHANNEL: usize = 1024;
+/// Most messages handled before the loop ticks (dispatch sees whole pages of a list).
+const DRAIN: usize = 512;
+/// Most API tasks (Job creates, deletes, summaries) running at once.
+const API_TASKS: usize = 8;
+/// How long shutdown waits for running API tasks.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Everything `run` needs, checked before anything starts.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The configuration (cluster name overridden from the command line).
+    pub config: Arc<Config>,
+    /// Install namespace.
+    pub namespace: String,
+    /// Debounce and resync period.
+    pub timing: Timing,
+    /// Address of the health and metrics endpoint.
+    pub metrics_addr: SocketAddr,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// The controls hash results must carry to be current (the one scan-job writes).
+    pub controls_hash: String,
+}
+
+impl Settings {
+    /// Reads and checks the configuration named on the command line.
+    pub fn load(cli: &Cli) -> Result<Self, Error> {
+        let path = cli.config.display().to_string();
+        let mut config = Config::load(&path)?;
+        if let Some(name) = &cli.cluster_name {
+            config.cluster_name = name.clone();
+        }
+        let namespace = cli
+            .namespace
+            .clone()
+            .or_else(|| config.namespace.clone())
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or_else(|| "kubevigil".to_string());
+        let timing = config.timing(&path)?;
+        let controls_hash = controls_hash(&config, &path)?;
+        if !config.exceptions.is_null() {
+            Exceptions::from_value(&config.exceptions).map_err(|e| Error::ConfigValue {
+                path: path.clone(),
+                field: "exceptions".into(),
+                message: e.to_string(),
+            })?;
+        }
+        let metrics_addr = cli.metrics_addr.unwrap_or_else(|| {
+            SocketAddr::from(([0, 0, 0, 0], config.controller.metrics_port))
+        });
+        Ok(Settings {
+            config: Arc::new(config),
+            namespace,
+            timing,
+            metrics_addr,
+            log_format: cli.log_format,
+            controls_hash,
+        })
+    }
+}
+
+/// The controls hash scan-job writes into results: the catalog and the control inputs from
+/// `controlsConfig` (Kubescape's defaults plus the overrides).
+pub fn controls_hash(config: &Config, path: &str) -> Result<String, Error> {
+    let mut inputs = ControlInputs::default();
+    if !config.controls_config.is_null() {
+        inputs
+            .apply_overrides(&config.controls_config)
+            .map_err(|e| Error::ConfigValue {
+                path: path.to_string(),
+                field: "controlsConfig".into(),
+                message: e.to_string(),
+            })?;
+    }
+    let evaluator = Evaluator::new(scan_job::catalog::all(), inputs, Exceptions::none());
+    Ok(scan_job::report::controls_hash(&evaluator))
+}
+
+/// The kube client with the client-side request limit.
+pub async fn build_client(config: &Config) -> Result<Client, Error> {
+    let kube_config = kube::Config::infer()
+        .await
+        .map_err(|e| Error::Client(kube::Error::InferConfig(e)))?;
+    let builder = kube::client::ClientBuilder::try_from(kube_config).map_err(Error::Client)?;
+    let limit = RateLimitLayer::new(
+        config.controller.kube_api_qps,
+        config.controller.kube_api_burst,
+    );
+    Ok(builder.with_layer(&limit).build())
+}
+
+/// The plural names of kubevigil's result resources.
+pub const RESULT_RESOURCES: [&str; 3] = [
+    "workloadconfigurationscans",
+    "workloadconfigurationscansummaries",
+    "configurationscansummaries",
+];
+
+/// Checks that the three result CRDs are served.
+pub async fn check_crds(client: &Client) -> Result<(), Error> {
+    let gv = format!("{}/{}", kubevigil_crds::GROUP, kubevigil_crds::VERSION);
+    let served: Vec<String> = match client.list_api_group_resources(&gv).await {
+        Ok(list) => list.resources.into_iter().map(|r| r.name).collect(),
+        Err(e) if api_status(&e) == Some(404) => Vec::new(),
+        Err(source) => return Err(Error::Discovery { what: gv, source }),
+    };
+    let missing: Vec<String> = RESULT_RESOURCES
+        .iter()
+        .filter(|r| !served.iter().any(|s| s == *r))
+        .map(|r| format!("{r}.{}", kubevigil_crds::GROUP))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::CrdsMissing {
+            missing: missing.join(", "),
+        })
+    }
+}
+
+fn identity() -> String {
+    std::env::var("KUBEVIGIL_POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("kubevigil-controller-{}", std::process::id()))
+}
+
+fn install_signal_handler(tx: watch::Sender<bool>) -> Result<(), Error> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(Error::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(Error::Signal)?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        let _ = tx.send(true);
+    });
+    Ok(())
+}
+
+/// Runs the controller until SIGTERM/SIGINT (`Ok`) or a fatal error.
+pub async fn run(settings: Settings) -> Result<(), Error> {
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    install_signal_handler(shutdown_tx)?;
+    let (metrics, registry) = Metrics::new();
+    let health = Arc::new(Health::default());
+    let listener = TcpListener::bind(settings.metrics_addr)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: settings.metrics_addr.to_string(),
+            source,
+        })?;
+    let server = tokio::spawn(ops::serve(
+        listener,
+        Arc::new(registry),
+        health.clone(),
+        shutdown_rx.clone(),
+    ));
+    tracing::info!(
+        namespace = %settings.namespace,
+        metrics = %settings.metrics_addr,
+        controls_hash = %settings.controls_hash,
+        scanner_version = scan_job::report::SCANNER_VERSION,
+        "starting kubevigil controller"
+    );
+    let result = run_with_server(&settings, metrics, health, shutdown_rx).await;
+    server.abort();
+    result
+}
+
+async fn run_with_server(
+    settings: &Settings,
+    metrics: Metrics,
+    health: Arc<Health>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let client = build_client(&settings.config).await?;
+    check_crds(&client).await?;
+    let election = &settings.config.controller.leader_election;
+    let mut lease_task = None;
+    let (lease_stop_tx, lease_stop_rx) = watch::channel(false);
+    if election.enabled {
+        health.set_role(Role::Standby);
+        let name = election
+            .lease_name
+            .clone()
+            .unwrap_or_else(|| "kubevigil-controller-leader".into());
+        let mut elector = LeaderElector::new(
+            client.clone(),
+            LeaseSettings::new(&settings.namespace, &name, &identity()),
+        );
+        if !elector.acquire(&mut shutdown).await? {
+            return Ok(());
+        }
+        let mut stop = lease_stop_rx;
+        lease_task = Some(tokio::spawn(async move {
+            let kept = elector.keep(&mut stop).await;
+            if kept.is_ok() {
+                elector.release().await;
+            }
+            kept
+        }));
+    }
+    health.set_role(Role::Leader);
+    let result = Controller::start(settings, client, metrics, health, &mut shutdown)
+        .await?
+        .run(&mut shutdown, lease_task.as_mut())
+        .await;
+    let _ = lease_stop_tx.send(true);
+    if let Some(task) = lease_task {
+        if !task.is_finished() || result.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+    result
+}
+
+/// Lists results with a few retries (startup needs them before the watches start).
+async fn list_results_with_retry(
+    client: &Client,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<ResultsSnapshot>, Error> {
+    let mut delay = Duration::from_secs(1);
+    let mut attempt = 1;
+    loop {
+        match resync::list_results(client.clone()).await {
+            Ok(s) => return Ok(Some(s)),
+            Err(e) if attempt >= 5 => return Err(e),
+            Err(e) => tracing::warn!(error = %e, attempt, "listing existing results failed; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = crate::ops::stopped(shutdown) => return Ok(None),
+        }
+        delay *= 2;
+        attempt += 1;
+    }
+}
+
+/// The running controller: the state, its channel, and the tasks around it.
+struct Controller {
+    state: State,
+    rx: mpsc::Receiver<Msg>,
+    runner: Runner,
+    watches: JoinSet<()>,
+    tasks: JoinSet<()>,
+    health: Arc<Health>,
+}
+
+/// Carries out effects.
+struct Runner {
+    client: Client,
+    config: Arc<Config>,
+    namespace: String,
+    tx: mpsc::Sender<Msg>,
+    roles_tx: watch::Sender<bool>,
+    roles_rx: watch::Receiver<bool>,
+    permits: Arc<Semaphore>,
+    recorder: Recorder,
+    metrics: Metrics,
+}
+
+impl Controller {
+    async fn start(
+        settings: &Settings,
+        client: Client,
+        metrics: Metrics,
+        health: Arc<Health>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Self, Error> {
+        let specs = discovery::specs(&settings.config);
+        let resolved: Vec<(KindSpec, Result<KindInfo, Failure>)> =
+            discovery::resolve_all(&client, &specs).await;
+        let mut found: Vec<Arc<KindInfo>> = Vec::new();
+        for (spec, r) in &resolved {
+            match r {
+                Ok(info) => found.push(Arc::new(info.clone())),
+                Err(f) => tracing::warn!(kind = %spec, error = f.message(), "watched kind not available; retrying in the background"),
+            }
+        }
+        let mut index = Index::new(
+            &settings.namespace,
+            &found,
+            scan_job::report::SCANNER_VERSION,
+            &settings.controls_hash,
+        );
+        let snapshot = list_results_with_retry(&client, shutdown)
+            .await?
+            .unwrap_or_default();
+        tracing::info!(results = snapshot.results.len(), "existing results listed");
+        index.set_results(snapshot.results);
+        let now = Instant::now();
+        let mut state = State::new(
+            StateSettings::new(
+                settings.config.clone(),
+                settings.namespace.clone(),
+                settings.timing,
+            ),
+            index,
+            resolved,
+            metrics.clone(),
+            now,
+        );
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        let (roles_tx, roles_rx) = watch::channel(false);
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "kubevigil-controller".into(),
+                instance: Some(identity()),
+            },
+        );
+        let runner = Runner {
+            client: client.clone(),
+            config: settings.config.clone(),
+            namespace: settings.namespace.clone(),
+            tx: tx.clone(),
+            roles_tx,
+            roles_rx,
+            permits: Arc::new(Semaphore::new(API_TASKS)),
+            recorder,
+            metrics,
+        };
+        let mut watches = JoinSet::new();
+        watches.spawn(watches::watch_jobs(
+            client,
+            settings.namespace.clone(),
+            tx,
+        ));
+        let mut tasks = JoinSet::new();
+        // Roles first: their watches start before the others.
+        let mut effects = state.start(now);
+        effects.sort_by_key(|e| match e {
+            Effect::StartWatch(k) if k.is_role() => 0,
+            _ => 1,
+        });
+        for e in effects {
+            runner.execute(e, &mut watches, &mut tasks);
+        }
+        health.set_kinds(state.kind_reports());
+        Ok(Controller {
+            state,
+            rx,
+            runner,
+            watches,
+            tasks,
+            health,
+        })
+    }
+
+    async fn run(
+        mut self,
+        shutdown: &mut watch::Receiver<bool>,
+        mut lease: Option<&mut tokio::task::JoinHandle<Result<(), Error>>>,
+    ) -> Result<(), Error> {
+        let outcome = loop {
+            self.health.tick();
+            let wake = self.state.next_wake(Instant::now());
+            tokio::select! {
+                biased;
+                _ = crate::ops::stopped(shutdown) => break Ok(()),
+                lost = async {
+                    match lease.as_mut() {
+                        Some(task) => task.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    break match lost {
+                        Ok(Err(e)) => Err(e),
+                        Ok(Ok(())) => Ok(()),
+                        Err(_) => Err(Error::Channel("leader Lease task")),
+                    };
+                }
+                msg = self.rx.recv() => {
+                    let Some(msg) = msg else { break Err(Error::Channel("main loop")) };
+                    self.handle(msg);
+                    for _ in 0..DRAIN {
+                        match self.rx.try_recv() {
+                            Ok(msg) => self.handle(msg),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+            let effects = self.state.tick(Instant::now());
+            for e in effects {
+                self.runner.execute(e, &mut self.watches, &mut self.tasks);
+            }
+            while let Some(done) = self.tasks.try_join_next() {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "API task failed");
+                }
+            }
+            if self.state.take_kinds_changed() {
+                self.health.set_kinds(self.state.kind_reports());
+                self.health.set_initial_sync(self.state.initial_sync_done());
+            }
+        };
+        // Graceful shutdown: stop the watches, let running API calls finish.
+        self.watches.abort_all();
+        let pending = self.tasks.len();
+        if pending > 0 {
+            tracing::info!(pending, "waiting for running API calls");
+            let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+                while self.tasks.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                tracing::warn!("API calls still running after {SHUTDOWN_GRACE:?}; stopping anyway");
+                self.tasks.abort_all();
+            }
+        }
+        if outcome.is_ok() {
+            tracing::info!("controller stopped");
+        }
+        outcome
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        let effects = self.state.handle(msg, Instant::now());
+        for e in effects {
+            self.runner.execute(e, &mut self.watches, &mut self.tasks);
+        }
+    }
+}
+
+impl Runner {
+    fn execute(&self, effect: Effect, watches: &mut JoinSet<()>, tasks: &mut JoinSet<()>) {
+        let client = self.client.clone();
+        let tx = self.tx.clone();
+        let permits = self.permits.clone();
+        match effect {
+            Effect::StartWatch(kind) => {
+                let wait = kind.is_binding().then(|| self.roles_rx.clone());
+                watches.spawn(watches::watch_kind(
+                    client,
+                    kind,
+                    self.config.clone(),
+                    tx,
+                    wait,
+                ));
+            }
+            Effect::RetryDiscovery(spec) => {
+                watches.spawn(discovery::retry_until_found(client, spec, tx));
+            }
+            Effect::RolesSynced => {
+                let _ = self.roles_tx.send(true);
+            }
+            Effect::CreateJob(job) => {
+                let namespace = self.namespace.clone();
+                tasks.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    let name = job.metadata.name.clone().unwrap_or_default();
+                    let outcome = dispatch::create_job(client, &namespace, &job).await;
+                    let _ = tx.send(Msg::JobCreated { name, outcome }).await;
+                });
+            }
+            Effect::DeleteResults(refs) => {
+                let metrics = self.metrics.clone();
+                tasks.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    let done = cleanup::delete_results(client, &refs).await;
+                    for e in &done.errors {
+                        tracing::warn!(error = %e, "deleting a result failed; the resync collects it");
+                        metrics.error(e);
+                    }
+                    let _ = tx
+                        .send(Msg::ResultsDeleted {
+                            deleted: done.deleted,
+                            namespaces: done.namespaces,
+                        })
+                        .await;
+                });
+            }
+            Effect::ListResults => {
+                let metrics = self.metrics.clone();
+                tasks.spawn(async move {
+                    let listed = resync::list_results(client).await.map_err(|e| {
+                        metrics.error(&e);
+                        e.to_string()
+                    });
+                    let _ = tx.send(Msg::ResultsListed(listed)).await;
+                });
+            }
+            Effect::Summarize(namespace) => {
+                let metrics = self.metrics.clone();
+                tasks.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    let ok = match summaries::summarize(client, &namespace).await {
+                        Ok(outcome) => {
+                            tracing::debug!(namespace = %namespace, ?outcome, "namespace summary updated");
+                            true
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "namespace summary not updated; retrying");
+                            metrics.error(&e);
+                            false
+                        }
+                    };
+                    let _ = tx.send(Msg::Summarized { namespace, ok }).await;
+                });
+            }
+            Effect::ReportFailure { key, attempts, job } => {
+                let recorder = self.recorder.clone();
+                let metrics = self.metrics.clone();
+                tasks.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    if let Err(e) = report_failure(&recorder, &key, attempts, &job).await {
+                        tracing::warn!(error = %e, "could not publish the ScanFailed event");
+                        metrics.error(&e);
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// The reference of a target for a Kubernetes Event.
+pub fn object_reference(key: &TargetKey) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(key.kind.api_version()),
+        kind: Some(key.kind.kind.clone()),
+        name: Some(key.name.clone()),
+        namespace: key.namespace.clone(),
+        ..ObjectReference::default()
+    }
+}
+
+/// Publishes a `ScanFailed` Warning event on a target.
+pub async fn report_failure(
+    recorder: &Recorder,
+    key: &TargetKey,
+    attempts: u32,
+    job: &str,
+) -> Result<(), Error> {
+    let event = KubeEvent {
+        type_: EventType::Warning,
+        reason: "ScanFailed".into(),
+        note: Some(format!(
+            "kubevigil could not scan this {} after {attempts} attempts (last scan Job {job}); \
+             it is tried again at the next resync",
+            key.kind.kind
+        )),
+        action: "Scan".into(),
+        secondary: None,
+    };
+    recorder
+        .publish(&event, &object_reference(key))
+        .await
+        .map_err(|source| Error::PublishEvent {
+            reason: "ScanFailed".into(),
+            target: key.to_string(),
+            source,
+        })
+}
