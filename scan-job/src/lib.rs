@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod cluster;
 pub mod controls;
 pub mod engine;
 pub mod manifests;

@@ -1,0 +1,184 @@
+//! The API calls of a scan Job, each retried on transient errors: reads of live objects (one
+//! GET per target, paginated LISTs of related kinds), server-side apply of results, deletes.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable as _};
+use kube::api::{Api, DeleteParams, ListParams, ObjectList, PartialObjectMeta, Patch, PatchParams};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::warn;
+
+/// The field manager of every result a scan Job writes.
+pub const FIELD_MANAGER: &str = "kubevigil-scan-job";
+
+/// Attempts of one API call (the first one and the retries) before its error counts.
+pub const ATTEMPTS: usize = 3;
+
+/// Items per page of a LIST.
+const PAGE_SIZE: u32 = 500;
+
+fn backoff() -> ExponentialBuilder {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(ATTEMPTS - 1)
+        .with_jitter()
+}
+
+/// The HTTP status of an API error, if the server answered.
+pub fn status_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+/// Whether an error may go away by itself: throttling (429), conflicts (409), server errors
+/// (5xx), and failures to reach the server (connection errors, timeouts). Other 4xx answers
+/// (403 forbidden, 422 invalid...) are permanent.
+pub fn is_transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => matches!(s.code, 409 | 429) || s.code >= 500,
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
+        _ => false,
+    }
+}
+
+/// Runs `op`, retrying transient errors with exponential backoff.
+async fn retrying<T, F, Fut>(what: &str, op: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, kube::Error>>,
+{
+    op.retry(backoff())
+        .when(is_transient)
+        .notify(|e, after| warn!(error = %e, "{what} failed, retrying in {after:?}"))
+        .await
+}
+
+/// GETs one object; `None` when it does not exist (404).
+pub async fn get_opt<K>(api: &Api<K>, name: &str, what: &str) -> Result<Option<K>, kube::Error>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    retrying(what, || api.get_opt(name)).await
+}
+
+/// LISTs every object (page by page), optionally by label selector.
+pub async fn list_all<K>(
+    api: &Api<K>,
+    label_selector: Option<&str>,
+    what: &str,
+) -> Result<Vec<K>, kube::Error>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    paginate(
+        label_selector,
+        what,
+        |lp| async move { api.list(&lp).await },
+    )
+    .await
+}
+
+/// LISTs the metadata of every object (page by page), optionally by label selector: enough
+/// to find objects to delete, and independent of the objects' schema.
+pub async fn list_metadata_all<K>(
+    api: &Api<K>,
+    label_selector: Option<&str>,
+    what: &str,
+) -> Result<Vec<PartialObjectMeta<K>>, kube::Error>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    paginate(label_selector, what, |lp| async move {
+        api.list_metadata(&lp).await
+    })
+    .await
+}
+
+async fn paginate<T, F, Fut>(
+    label_selector: Option<&str>,
+    what: &str,
+    mut fetch: F,
+) -> Result<Vec<T>, kube::Error>
+where
+    T: Clone,
+    F: FnMut(ListParams) -> Fut,
+    Fut: Future<Output = Result<ObjectList<T>, kube::Error>>,
+{
+    let mut items = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut lp = ListParams::default().limit(PAGE_SIZE);
+        if let Some(selector) = label_selector {
+            lp = lp.labels(selector);
+        }
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let page = retrying(what, || fetch(lp.clone())).await?;
+        items.extend(page.items);
+        match page.metadata.continue_ {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => return Ok(items),
+        }
+    }
+}
+
+/// Server-side applies the whole object with kubevigil's field manager, forcing ownership:
+/// the object replaces what this manager wrote before (fields and labels it no longer sets are
+/// removed).
+pub async fn apply<K>(api: &Api<K>, name: &str, obj: &K, what: &str) -> Result<(), kube::Error>
+where
+    K: Clone + DeserializeOwned + Serialize + Debug,
+{
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let patch = Patch::Apply(obj);
+    retrying(what, || api.patch(name, &pp, &patch))
+        .await
+        .map(|_| ())
+}
+
+/// Deletes one object; `Ok(false)` when it did not exist.
+pub async fn delete<K>(api: &Api<K>, name: &str, what: &str) -> Result<bool, kube::Error>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    let dp = DeleteParams::default();
+    match retrying(what, || api.delete(name, &dp)).await {
+        Ok(_) => Ok(true),
+        Err(e) if status_code(&e) == Some(404) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+
+    use super::*;
+
+    fn api_error(code: u16) -> kube::Error {
+        kube::Error::Api(Status::failure("x", "y").with_code(code).boxed())
+    }
+
+    #[test]
+    fn transient_and_permanent_errors() {
+        for code in [409, 429, 500, 503, 504] {
+            assert!(is_transient(&api_error(code)), "{code}");
+        }
+        for code in [400, 401, 403, 404, 410, 422] {
+            assert!(!is_transient(&api_error(code)), "{code}");
+        }
+        assert!(is_transient(&kube::Error::Service(
+            "connection reset".into()
+        )));
+        assert!(!is_transient(&kube::Error::LinesCodecMaxLineLengthExceeded));
+        assert_eq!(status_code(&api_error(404)), Some(404));
+        assert_eq!(status_code(&kube::Error::TlsRequired), None);
+    }
+}

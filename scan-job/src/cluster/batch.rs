@@ -1,0 +1,719 @@
+//! One Job's batch of targets, start to end: parse, GET the targets, read the related objects
+//! once, build one inventory, then write (or delete) each target's results.
+
+use std::collections::HashSet;
+use std::fmt::Debug;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DynamicObject};
+use kube::discovery::ApiResource;
+use kube::{Client, Resource};
+use kubevigil_crds::identity::{Target, annotations};
+use kubevigil_crds::target::TargetKey;
+use kubevigil_crds::{
+    Severity, Status, WorkloadConfigurationScan, WorkloadConfigurationScanSummary,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{debug, info, warn};
+
+use super::annotate::{self, Owner, Scanned, Stamp};
+use super::api;
+use super::objects::{
+    ObjectKey, binding_ref, object_key, referenced_roles, resource_id_names_binding, role_key_of,
+    role_ref_of, to_engine_object, triplet_selector,
+};
+use super::plan::{PlanTarget, Read, plan_reads};
+use super::settings::Settings;
+use super::{RunArgs, RunReport, TargetError, TargetOutcome, TargetReport};
+use crate::catalog;
+use crate::engine::{Evaluator, Inventory, K8sObject, ResourceResult};
+use crate::report::{self, ReportContext};
+
+/// A progress line every this many targets, in batches larger than that.
+const PROGRESS_EVERY: usize = 10;
+
+/// A target whose live object was read.
+struct Live {
+    /// The object as read; taken when it joins the inventory.
+    object: Option<DynamicObject>,
+    /// Its resource, for `apiVersion`/`kind` of objects served without them.
+    resource: ApiResource,
+    /// Its metadata (fingerprint, owner reference).
+    meta: ObjectMeta,
+    /// Its index in the inventory.
+    index: Option<usize>,
+}
+
+enum State {
+    /// Parsed, not read yet.
+    Pending,
+    /// The live object.
+    Live(Box<Live>),
+    /// The object does not exist.
+    Gone,
+    /// Finished (failed early).
+    Done(TargetOutcome),
+}
+
+struct Slot {
+    raw: String,
+    key: Option<TargetKey>,
+    state: State,
+}
+
+/// `Deployment shop/web`, `Namespace team-a`.
+fn describe(key: &TargetKey) -> String {
+    match &key.namespace {
+        Some(ns) => format!("{} {ns}/{}", key.kind.kind, key.name),
+        None => format!("{} {}", key.kind.kind, key.name),
+    }
+}
+
+fn resource_of(key: &TargetKey) -> ApiResource {
+    ApiResource {
+        group: key.kind.group.clone(),
+        version: key.kind.version.clone(),
+        api_version: key.kind.api_version(),
+        kind: key.kind.kind.clone(),
+        plural: key.kind.plural.clone(),
+    }
+}
+
+fn dynamic_api(
+    client: &Client,
+    resource: &ApiResource,
+    namespace: Option<&str>,
+) -> Api<DynamicObject> {
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
+        None => Api::all_with(client.clone(), resource),
+    }
+}
+
+/// Scans every target of the batch; never fails as a whole.
+pub(super) async fn scan(client: Client, args: &RunArgs, settings: Settings) -> RunReport {
+    let evaluator = Evaluator::new(catalog::all(), settings.inputs, settings.exceptions);
+    let cx = ReportContext {
+        install_namespace: args.install_namespace.clone(),
+        cluster_name: args.cluster_name.clone(),
+        controls_hash: report::controls_hash(&evaluator),
+    };
+
+    let mut slots = parse_targets(&args.targets);
+    get_targets(&client, &mut slots).await;
+    let related = read_related(&client, &mut slots).await;
+    let inventory = build_inventory(&mut slots, related);
+    debug!(objects = inventory.objects().len(), "inventory built");
+
+    let total = slots.len();
+    let scan_time = annotate::now_rfc3339();
+    let mut reports = Vec::with_capacity(total);
+    for (done, slot) in slots.into_iter().enumerate() {
+        let outcome = match (slot.state, &slot.key) {
+            (State::Done(outcome), _) => outcome,
+            (State::Gone, Some(key)) => {
+                match delete_results(&client, key, &cx.install_namespace).await {
+                    Ok(deleted) => {
+                        info!(
+                            "{} is gone: deleted {deleted} result objects",
+                            describe(key)
+                        );
+                        TargetOutcome::Deleted { deleted }
+                    }
+                    Err(e) => TargetOutcome::Failed(e),
+                }
+            }
+            (State::Live(live), Some(key)) => match live.index {
+                Some(index) => {
+                    write_target(
+                        &client, &inventory, index, key, &live.meta, &evaluator, &cx, &scan_time,
+                    )
+                    .await
+                }
+                None => TargetOutcome::Failed(TargetError::Convert {
+                    target: describe(key),
+                    message: "not in the inventory".into(),
+                }),
+            },
+            // Cannot happen: a slot without a key is Done from parsing on, and every parsed
+            // target was read above.
+            (State::Pending | State::Gone | State::Live(_), _) => {
+                TargetOutcome::Failed(TargetError::Convert {
+                    target: slot.raw.clone(),
+                    message: "target was never read".into(),
+                })
+            }
+        };
+        if let TargetOutcome::Failed(e) = &outcome {
+            warn!(scan_target = %slot.raw, "{e}");
+        }
+        reports.push(TargetReport {
+            target: slot.raw,
+            outcome,
+        });
+        if total > PROGRESS_EVERY && ((done + 1) % PROGRESS_EVERY == 0 || done + 1 == total) {
+            info!("progress: {}/{total} targets done", done + 1);
+        }
+    }
+    RunReport { targets: reports }
+}
+
+/// Parses the targets, once each; Secrets are refused.
+fn parse_targets(raw: &[String]) -> Vec<Slot> {
+    let mut seen = HashSet::new();
+    let mut slots = Vec::with_capacity(raw.len());
+    for r in raw {
+        if !seen.insert(r.as_str()) {
+            debug!(scan_target = %r, "duplicate target ignored");
+            continue;
+        }
+        let (key, state) = match TargetKey::parse(r) {
+            Ok(key) if key.kind.group.is_empty() && key.kind.kind == "Secret" => {
+                let e = TargetError::Secret {
+                    target: describe(&key),
+                };
+                (Some(key), State::Done(TargetOutcome::Failed(e)))
+            }
+            Ok(key) => (Some(key), State::Pending),
+            Err(e) => (None, State::Done(TargetOutcome::Failed(e.into()))),
+        };
+        slots.push(Slot {
+            raw: r.clone(),
+            key,
+            state,
+        });
+    }
+    slots
+}
+
+/// GETs every parsed target.
+async fn get_targets(client: &Client, slots: &mut [Slot]) {
+    for slot in slots.iter_mut() {
+        let (Some(key), State::Pending) = (&slot.key, &slot.state) else {
+            continue;
+        };
+        let resource = resource_of(key);
+        let api = dynamic_api(client, &resource, key.namespace.as_deref());
+        let what = format!("get {}", describe(key));
+        slot.state = match api::get_opt(&api, &key.name, &what).await {
+            Ok(Some(object)) => State::Live(Box::new(Live {
+                meta: object.metadata.clone(),
+                object: Some(object),
+                resource,
+                index: None,
+            })),
+            Ok(None) => State::Gone,
+            Err(source) => State::Done(TargetOutcome::Failed(TargetError::Get {
+                target: describe(key),
+                source,
+            })),
+        };
+    }
+}
+
+/// Reads the related objects the live targets need, each (kind, namespace) once. A failed
+/// required read fails the targets that need it, except 403 (warned once per kind, then the
+/// scan goes on without that kind); optional kinds that are not installed or not readable
+/// are skipped.
+async fn read_related(client: &Client, slots: &mut [Slot]) -> Vec<(K8sObject, ApiResource)> {
+    let live: Vec<usize> = (0..slots.len())
+        .filter(|&i| matches!(slots[i].state, State::Live(_)))
+        .collect();
+    let reads: Vec<Read> = {
+        let targets: Vec<PlanTarget<'_>> = live
+            .iter()
+            .filter_map(|&i| {
+                let slot = &slots[i];
+                let (Some(key), State::Live(l)) = (&slot.key, &slot.state) else {
+                    return None;
+                };
+                let role_ref_kind = l
+                    .object
+                    .as_ref()
+                    .and_then(|o| o.data.get("roleRef"))
+                    .and_then(|r| r.get("kind"))
+                    .and_then(serde_json::Value::as_str);
+                Some(PlanTarget {
+                    kind: &key.kind,
+                    namespace: key.namespace.as_deref(),
+                    name: &key.name,
+                    role_ref_kind,
+                })
+            })
+            .collect();
+        plan_reads(&targets)
+    };
+
+    let mut out = Vec::new();
+    let mut forbidden_warned: HashSet<&'static str> = HashSet::new();
+    for read in reads {
+        let resource = read.kind.api_resource();
+        let api = dynamic_api(client, &resource, read.namespace.as_deref());
+        let scope = match &read.namespace {
+            Some(ns) => format!("in namespace {ns}"),
+            None => "cluster-wide".to_string(),
+        };
+        let what = format!("list {} {scope}", read.kind.plural);
+        match api::list_all(&api, None, &what).await {
+            Ok(items) => {
+                debug!("{what}: {} objects", items.len());
+                for item in items {
+                    match to_engine_object(item, &resource) {
+                        Ok(o) => out.push((o, resource.clone())),
+                        Err(e) => warn!("{what}: skipping an unreadable object: {e}"),
+                    }
+                }
+            }
+            Err(e) => {
+                let code = api::status_code(&e);
+                if read.kind.optional && matches!(code, Some(403 | 404)) {
+                    debug!(
+                        "{what}: skipped ({} not installed or not readable): {e}",
+                        read.kind.kind
+                    );
+                } else if code == Some(403) {
+                    if forbidden_warned.insert(read.kind.kind) {
+                        warn!(
+                            "{what}: forbidden; scanning without {} objects (grant the scan-job ServiceAccount list on {}): {e}",
+                            read.kind.kind, read.kind.plural
+                        );
+                    }
+                } else {
+                    warn!("{what} failed: {e}");
+                    let message = e.to_string();
+                    for t in &read.needed_by {
+                        let Some(slot) = live.get(*t).and_then(|&i| slots.get_mut(i)) else {
+                            continue;
+                        };
+                        if matches!(slot.state, State::Live(_)) {
+                            slot.state = State::Done(TargetOutcome::Failed(TargetError::List {
+                                kind: read.kind.kind.to_string(),
+                                scope: scope.clone(),
+                                message: message.clone(),
+                            }));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One inventory for the whole batch: the targets first (as read), then the related objects,
+/// each object once; Roles and ClusterRoles only when a binding references them.
+fn build_inventory(slots: &mut [Slot], related: Vec<(K8sObject, ApiResource)>) -> Inventory {
+    let mut objects: Vec<K8sObject> = Vec::new();
+    let mut seen: HashSet<ObjectKey> = HashSet::new();
+    for slot in slots.iter_mut() {
+        let State::Live(live) = &mut slot.state else {
+            continue;
+        };
+        let Some(object) = live.object.take() else {
+            continue;
+        };
+        let converted = to_engine_object(object, &live.resource);
+        match converted {
+            Ok(o) => {
+                let key = object_key(&o);
+                if seen.insert(key) {
+                    live.index = Some(objects.len());
+                    objects.push(o);
+                } else {
+                    // The same object named twice (another version of one kind).
+                    live.index = objects.iter().position(|x| object_key(x) == object_key(&o));
+                }
+            }
+            Err(message) => {
+                let target = slot.key.as_ref().map(describe).unwrap_or_default();
+                slot.state = State::Done(TargetOutcome::Failed(TargetError::Convert {
+                    target,
+                    message,
+                }));
+            }
+        }
+    }
+    let referenced = referenced_roles(objects.iter().chain(related.iter().map(|(o, _)| o)));
+    for (o, _) in related {
+        if role_key_of(&o).is_some_and(|role| !referenced.contains(&role)) {
+            continue;
+        }
+        if seen.insert(object_key(&o)) {
+            objects.push(o);
+        }
+    }
+    Inventory::new(objects)
+}
+
+fn empty_result(target: Target, kind: &str, object_index: usize) -> ResourceResult {
+    ResourceResult {
+        target,
+        kind: kind.to_string(),
+        object_index,
+        controls: Vec::new(),
+    }
+}
+
+/// The metadata of the role a binding references, if that role was read.
+fn role_meta(inventory: &Inventory, binding: &K8sObject) -> Option<ObjectMeta> {
+    let wanted = role_ref_of(binding)?;
+    let role = inventory
+        .objects()
+        .iter()
+        .find(|o| role_key_of(o).as_ref() == Some(&wanted))?;
+    serde_json::from_value(role.metadata().clone()).ok()
+}
+
+/// Evaluates one live target, stamps and writes its results.
+#[allow(clippy::too_many_arguments)]
+async fn write_target(
+    client: &Client,
+    inventory: &Inventory,
+    index: usize,
+    key: &TargetKey,
+    meta: &ObjectMeta,
+    evaluator: &Evaluator<'_>,
+    cx: &ReportContext,
+    scan_time: &str,
+) -> TargetOutcome {
+    let Some(obj) = inventory.get(index) else {
+        return TargetOutcome::Failed(TargetError::Convert {
+            target: describe(key),
+            message: "not in the inventory".into(),
+        });
+    };
+    let mut results = vec![
+        evaluator
+            .evaluate_object(inventory, index)
+            .unwrap_or_else(|| empty_result(Target::Object(obj.object_ref()), &obj.kind, index)),
+    ];
+    let role = key
+        .kind
+        .is_binding()
+        .then(|| role_meta(inventory, obj))
+        .flatten();
+    let scanned = if key.kind.is_binding() {
+        for t in inventory.triplets().iter().filter(|t| t.binding == index) {
+            let result = evaluator.evaluate_triplet(inventory, t).or_else(|| {
+                inventory
+                    .triplet_target(t)
+                    .map(|target| empty_result(target, t.subject.kind.as_str(), index))
+            });
+            if let Some(r) = result {
+                // A subject listed twice in a binding has one result.
+                if !results.iter().any(|x| x.target == r.target) {
+                    results.push(r);
+                }
+            }
+        }
+        Scanned::Binding {
+            binding: meta,
+            role: role.as_ref(),
+        }
+    } else {
+        Scanned::Object(meta)
+    };
+    let stamp = Stamp {
+        target_uid: meta.uid.clone().unwrap_or_default(),
+        fingerprint: annotate::result_fingerprint(scanned),
+        scan_time: scan_time.to_string(),
+        owner: Owner {
+            api_version: key.kind.api_version(),
+            kind: key.kind.kind.clone(),
+            name: key.name.clone(),
+            namespace: key.namespace.clone(),
+            uid: meta.uid.clone().unwrap_or_default(),
+        },
+    };
+
+    let mut failed = [0usize; 5];
+    for r in &results {
+        for c in r.controls.iter().filter(|c| c.status == Status::Failed) {
+            failed[severity_rank(c.meta.severity())] += 1;
+        }
+        let mut objects = report::build(r, inventory, cx);
+        annotate::stamp(&mut objects, &stamp);
+        if let Err(e) = apply_result(client, &objects.scan).await {
+            return TargetOutcome::Failed(e);
+        }
+        if let Err(e) = apply_result(client, &objects.summary).await {
+            return TargetOutcome::Failed(e);
+        }
+    }
+    let failed_controls: usize = failed.iter().sum();
+    let subjects = if key.kind.is_binding() {
+        format!(", {} subject results", results.len() - 1)
+    } else {
+        String::new()
+    };
+    info!(
+        "scanned {}: {}{subjects}",
+        describe(key),
+        failed_summary(&failed)
+    );
+    TargetOutcome::Written {
+        results: results.len(),
+        failed_controls,
+    }
+}
+
+const SEVERITIES: [Severity; 5] = [
+    Severity::Critical,
+    Severity::High,
+    Severity::Medium,
+    Severity::Low,
+    Severity::Unknown,
+];
+
+fn severity_rank(s: Severity) -> usize {
+    SEVERITIES.iter().position(|x| *x == s).unwrap_or(4)
+}
+
+/// `2 failed controls (1 High, 1 Medium)`, `1 failed control (1 Critical)`, `0 failed controls`.
+fn failed_summary(by_severity: &[usize; 5]) -> String {
+    let total: usize = by_severity.iter().sum();
+    let noun = if total == 1 { "control" } else { "controls" };
+    let parts: Vec<String> = SEVERITIES
+        .iter()
+        .zip(by_severity)
+        .filter(|(_, n)| **n > 0)
+        .map(|(s, n)| format!("{n} {}", s.as_str()))
+        .collect();
+    if parts.is_empty() {
+        format!("{total} failed {noun}")
+    } else {
+        format!("{total} failed {noun} ({})", parts.join(", "))
+    }
+}
+
+trait ResultKind:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+{
+}
+
+impl ResultKind for WorkloadConfigurationScan {}
+impl ResultKind for WorkloadConfigurationScanSummary {}
+
+fn ns_name(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+async fn apply_result<K: ResultKind>(client: &Client, obj: &K) -> Result<(), TargetError> {
+    let namespace = obj.meta().namespace.clone().unwrap_or_default();
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let kind = K::kind(&()).to_string();
+    let object = ns_name(&namespace, &name);
+    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    api::apply(&api, &name, obj, &format!("apply {kind} {object}"))
+        .await
+        .map_err(|source| TargetError::Apply {
+            kind,
+            object,
+            source,
+        })
+}
+
+async fn delete_result<K: ResultKind>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<bool, TargetError> {
+    let kind = K::kind(&()).to_string();
+    let object = ns_name(namespace, name);
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    api::delete(&api, name, &format!("delete {kind} {object}"))
+        .await
+        .map_err(|source| TargetError::Delete {
+            kind,
+            object,
+            source,
+        })
+}
+
+/// Deletes the triplet results of a deleted binding: those labelled with its name whose
+/// resource ID names it.
+async fn delete_triplet_results<K: ResultKind>(
+    client: &Client,
+    key: &TargetKey,
+    install_namespace: &str,
+) -> Result<usize, TargetError> {
+    let Some(binding) = binding_ref(key) else {
+        return Ok(0);
+    };
+    let namespace = binding
+        .namespace
+        .clone()
+        .unwrap_or_else(|| install_namespace.to_string());
+    let kind = K::kind(&()).to_string();
+    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    let selector = triplet_selector(&binding);
+    let what = format!("list {kind} of {}", describe(key));
+    let items = api::list_metadata_all(&api, Some(&selector), &what)
+        .await
+        .map_err(|source| TargetError::ListResults {
+            kind: kind.clone(),
+            binding: describe(key),
+            namespace: namespace.clone(),
+            source,
+        })?;
+    let mut deleted = 0;
+    for item in items {
+        let names_binding = item
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(annotations::RESOURCE_ID))
+            .is_some_and(|id| resource_id_names_binding(id, &binding));
+        let Some(name) = item.metadata.name.as_deref().filter(|_| names_binding) else {
+            continue;
+        };
+        if delete_result::<K>(client, &namespace, name).await? {
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+/// Deletes the results of a target that no longer exists (404 is fine); for a binding, also
+/// the results of its triplets.
+async fn delete_results(
+    client: &Client,
+    key: &TargetKey,
+    install_namespace: &str,
+) -> Result<usize, TargetError> {
+    let target = key.target();
+    let namespace = target.result_namespace(install_namespace).to_string();
+    let name = target.result_name();
+    let mut deleted = 0;
+    if delete_result::<WorkloadConfigurationScan>(client, &namespace, &name).await? {
+        deleted += 1;
+    }
+    if delete_result::<WorkloadConfigurationScanSummary>(client, &namespace, &name).await? {
+        deleted += 1;
+    }
+    if key.kind.is_binding() {
+        deleted +=
+            delete_triplet_results::<WorkloadConfigurationScan>(client, key, install_namespace)
+                .await?;
+        deleted += delete_triplet_results::<WorkloadConfigurationScanSummary>(
+            client,
+            key,
+            install_namespace,
+        )
+        .await?;
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_control_summaries() {
+        assert_eq!(
+            failed_summary(&[0, 1, 1, 0, 0]),
+            "2 failed controls (1 High, 1 Medium)"
+        );
+        assert_eq!(
+            failed_summary(&[1, 0, 0, 0, 0]),
+            "1 failed control (1 Critical)"
+        );
+        assert_eq!(failed_summary(&[0; 5]), "0 failed controls");
+        assert_eq!(severity_rank(Severity::Unknown), 4);
+    }
+
+    #[test]
+    fn targets_are_parsed_once_and_secrets_refused() {
+        let slots = parse_targets(&[
+            "apps/v1/deployments/Deployment/shop/web".into(),
+            "apps/v1/deployments/Deployment/shop/web".into(),
+            "/v1/secrets/Secret/shop/token".into(),
+            "nonsense".into(),
+        ]);
+        assert_eq!(slots.len(), 3);
+        assert!(matches!(slots[0].state, State::Pending));
+        let State::Done(TargetOutcome::Failed(e)) = &slots[1].state else {
+            panic!("secret accepted");
+        };
+        assert_eq!(
+            e.to_string(),
+            "refusing to read Secret shop/token: kubevigil never reads Secrets"
+        );
+        assert!(matches!(
+            slots[2].state,
+            State::Done(TargetOutcome::Failed(TargetError::Parse(_)))
+        ));
+    }
+
+    #[test]
+    fn inventory_keeps_targets_first_and_drops_unreferenced_roles() {
+        let ar = |kind: &str| ApiResource {
+            group: "rbac.authorization.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "rbac.authorization.k8s.io/v1".into(),
+            kind: kind.into(),
+            plural: String::new(),
+        };
+        let obj = |v: serde_json::Value| K8sObject::from_value(v).unwrap();
+        let key =
+            TargetKey::parse("rbac.authorization.k8s.io/v1/rolebindings/RoleBinding/ci/b").unwrap();
+        let binding: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "b", "namespace": "ci", "uid": "u"},
+            "roleRef": {"kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"kind": "ServiceAccount", "name": "bot"}]
+        }))
+        .unwrap();
+        let mut slots = vec![Slot {
+            raw: key.to_string(),
+            state: State::Live(Box::new(Live {
+                meta: binding.metadata.clone(),
+                object: Some(binding),
+                resource: resource_of(&key),
+                index: None,
+            })),
+            key: Some(key),
+        }];
+        let related = vec![
+            (
+                obj(
+                    serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRole", "metadata": {"name": "edit", "uid": "r"}}),
+                ),
+                ar("ClusterRole"),
+            ),
+            (
+                obj(
+                    serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRole", "metadata": {"name": "unused"}}),
+                ),
+                ar("ClusterRole"),
+            ),
+            // The target again, as a list would return it.
+            (
+                obj(
+                    serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "RoleBinding", "metadata": {"name": "b", "namespace": "ci"}}),
+                ),
+                ar("RoleBinding"),
+            ),
+        ];
+        let inv = build_inventory(&mut slots, related);
+        let names: Vec<&str> = inv.objects().iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["b", "edit"]);
+        let State::Live(live) = &slots[0].state else {
+            panic!("not live");
+        };
+        assert_eq!(live.index, Some(0));
+        assert_eq!(inv.triplets().len(), 1);
+        let role = role_meta(&inv, &inv.objects()[0]).unwrap();
+        assert_eq!(role.uid.as_deref(), Some("r"));
+    }
+}
