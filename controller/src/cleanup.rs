@@ -47,8 +47,7 @@ pub async fn delete_results(client: Client, refs: &[ResultRef]) -> Deleted {
                 Err(e) if is_not_found(&e) => {}
                 Err(source) => out.errors.push(Error::DeleteResult {
                     kind,
-                    namespace: r.namespace.clone(),
-                    name: r.name.clone(),
+                    result: format!("{}/{}", r.namespace, r.name),
                     source,
                 }),
             }

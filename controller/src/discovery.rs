@@ -81,9 +81,9 @@ impl Failure {
     pub fn from_error(spec: &KindSpec, e: &kube::Error) -> Self {
         match api_status(e) {
             Some(404) => Failure::not_found(spec),
-            Some(403) => Failure::Forbidden(format!(
-                "discovery of resource {spec} is forbidden: {e}"
-            )),
+            Some(403) => {
+                Failure::Forbidden(format!("discovery of resource {spec} is forbidden: {e}"))
+            }
             _ => Failure::Error(format!("discovery of resource {spec} failed: {e}")),
         }
     }
@@ -149,10 +149,8 @@ pub async fn resolve_all(
         .await;
         for spec in group_specs {
             let resolved = match &query {
-                Ok(Ok(api_group)) => {
-                    pick(&api_group.versioned_resources(&version), spec)
-                        .ok_or_else(|| Failure::not_found(spec))
-                }
+                Ok(Ok(api_group)) => pick(&api_group.versioned_resources(&version), spec)
+                    .ok_or_else(|| Failure::not_found(spec)),
                 Ok(Err(e)) => Err(Failure::from_error(spec, e)),
                 Err(_) => Err(Failure::Error(format!(
                     "discovery of resource {spec} timed out"

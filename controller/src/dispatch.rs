@@ -73,7 +73,11 @@ impl JobTracker {
 
     /// Confirmed Jobs recorded before `before` that are not in `seen` (a Job watch re-list
     /// did not return them: they were deleted while the watch was down).
-    pub fn vanished(&self, seen: &std::collections::HashSet<String>, before: Instant) -> Vec<String> {
+    pub fn vanished(
+        &self,
+        seen: &std::collections::HashSet<String>,
+        before: Instant,
+    ) -> Vec<String> {
         let mut out: Vec<String> = self
             .jobs
             .iter()
@@ -114,7 +118,11 @@ pub struct JobView {
 /// Whether a Job finished: `Some(true)` Complete, `Some(false)` Failed, `None` still running.
 pub fn job_outcome(job: &Job) -> Option<bool> {
     let conditions = job.status.as_ref()?.conditions.as_ref()?;
-    let is_true = |t: &str| conditions.iter().any(|c| c.type_ == t && c.status == "True");
+    let is_true = |t: &str| {
+        conditions
+            .iter()
+            .any(|c| c.type_ == t && c.status == "True")
+    };
     if is_true("Complete") {
         Some(true)
     } else if is_true("Failed") {
@@ -162,8 +170,7 @@ pub async fn create_job(client: kube::Client, namespace: &str, job: &Job) -> Cre
         Err(e) if is_conflict(&e) => e,
         Err(source) => {
             return CreateOutcome::Failed(Error::CreateJob {
-                namespace: namespace.to_string(),
-                name,
+                job: format!("{namespace}/{name}"),
                 source,
             });
         }
@@ -174,8 +181,7 @@ pub async fn create_job(client: kube::Client, namespace: &str, job: &Job) -> Cre
         Err(source) => {
             return CreateOutcome::Failed(Error::Job {
                 action: "get",
-                namespace: namespace.to_string(),
-                name,
+                job: format!("{namespace}/{name}"),
                 source,
             });
         }
@@ -189,8 +195,7 @@ pub async fn create_job(client: kube::Client, namespace: &str, job: &Job) -> Cre
             Err(e) if is_not_found(&e) => CreateOutcome::FinishedDeleted,
             Err(source) => CreateOutcome::Failed(Error::Job {
                 action: "delete",
-                namespace: namespace.to_string(),
-                name,
+                job: format!("{namespace}/{name}"),
                 source,
             }),
         },
@@ -228,7 +233,10 @@ mod tests {
         assert_eq!(job_outcome(&Job::default()), None);
         assert_eq!(job_outcome(&job_with(&[("Complete", "True")])), Some(true));
         assert_eq!(
-            job_outcome(&job_with(&[("SuccessCriteriaMet", "True"), ("Complete", "True")])),
+            job_outcome(&job_with(&[
+                ("SuccessCriteriaMet", "True"),
+                ("Complete", "True")
+            ])),
             Some(true)
         );
         assert_eq!(job_outcome(&job_with(&[("Failed", "True")])), Some(false));
@@ -254,7 +262,10 @@ mod tests {
         let later = t0 + Duration::from_secs(30);
         assert_eq!(t.vanished(&seen, later), vec!["a".to_string()]);
         assert!(t.vanished(&seen, t0).is_empty());
-        assert_eq!(t.overdue(later, Duration::from_secs(60)), Vec::<String>::new());
+        assert_eq!(
+            t.overdue(later, Duration::from_secs(60)),
+            Vec::<String>::new()
+        );
         assert_eq!(t.overdue(later, Duration::from_secs(10)).len(), 3);
         t.confirm("b");
         assert!(t.remove("b").is_some_and(|r| r.confirmed));

@@ -61,38 +61,32 @@ pub enum Error {
         source: kube::Error,
     },
     /// Creating a scan Job failed.
-    #[error("failed to create scan Job {namespace}/{name}: {source}")]
+    #[error("failed to create scan Job {job}: {source}")]
     CreateJob {
-        /// Namespace of the Job.
-        namespace: String,
-        /// Name of the Job.
-        name: String,
+        /// `namespace/name` of the Job.
+        job: String,
         /// The API error.
         #[source]
         source: kube::Error,
     },
     /// Reading or deleting an existing scan Job failed.
-    #[error("failed to {action} scan Job {namespace}/{name}: {source}")]
+    #[error("failed to {action} scan Job {job}: {source}")]
     Job {
         /// `get` or `delete`.
         action: &'static str,
-        /// Namespace of the Job.
-        namespace: String,
-        /// Name of the Job.
-        name: String,
+        /// `namespace/name` of the Job.
+        job: String,
         /// The API error.
         #[source]
         source: kube::Error,
     },
     /// Deleting a result failed.
-    #[error("failed to delete {kind} {namespace}/{name}: {source}")]
+    #[error("failed to delete {kind} {result}: {source}")]
     DeleteResult {
         /// The result kind.
         kind: &'static str,
-        /// Namespace of the result.
-        namespace: String,
-        /// Name of the result.
-        name: String,
+        /// `namespace/name` of the result.
+        result: String,
         /// The API error.
         #[source]
         source: kube::Error,
@@ -120,25 +114,21 @@ pub enum Error {
         source: kube::Error,
     },
     /// A Lease request failed.
-    #[error("failed to {action} leader Lease {namespace}/{name}: {source}")]
+    #[error("failed to {action} leader Lease {lease}: {source}")]
     Lease {
         /// `get`, `create` or `update`.
         action: &'static str,
-        /// Namespace of the Lease.
-        namespace: String,
-        /// Name of the Lease.
-        name: String,
+        /// `namespace/name` of the Lease.
+        lease: String,
         /// The API error.
         #[source]
         source: kube::Error,
     },
     /// Leadership was lost: the process stops so that the pod restarts as a candidate.
-    #[error("lost the leader Lease {namespace}/{name}: {reason}")]
+    #[error("lost the leader Lease {lease}: {reason}")]
     LeaseLost {
-        /// Namespace of the Lease.
-        namespace: String,
-        /// Name of the Lease.
-        name: String,
+        /// `namespace/name` of the Lease.
+        lease: String,
         /// Why.
         reason: String,
     },
@@ -259,8 +249,7 @@ mod tests {
 
     fn create(code: u16) -> Error {
         Error::CreateJob {
-            namespace: "kubevigil".into(),
-            name: "kubevigil-scan-ab12cd34ef".into(),
+            job: "kubevigil/kubevigil-scan-ab12cd34ef".into(),
             source: api(code),
         }
     }
@@ -286,10 +275,7 @@ mod tests {
         assert_eq!(create(422).category(), Category::Report);
         assert_eq!(create(403).category(), Category::Report);
         assert_eq!(create(403).metric_label(), "create_job");
-        assert_eq!(
-            Error::Channel("main loop").category(),
-            Category::Fatal
-        );
+        assert_eq!(Error::Channel("main loop").category(), Category::Fatal);
         assert!(is_not_found(&api(404)) && is_conflict(&api(409)));
     }
 }

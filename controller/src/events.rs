@@ -254,10 +254,10 @@ impl Index {
     pub fn result_refs(&self, key: &TargetKey) -> Vec<ResultRef> {
         let own = key.target();
         let mut out = vec![self.result_ref(&own)];
-        if let Some(spec) = self.bindings.get(key) {
-            if self.role_known(key, spec) {
-                out.extend(self.triplet_refs(key, spec, &spec.subjects));
-            }
+        if let Some(spec) = self.bindings.get(key)
+            && self.role_known(key, spec)
+        {
+            out.extend(self.triplet_refs(key, spec, &spec.subjects));
         }
         out
     }
@@ -667,7 +667,12 @@ mod tests {
     fn owned_child_is_not_scanned_but_orphan_and_foreign_owned_are() {
         let mut idx = index();
         let rs = key(&replicaset(), Some("shop"), "web-7d9f");
-        let owned = owned_by(meta("web-7d9f", Some(1), "5"), "apps/v1", "Deployment", "web");
+        let owned = owned_by(
+            meta("web-7d9f", Some(1), "5"),
+            "apps/v1",
+            "Deployment",
+            "web",
+        );
         assert!(idx.applied(rs.clone(), &owned, None).is_empty());
         assert_eq!(idx.target_count(), 0);
 
@@ -690,7 +695,8 @@ mod tests {
             vec![Action::Scan(p2)]
         );
         // An owner reference that is not the controller does not count.
-        let mut not_controller = owned_by(meta("web-x", Some(1), "9"), "apps/v1", "Deployment", "web");
+        let mut not_controller =
+            owned_by(meta("web-x", Some(1), "9"), "apps/v1", "Deployment", "web");
         if let Some(refs) = not_controller.owner_references.as_mut() {
             refs[0].controller = None;
         }
@@ -856,7 +862,10 @@ mod tests {
         let d = key(&deployment(), Some("shop"), "web");
         let m = meta("web", Some(3), "50");
         let fp = object_fingerprint(&m);
-        idx.set_results(HashMap::from([(result("shop", "deployment-web"), info(&fp))]));
+        idx.set_results(HashMap::from([(
+            result("shop", "deployment-web"),
+            info(&fp),
+        )]));
         assert!(idx.applied(d.clone(), &m, None).is_empty());
         // The same result written by an older scanner is stale.
         let mut idx = index();
@@ -884,7 +893,10 @@ mod tests {
             (result("shop", "deployment-stale"), info("0000000000000000")),
             (result("shop", "deployment-rehashed"), other_hash),
             (result("shop", "deployment-gone"), info("1111111111111111")),
-            (result("kubevigil", "namespace-gone"), info("2222222222222222")),
+            (
+                result("kubevigil", "namespace-gone"),
+                info("2222222222222222"),
+            ),
         ]));
         let (scans, orphans) = idx.resync();
         assert_eq!(scans, {
@@ -949,7 +961,11 @@ mod tests {
         );
         assert!(!spec.cluster_role);
         assert_eq!(spec.role_name, "r");
-        let ns: Vec<Option<&str>> = spec.subjects.iter().map(|s| s.namespace.as_deref()).collect();
+        let ns: Vec<Option<&str>> = spec
+            .subjects
+            .iter()
+            .map(|s| s.namespace.as_deref())
+            .collect();
         assert_eq!(ns, vec![Some("ns1"), Some("other"), None]);
     }
 }

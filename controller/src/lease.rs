@@ -113,19 +113,21 @@ impl LeaderElector {
         }
     }
 
+    fn lease_ref(&self) -> String {
+        format!("{}/{}", self.s.namespace, self.s.name)
+    }
+
     fn err(&self, action: &'static str, source: kube::Error) -> Error {
         Error::Lease {
             action,
-            namespace: self.s.namespace.clone(),
-            name: self.s.name.clone(),
+            lease: self.lease_ref(),
             source,
         }
     }
 
     fn timeout_err(&self, action: &'static str) -> Error {
         Error::LeaseLost {
-            namespace: self.s.namespace.clone(),
-            name: self.s.name.clone(),
+            lease: self.lease_ref(),
             reason: format!("{action} timed out after {REQUEST_TIMEOUT:?}"),
         }
     }
@@ -251,8 +253,7 @@ impl LeaderElector {
                 Ok(true) => last_renew = Instant::now(),
                 Ok(false) => {
                     return Err(Error::LeaseLost {
-                        namespace: self.s.namespace.clone(),
-                        name: self.s.name.clone(),
+                        lease: self.lease_ref(),
                         reason: format!(
                             "another replica holds it ({:?})",
                             self.observed.as_ref().and_then(|o| o.0.clone())
@@ -263,8 +264,7 @@ impl LeaderElector {
                     tracing::warn!(error = %e, "renewing the leader Lease failed");
                     if last_renew.elapsed() >= self.s.renew_deadline {
                         return Err(Error::LeaseLost {
-                            namespace: self.s.namespace.clone(),
-                            name: self.s.name.clone(),
+                            lease: self.lease_ref(),
                             reason: format!(
                                 "not renewed for {}s: {e}",
                                 last_renew.elapsed().as_secs()
@@ -295,7 +295,9 @@ impl LeaderElector {
             field_manager: Some(FIELD_MANAGER.to_string()),
             ..PostParams::default()
         };
-        match tokio::time::timeout(REQUEST_TIMEOUT, self.api.replace(&self.s.name, &pp, &lease)).await {
+        match tokio::time::timeout(REQUEST_TIMEOUT, self.api.replace(&self.s.name, &pp, &lease))
+            .await
+        {
             Ok(Ok(_)) => tracing::info!(lease = %self.s.name, "released the leader Lease"),
             Ok(Err(e)) => tracing::warn!(error = %e, "releasing the leader Lease failed"),
             Err(_) => tracing::warn!("releasing the leader Lease timed out"),
@@ -320,12 +322,30 @@ mod tests {
         let d = Duration::from_secs(15);
         let s = |n| Duration::from_secs(n);
         assert_eq!(decide(None, "me", s(0), d), Decision::Take);
-        assert_eq!(decide(Some(&spec(Some(""), None)), "me", s(0), d), Decision::Take);
-        assert_eq!(decide(Some(&spec(Some("me"), Some(15))), "me", s(0), d), Decision::Renew);
-        assert_eq!(decide(Some(&spec(Some("other"), Some(15))), "me", s(14), d), Decision::Wait);
-        assert_eq!(decide(Some(&spec(Some("other"), Some(15))), "me", s(15), d), Decision::Take);
+        assert_eq!(
+            decide(Some(&spec(Some(""), None)), "me", s(0), d),
+            Decision::Take
+        );
+        assert_eq!(
+            decide(Some(&spec(Some("me"), Some(15))), "me", s(0), d),
+            Decision::Renew
+        );
+        assert_eq!(
+            decide(Some(&spec(Some("other"), Some(15))), "me", s(14), d),
+            Decision::Wait
+        );
+        assert_eq!(
+            decide(Some(&spec(Some("other"), Some(15))), "me", s(15), d),
+            Decision::Take
+        );
         // The record's own duration wins over the default.
-        assert_eq!(decide(Some(&spec(Some("other"), Some(1))), "me", s(2), d), Decision::Take);
-        assert_eq!(decide(Some(&spec(Some("other"), None)), "me", s(10), d), Decision::Wait);
+        assert_eq!(
+            decide(Some(&spec(Some("other"), Some(1))), "me", s(2), d),
+            Decision::Take
+        );
+        assert_eq!(
+            decide(Some(&spec(Some("other"), None)), "me", s(10), d),
+            Decision::Wait
+        );
     }
 }

@@ -237,7 +237,8 @@ impl Health {
             return (200, "ok\n".into());
         }
         let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let age = Duration::from_millis(now.saturating_sub(self.heartbeat_ms.load(Ordering::Relaxed)));
+        let age =
+            Duration::from_millis(now.saturating_sub(self.heartbeat_ms.load(Ordering::Relaxed)));
         if age > LIVENESS_STALL {
             (503, format!("main loop stalled for {}s\n", age.as_secs()))
         } else {
@@ -255,13 +256,14 @@ impl Health {
             _ => Role::Starting,
         };
         let synced = self.initial_sync.load(Ordering::Relaxed);
-        let problems: Vec<String> = kinds
-            .iter()
-            .filter_map(|k| k.message.clone())
-            .collect();
+        let problems: Vec<String> = kinds.iter().filter_map(|k| k.message.clone()).collect();
         let (ready, role_name, mut message) = match role {
             Role::Starting => (false, "starting", "starting".to_string()),
-            Role::Standby => (true, "standby", "standby: waiting for the leader Lease".into()),
+            Role::Standby => (
+                true,
+                "standby",
+                "standby: waiting for the leader Lease".into(),
+            ),
             Role::Leader if synced => (true, "leader", "ready".into()),
             Role::Leader => (false, "leader", "not ready: initial sync running".into()),
         };
@@ -345,7 +347,11 @@ pub async fn serve(
     }
 }
 
-async fn handle(mut stream: TcpStream, registry: &Registry, health: &Health) -> std::io::Result<()> {
+async fn handle(
+    mut stream: TcpStream,
+    registry: &Registry,
+    health: &Health,
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
@@ -469,12 +475,7 @@ mod tests {
         let (tx, rx) = watch::channel(false);
         let health = Arc::new(Health::default());
         health.tick();
-        let server = tokio::spawn(serve(
-            listener,
-            Arc::new(Registry::default()),
-            health,
-            rx,
-        ));
+        let server = tokio::spawn(serve(listener, Arc::new(Registry::default()), health, rx));
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET /livez HTTP/1.1\r\nhost: x\r\n\r\n")
             .await

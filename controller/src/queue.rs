@@ -154,10 +154,10 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
     /// Forgets a target (it was deleted): a pending scan is dropped. A scan in flight finishes,
     /// and its completion is then ignored.
     pub fn forget(&mut self, key: &K) {
-        if let Some(e) = self.entries.get(key) {
-            if matches!(e.state, State::InFlight { .. }) {
-                return;
-            }
+        if let Some(e) = self.entries.get(key)
+            && matches!(e.state, State::InFlight { .. })
+        {
+            return;
         }
         self.entries.remove(key);
     }
@@ -277,10 +277,10 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
     /// Hands a target that was taken for scanning back without a scan (its Job could not be
     /// started for a reason that is not the target's): pending again at `due`, attempts kept.
     pub fn release(&mut self, key: &K, due: Instant) {
-        if let Some(e) = self.entries.get_mut(key) {
-            if matches!(e.state, State::InFlight { .. }) {
-                e.state = State::Pending { due, since: due };
-            }
+        if let Some(e) = self.entries.get_mut(key)
+            && matches!(e.state, State::InFlight { .. })
+        {
+            e.state = State::Pending { due, since: due };
         }
     }
 
@@ -425,7 +425,13 @@ mod tests {
         assert!(!q.in_flight(&"a") && q.is_queued(&"a"));
         assert!(q.take_ready(later, 1).is_empty());
         let again = q.take_ready(later + Duration::from_secs(1), 1);
-        assert_eq!(again, vec![Ready { key: "a", attempts: 1 }]);
+        assert_eq!(
+            again,
+            vec![Ready {
+                key: "a",
+                attempts: 1
+            }]
+        );
         // Releasing a target that is not in flight changes nothing.
         q.complete(&"a", true, later);
         q.release(&"a", later);

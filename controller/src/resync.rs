@@ -41,7 +41,10 @@ pub fn source_of(labels_map: &BTreeMap<String, String>) -> Option<SourceKind> {
         });
     }
     Some(SourceKind {
-        group: labels_map.get(labels::API_GROUP).cloned().unwrap_or_default(),
+        group: labels_map
+            .get(labels::API_GROUP)
+            .cloned()
+            .unwrap_or_default(),
         kind: labels_map.get(labels::KIND)?.clone(),
     })
 }
@@ -92,7 +95,11 @@ pub fn merge(scans: Vec<ObjectMeta>, summaries: Vec<ObjectMeta>) -> HashMap<Resu
     out
 }
 
-async fn list_all_metadata<K>(api: Api<K>, selector: &str, what: &str) -> Result<Vec<ObjectMeta>, Error>
+async fn list_all_metadata<K>(
+    api: Api<K>,
+    selector: &str,
+    what: &str,
+) -> Result<Vec<ObjectMeta>, Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
@@ -152,7 +159,10 @@ mod tests {
             name: Some(name.into()),
             annotations: Some(BTreeMap::from([
                 (annotations::FINGERPRINT.to_string(), fp.to_string()),
-                (annotations::SCANNER_VERSION.to_string(), "0.1.0".to_string()),
+                (
+                    annotations::SCANNER_VERSION.to_string(),
+                    "0.1.0".to_string(),
+                ),
                 (annotations::CONTROLS_HASH.to_string(), "abc".to_string()),
             ])),
             labels: Some(
@@ -197,7 +207,13 @@ mod tests {
             result_from_meta(&triplet).unwrap().1.source.unwrap().kind,
             "ClusterRoleBinding"
         );
-        assert_eq!(result_from_meta(&meta("a", "b", "f", &[])).unwrap().1.source, None);
+        assert_eq!(
+            result_from_meta(&meta("a", "b", "f", &[]))
+                .unwrap()
+                .1
+                .source,
+            None
+        );
     }
 
     #[test]
@@ -205,17 +221,14 @@ mod tests {
         let both = meta("shop", "deployment-web", "f1", &[]);
         let summary_only = meta("shop", "deployment-api", "f2", &[]);
         let scan_only = meta("shop", "deployment-db", "f3", &[]);
-        let merged = merge(
-            vec![both.clone(), scan_only],
-            vec![both, summary_only],
-        );
+        let merged = merge(vec![both.clone(), scan_only], vec![both, summary_only]);
         let fp = |n: &str| {
             merged[&ResultRef {
                 namespace: "shop".into(),
                 name: n.into(),
             }]
-            .fingerprint
-            .clone()
+                .fingerprint
+                .clone()
         };
         assert_eq!(merged.len(), 3);
         assert_eq!(fp("deployment-web"), "f1");

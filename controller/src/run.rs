@@ -80,9 +80,9 @@ impl Settings {
                 message: e.to_string(),
             })?;
         }
-        let metrics_addr = cli.metrics_addr.unwrap_or_else(|| {
-            SocketAddr::from(([0, 0, 0, 0], config.controller.metrics_port))
-        });
+        let metrics_addr = cli
+            .metrics_addr
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], config.controller.metrics_port)));
         Ok(Settings {
             config: Arc::new(config),
             namespace,
@@ -243,9 +243,8 @@ async fn run_with_server(
         .await;
     let _ = lease_stop_tx.send(true);
     if let Some(task) = lease_task {
-        if !task.is_finished() || result.is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-        }
+        // Let the renewal task release the Lease after the API calls above finished.
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     }
     result
 }
@@ -261,7 +260,9 @@ async fn list_results_with_retry(
         match resync::list_results(client.clone()).await {
             Ok(s) => return Ok(Some(s)),
             Err(e) if attempt >= 5 => return Err(e),
-            Err(e) => tracing::warn!(error = %e, attempt, "listing existing results failed; retrying"),
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, "listing existing results failed; retrying")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -310,7 +311,9 @@ impl Controller {
         for (spec, r) in &resolved {
             match r {
                 Ok(info) => found.push(Arc::new(info.clone())),
-                Err(f) => tracing::warn!(kind = %spec, error = f.message(), "watched kind not available; retrying in the background"),
+                Err(f) => {
+                    tracing::warn!(kind = %spec, error = f.message(), "watched kind not available; retrying in the background")
+                }
             }
         }
         let mut index = Index::new(
@@ -357,11 +360,7 @@ impl Controller {
             metrics,
         };
         let mut watches = JoinSet::new();
-        watches.spawn(watches::watch_jobs(
-            client,
-            settings.namespace.clone(),
-            tx,
-        ));
+        watches.spawn(watches::watch_jobs(client, settings.namespace.clone(), tx));
         let mut tasks = JoinSet::new();
         // Roles first: their watches start before the others.
         let mut effects = state.start(now);

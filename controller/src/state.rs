@@ -48,7 +48,7 @@ pub enum WatchEvent {
         /// The object.
         key: TargetKey,
         /// Its trimmed metadata.
-        meta: ObjectMeta,
+        meta: Box<ObjectMeta>,
         /// A binding's role reference and subjects.
         binding: Option<BindingSpec>,
         /// Part of a (re-)list.
@@ -482,9 +482,7 @@ impl State {
                     ),
                     Some(404) => self.set_status(
                         &spec,
-                        KindStatus::NotFound(format!(
-                            "resource {spec} not found: {message}"
-                        )),
+                        KindStatus::NotFound(format!("resource {spec} not found: {message}")),
                     ),
                     _ if !synced => self.set_status(
                         &spec,
@@ -608,7 +606,12 @@ impl State {
         effects
     }
 
-    fn on_job_created(&mut self, name: String, outcome: CreateOutcome, now: Instant) -> Vec<Effect> {
+    fn on_job_created(
+        &mut self,
+        name: String,
+        outcome: CreateOutcome,
+        now: Instant,
+    ) -> Vec<Effect> {
         let mut effects = Vec::new();
         match outcome {
             CreateOutcome::Created => {
@@ -728,7 +731,12 @@ impl State {
         for chunk in deletable.chunks(DELETE_CHUNK) {
             effects.push(Effect::DeleteResults(chunk.to_vec()));
         }
-        for ns in self.index.result_namespaces().into_iter().chain(snapshot.summaries) {
+        for ns in self
+            .index
+            .result_namespaces()
+            .into_iter()
+            .chain(snapshot.summaries)
+        {
             self.summaries.mark(&ns, now);
         }
         effects
@@ -759,9 +767,15 @@ impl State {
                 .values()
                 .all(|k| k.info.is_some() || matches!(k.status, KindStatus::NotFound(_)));
         }
-        let binding = source.group == "rbac.authorization.k8s.io" && source.kind.ends_with("Binding");
+        let binding =
+            source.group == "rbac.authorization.k8s.io" && source.kind.ends_with("Binding");
         matching.iter().all(|k| k.synced_once)
-            && (!binding || self.kinds.values().filter(|k| k.is_role()).all(|k| k.synced_once))
+            && (!binding
+                || self
+                    .kinds
+                    .values()
+                    .filter(|k| k.is_role())
+                    .all(|k| k.synced_once))
     }
 
     fn check_roles_synced(&mut self) -> Vec<Effect> {
@@ -784,11 +798,7 @@ impl State {
         if self.initial_sync || !self.jobs_synced {
             return Vec::new();
         }
-        if self
-            .kinds
-            .values()
-            .any(|k| k.status == KindStatus::Listing)
-        {
+        if self.kinds.values().any(|k| k.status == KindStatus::Listing) {
             return Vec::new();
         }
         self.initial_sync = true;
@@ -867,13 +877,16 @@ impl State {
             if !should_dispatch(ready, later, age, sj.batch_size, self.s.batch_window) {
                 break;
             }
-            let taken = self.queue.take_ready(now, sj.batch_size.saturating_mul(free));
+            let taken = self
+                .queue
+                .take_ready(now, sj.batch_size.saturating_mul(free));
             if taken.is_empty() {
                 break;
             }
             let ready: Vec<(TargetKey, u32)> =
                 taken.into_iter().map(|r| (r.key, r.attempts)).collect();
-            for (i, (keys, attempt)) in plan_batches(&ready, sj.batch_size).into_iter().enumerate() {
+            for (i, (keys, attempt)) in plan_batches(&ready, sj.batch_size).into_iter().enumerate()
+            {
                 if i >= free {
                     for k in &keys {
                         self.queue.release(k, now);
@@ -936,10 +949,10 @@ impl State {
         if let Some(t) = self.queue.next_due() {
             consider(t);
         }
-        if self.jobs.len() < self.s.config.scan_job.max_concurrent_jobs {
-            if let Some(t) = self.queue.oldest_ready(now) {
-                consider(t + self.s.batch_window);
-            }
+        if self.jobs.len() < self.s.config.scan_job.max_concurrent_jobs
+            && let Some(t) = self.queue.oldest_ready(now)
+        {
+            consider(t + self.s.batch_window);
         }
         if let Some(t) = self.summaries.next_due() {
             consider(t);
@@ -959,5 +972,615 @@ fn failure_status(f: Failure) -> KindStatus {
         Failure::NotFound(m) => KindStatus::NotFound(m),
         Failure::Forbidden(m) => KindStatus::Forbidden(m),
         Failure::Error(m) => KindStatus::Failed(m),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    use super::*;
+    use crate::events::ResultInfo;
+
+    const HASH: &str = "h";
+    const SCANNER: &str = "v";
+
+    fn config(batch: usize, max_jobs: usize) -> Arc<Config> {
+        Arc::new(
+            Config::parse(
+                "t",
+                &format!(
+                    r#"
+clusterName: test
+continuousScanning:
+  matchingRules:
+  - {{apiGroups: [apps], apiVersions: [v1], resources: [deployments, replicasets]}}
+  - {{apiGroups: [example.com], apiVersions: [v1], resources: [widgets]}}
+scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: {batch}, maxConcurrentJobs: {max_jobs}, ttlSecondsAfterFinished: 300, activeDeadlineSeconds: 300, backoffLimit: 2}}
+"#
+                ),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn kind(k: &str, plural: &str) -> KindInfo {
+        KindInfo {
+            group: "apps".into(),
+            version: "v1".into(),
+            kind: k.into(),
+            plural: plural.into(),
+            namespaced: true,
+        }
+    }
+
+    fn spec_of(plural: &str, group: &str) -> KindSpec {
+        KindSpec {
+            group: group.into(),
+            version: "v1".into(),
+            resource: plural.into(),
+        }
+    }
+
+    struct Harness {
+        state: State,
+        now: Instant,
+        deploy: Arc<KindInfo>,
+        rs: Arc<KindInfo>,
+        metrics: Metrics,
+    }
+
+    impl Harness {
+        fn new(batch: usize, max_jobs: usize) -> Self {
+            let now = Instant::now();
+            let deploy = kind("Deployment", "deployments");
+            let rs = kind("ReplicaSet", "replicasets");
+            let found = vec![Arc::new(deploy.clone()), Arc::new(rs.clone())];
+            let index = Index::new("kubevigil", &found, SCANNER, HASH);
+            let (metrics, _) = Metrics::new();
+            let resolved = vec![
+                (spec_of("deployments", "apps"), Ok(deploy)),
+                (spec_of("replicasets", "apps"), Ok(rs)),
+                (
+                    spec_of("widgets", "example.com"),
+                    Err(Failure::NotFound(
+                        "resource widgets.example.com/v1 not found in API discovery".into(),
+                    )),
+                ),
+            ];
+            let timing = Timing {
+                debounce: Duration::from_secs(2),
+                resync: Duration::from_secs(600),
+            };
+            let state = State::new(
+                StateSettings::new(config(batch, max_jobs), "kubevigil".into(), timing),
+                index,
+                resolved,
+                metrics.clone(),
+                now,
+            );
+            let (deploy, rs) = (found[0].clone(), found[1].clone());
+            Harness {
+                state,
+                now,
+                deploy,
+                rs,
+                metrics,
+            }
+        }
+
+        fn advance(&mut self, d: Duration) {
+            self.now += d;
+        }
+
+        fn send(&mut self, msg: Msg) -> Vec<Effect> {
+            self.state.handle(msg, self.now)
+        }
+
+        fn tick(&mut self) -> Vec<Effect> {
+            self.state.tick(self.now)
+        }
+
+        fn watch(&mut self, kind: &Arc<KindInfo>, event: WatchEvent) -> Vec<Effect> {
+            self.send(Msg::Watch {
+                kind: kind.clone(),
+                event,
+            })
+        }
+
+        fn key(&self, kind: &Arc<KindInfo>, ns: &str, name: &str) -> TargetKey {
+            TargetKey {
+                kind: kind.clone(),
+                namespace: Some(ns.into()),
+                name: name.into(),
+            }
+        }
+
+        fn apply(
+            &mut self,
+            kind: &Arc<KindInfo>,
+            ns: &str,
+            name: &str,
+            meta: ObjectMeta,
+        ) -> Vec<Effect> {
+            let key = self.key(kind, ns, name);
+            self.watch(
+                kind,
+                WatchEvent::Apply {
+                    key,
+                    meta: Box::new(meta),
+                    binding: None,
+                    init: false,
+                },
+            )
+        }
+
+        /// Jobs listed (none running), both kinds listed with the given deployments.
+        fn sync(&mut self, deployments: &[&str]) -> Vec<Effect> {
+            let mut effects = self.send(Msg::Jobs(JobEvent::Init));
+            effects.extend(self.send(Msg::Jobs(JobEvent::InitDone)));
+            let (deploy, rs) = (self.deploy.clone(), self.rs.clone());
+            effects.extend(self.watch(&deploy, WatchEvent::Init));
+            for name in deployments {
+                effects.extend(self.apply(&deploy, "shop", name, meta(name, 1, "1")));
+            }
+            effects.extend(self.watch(&deploy, WatchEvent::InitDone));
+            effects.extend(self.watch(&rs, WatchEvent::Init));
+            effects.extend(self.watch(&rs, WatchEvent::InitDone));
+            effects
+        }
+    }
+
+    fn meta(name: &str, generation: i64, rv: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("shop".into()),
+            uid: Some(format!("uid-{name}")),
+            generation: Some(generation),
+            resource_version: Some(rv.into()),
+            ..ObjectMeta::default()
+        }
+    }
+
+    fn jobs(effects: &[Effect]) -> Vec<(String, Vec<String>)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::CreateJob(job) => Some((
+                    job.metadata.name.clone().unwrap_or_default(),
+                    crate::jobs::job_targets(job)
+                        .iter()
+                        .map(|k| k.name.clone())
+                        .collect(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn view(name: &str, targets: Vec<TargetKey>, finished: Option<bool>) -> JobView {
+        JobView {
+            name: name.into(),
+            targets,
+            finished,
+            deleting: false,
+        }
+    }
+
+    #[test]
+    fn startup_watches_found_kinds_and_reports_missing_ones() {
+        let mut h = Harness::new(50, 5);
+        let effects = h.state.start(h.now);
+        let starts = effects
+            .iter()
+            .filter(|e| matches!(e, Effect::StartWatch(_)))
+            .count();
+        assert_eq!(starts, 2);
+        assert!(
+            effects
+                .iter()
+                .any(|e| matches!(e, Effect::RetryDiscovery(s) if s.resource == "widgets"))
+        );
+        // No role kinds configured: bindings need not wait.
+        assert!(effects.iter().any(|e| matches!(e, Effect::RolesSynced)));
+        let reports = h.state.kind_reports();
+        let widgets = reports.iter().find(|r| r.resource == "widgets").unwrap();
+        assert_eq!(widgets.state, "not-found");
+        assert_eq!(
+            widgets.message.as_deref(),
+            Some("resource widgets.example.com/v1 not found in API discovery")
+        );
+        assert!(!h.state.initial_sync_done());
+    }
+
+    #[test]
+    fn initial_backlog_goes_out_in_full_batches_after_the_sync() {
+        let mut h = Harness::new(50, 5);
+        h.state.start(h.now);
+        let names: Vec<String> = (0..120).map(|i| format!("d{i:03}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        // Before the sync is done nothing is dispatched.
+        let deploy = h.deploy.clone();
+        h.watch(&deploy, WatchEvent::Init);
+        h.apply(&deploy, "shop", "d000", meta("d000", 1, "1"));
+        assert!(jobs(&h.tick()).is_empty());
+        let effects = h.sync(&refs);
+        assert!(h.state.initial_sync_done());
+        assert!(effects.iter().any(|e| matches!(e, Effect::ListResults)));
+        let created = jobs(&h.tick());
+        let sizes: Vec<usize> = created.iter().map(|(_, t)| t.len()).collect();
+        assert_eq!(sizes, vec![50, 50, 20]);
+        assert_eq!(h.state.active_jobs(), 3);
+        assert_eq!(h.metrics.scans_started.get(), 120);
+        assert!(jobs(&h.tick()).is_empty(), "all targets are in flight");
+    }
+
+    #[test]
+    fn dispatch_holds_at_most_max_jobs_and_refills_on_completion() {
+        let mut h = Harness::new(1, 2);
+        h.state.start(h.now);
+        h.sync(&["a", "b", "c"]);
+        let first = jobs(&h.tick());
+        assert_eq!(first.len(), 2);
+        assert!(jobs(&h.tick()).is_empty());
+        let (name, targets) = first[0].clone();
+        let key = h.key(&h.deploy.clone(), "shop", &targets[0]);
+        h.send(Msg::JobCreated {
+            name: name.clone(),
+            outcome: CreateOutcome::Created,
+        });
+        h.advance(Duration::from_secs(3));
+        h.send(Msg::Jobs(JobEvent::Apply(view(
+            &name,
+            vec![key],
+            Some(true),
+        ))));
+        let next = jobs(&h.tick());
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].1, vec!["c".to_string()]);
+        assert_eq!(h.metrics.scans_succeeded.get(), 1);
+    }
+
+    #[test]
+    fn status_only_updates_and_owned_children_start_no_job() {
+        let mut h = Harness::new(50, 5);
+        h.state.start(h.now);
+        h.sync(&["web"]);
+        let created = jobs(&h.tick());
+        assert_eq!(created.len(), 1);
+        let (name, _) = created[0].clone();
+        let web = h.key(&h.deploy.clone(), "shop", "web");
+        h.send(Msg::Jobs(JobEvent::Apply(view(
+            &name,
+            vec![web],
+            Some(true),
+        ))));
+        // Rollout churn: status updates of the Deployment, a new ReplicaSet it owns.
+        let deploy = h.deploy.clone();
+        let rs = h.rs.clone();
+        for rv in 2..10 {
+            h.advance(Duration::from_millis(300));
+            h.apply(&deploy, "shop", "web", meta("web", 1, &rv.to_string()));
+            let mut child = meta("web-7d9f", 1, &rv.to_string());
+            child.owner_references = Some(vec![OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                name: "web".into(),
+                uid: "uid-web".into(),
+                controller: Some(true),
+                ..OwnerReference::default()
+            }]);
+            h.apply(&rs, "shop", "web-7d9f", child);
+            assert!(jobs(&h.tick()).is_empty());
+        }
+        // A spec change (generation 2) is one scan.
+        h.apply(&deploy, "shop", "web", meta("web", 2, "20"));
+        h.advance(Duration::from_secs(3));
+        assert_eq!(jobs(&h.tick()).len(), 1);
+    }
+
+    #[test]
+    fn failed_scans_retry_alone_then_are_reported() {
+        let mut h = Harness::new(50, 5);
+        h.state.start(h.now);
+        h.sync(&["a", "b"]);
+        let (name, _) = jobs(&h.tick())[0].clone();
+        let a = h.key(&h.deploy.clone(), "shop", "a");
+        let b = h.key(&h.deploy.clone(), "shop", "b");
+        h.send(Msg::Jobs(JobEvent::Apply(view(
+            &name,
+            vec![a.clone(), b.clone()],
+            Some(false),
+        ))));
+        assert_eq!(h.metrics.scan_retries.get(), 2);
+        // Retries go one target per Job, so that a bad target cannot fail the others again.
+        h.advance(Duration::from_secs(300));
+        let retries = jobs(&h.tick());
+        assert_eq!(retries.len(), 2);
+        let mut reported = Vec::new();
+        for (name, targets) in retries {
+            let (key, ok) = if targets[0] == "a" {
+                (a.clone(), false)
+            } else {
+                (b.clone(), true)
+            };
+            reported.extend(h.send(Msg::Jobs(JobEvent::Apply(view(&name, vec![key], Some(ok))))));
+        }
+        // a fails its third and fourth attempts: then it is reported, not retried.
+        for _ in 0..2 {
+            h.advance(Duration::from_secs(300));
+            let created = jobs(&h.tick());
+            assert_eq!(created.len(), 1);
+            assert_eq!(created[0].1, vec!["a".to_string()]);
+            reported.extend(h.send(Msg::Jobs(JobEvent::Apply(view(
+                &created[0].0,
+                vec![a.clone()],
+                Some(false),
+            )))));
+        }
+        let failures: Vec<&TargetKey> = reported
+            .iter()
+            .filter_map(|e| match e {
+                Effect::ReportFailure {
+                    key, attempts: 4, ..
+                } => Some(key),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(failures, vec![&a]);
+        assert_eq!(h.metrics.scans_failed.get(), 1);
+        assert_eq!(h.metrics.scans_succeeded.get(), 1);
+        h.advance(Duration::from_secs(600));
+        assert!(jobs(&h.tick()).is_empty(), "left to the next resync");
+    }
+
+    #[test]
+    fn job_name_collisions() {
+        let mut h = Harness::new(50, 5);
+        h.state.start(h.now);
+        h.sync(&["a"]);
+        let (name, _) = jobs(&h.tick())[0].clone();
+        // A finished Job of that name was in the way and was deleted: requeued shortly.
+        h.send(Msg::JobCreated {
+            name: name.clone(),
+            outcome: CreateOutcome::FinishedDeleted,
+        });
+        assert_eq!(h.state.active_jobs(), 0);
+        assert!(jobs(&h.tick()).is_empty());
+        h.advance(COLLISION_REQUEUE);
+        let again = jobs(&h.tick());
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].0, name, "same batch, same deterministic name");
+        // This time one is running: its targets stay in flight.
+        h.send(Msg::JobCreated {
+            name: name.clone(),
+            outcome: CreateOutcome::Running,
+        });
+        assert_eq!(h.state.active_jobs(), 1);
+        h.advance(Duration::from_secs(60));
+        assert!(jobs(&h.tick()).is_empty());
+    }
+
+    #[test]
+    fn running_jobs_are_adopted_at_startup() {
+        let mut h = Harness::new(50, 1);
+        h.state.start(h.now);
+        let a = h.key(&h.deploy.clone(), "shop", "a");
+        h.send(Msg::Jobs(JobEvent::Init));
+        h.send(Msg::Jobs(JobEvent::Apply(view(
+            "kubevigil-scan-old",
+            vec![a.clone()],
+            None,
+        ))));
+        h.send(Msg::Jobs(JobEvent::Apply(view(
+            "kubevigil-scan-done",
+            vec![a.clone()],
+            Some(true),
+        ))));
+        let effects = h.sync(&["a", "b"]);
+        assert!(effects.iter().any(|e| matches!(e, Effect::ListResults)));
+        assert!(h.state.queue().in_flight(&a));
+        assert_eq!(h.state.active_jobs(), 1);
+        assert!(
+            jobs(&h.tick()).is_empty(),
+            "the adopted Job fills the only slot"
+        );
+        h.send(Msg::Jobs(JobEvent::Delete(view(
+            "kubevigil-scan-old",
+            vec![a.clone()],
+            Some(true),
+        ))));
+        // `a` was listed while the adopted Job ran: it is scanned again after it (the old Job
+        // may have read an older version), together with `b`.
+        assert_eq!(jobs(&h.tick())[0].1, vec!["a".to_string(), "b".to_string()]);
+    }
+
+    #[test]
+    fn deletes_missed_during_a_watch_outage_are_found_by_the_relist() {
+        let mut h = Harness::new(50, 5);
+        h.state.start(h.now);
+        h.sync(&["keep", "gone"]);
+        let deploy = h.deploy.clone();
+        h.watch(&deploy, WatchEvent::Init);
+        h.apply(&deploy, "shop", "keep", meta("keep", 1, "1"));
+        let effects = h.watch(&deploy, WatchEvent::InitDone);
+        let deleted: Vec<&ResultRef> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::DeleteResults(r) => Some(r),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(
+            deleted,
+            vec![&ResultRef {
+                namespace: "shop".into(),
+                name: "deployment-gone".into()
+            }]
+        );
+        assert_eq!(h.state.index().target_count(), 1);
+    }
+
+    #[test]
+    fn target_deleted_during_its_scan_loses_late_results() {
+        let mut h = Harness::new(50, 5);
+        h.state.start(h.now);
+        h.sync(&["a"]);
+        let (name, _) = jobs(&h.tick())[0].clone();
+        let a = h.key(&h.deploy.clone(), "shop", "a");
+        let deploy = h.deploy.clone();
+        let effects = h.watch(
+            &deploy,
+            WatchEvent::Delete {
+                key: a.clone(),
+                binding: None,
+            },
+        );
+        assert!(
+            effects
+                .iter()
+                .any(|e| matches!(e, Effect::DeleteResults(_)))
+        );
+        let effects = h.send(Msg::Jobs(JobEvent::Apply(view(&name, vec![a], Some(true)))));
+        assert!(
+            effects
+                .iter()
+                .any(|e| matches!(e, Effect::DeleteResults(_))),
+            "results written by the finishing scan are deleted again"
+        );
+        assert!(jobs(&h.tick()).is_empty());
+    }
+
+    #[test]
+    fn resync_rescans_missing_and_collects_only_orphans_of_listed_kinds() {
+        let mut h = Harness::new(50, 5);
+        h.state.start(h.now);
+        h.sync(&["a"]);
+        h.tick();
+        let info = |kind: &str, group: &str| ResultInfo {
+            fingerprint: "x".into(),
+            scanner_version: SCANNER.into(),
+            controls_hash: HASH.into(),
+            source: Some(SourceKind {
+                group: group.into(),
+                kind: kind.into(),
+            }),
+        };
+        let r = |name: &str| ResultRef {
+            namespace: "shop".into(),
+            name: name.into(),
+        };
+        let snapshot = ResultsSnapshot {
+            results: HashMap::from([
+                (r("deployment-orphan"), info("Deployment", "apps")),
+                (r("widget-w"), info("Widget", "example.com")),
+                (r("statefulset-s"), info("StatefulSet", "apps")),
+            ]),
+            summaries: BTreeSet::from(["old-ns".to_string()]),
+        };
+        let effects = h.send(Msg::ResultsListed(Ok(snapshot)));
+        let deleted: Vec<String> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::DeleteResults(r) => Some(r),
+                _ => None,
+            })
+            .flatten()
+            .map(|r| r.name.clone())
+            .collect();
+        // Widgets are not discovered (not found): their results are orphans too; a kind that is
+        // no longer watched at all likewise.
+        assert_eq!(deleted.len(), 3, "{deleted:?}");
+        // Summaries of namespaces with results and of existing summaries are recomputed.
+        h.advance(Duration::from_secs(3));
+        let summarized: BTreeSet<String> = h
+            .tick()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Summarize(ns) => Some(ns),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            summarized,
+            BTreeSet::from(["old-ns".to_string(), "shop".to_string()])
+        );
+        // Next resync after the period.
+        h.advance(Duration::from_secs(600));
+        assert!(h.tick().iter().any(|e| matches!(e, Effect::ListResults)));
+    }
+
+    #[test]
+    fn orphans_wait_for_a_kind_that_is_still_listing() {
+        let mut h = Harness::new(50, 5);
+        h.state.start(h.now);
+        h.send(Msg::Jobs(JobEvent::InitDone));
+        let deploy = h.deploy.clone();
+        h.watch(&deploy, WatchEvent::Init);
+        h.watch(&deploy, WatchEvent::InitDone);
+        // replicasets fail with a server error before listing: the initial sync proceeds.
+        let rs = h.rs.clone();
+        let effects = h.watch(
+            &rs,
+            WatchEvent::Error {
+                message: "boom".into(),
+                status: Some(500),
+            },
+        );
+        assert!(effects.iter().any(|e| matches!(e, Effect::ListResults)));
+        let snapshot = ResultsSnapshot {
+            results: HashMap::from([(
+                ResultRef {
+                    namespace: "shop".into(),
+                    name: "replicaset-x".into(),
+                },
+                ResultInfo {
+                    fingerprint: "x".into(),
+                    scanner_version: SCANNER.into(),
+                    controls_hash: HASH.into(),
+                    source: Some(SourceKind {
+                        group: "apps".into(),
+                        kind: "ReplicaSet".into(),
+                    }),
+                },
+            )]),
+            summaries: BTreeSet::new(),
+        };
+        let effects = h.send(Msg::ResultsListed(Ok(snapshot)));
+        assert!(
+            !effects
+                .iter()
+                .any(|e| matches!(e, Effect::DeleteResults(_)))
+        );
+        let reports = h.state.kind_reports();
+        assert_eq!(
+            reports
+                .iter()
+                .find(|r| r.resource == "replicasets")
+                .map(|r| r.state.as_str()),
+            Some("error")
+        );
+    }
+
+    #[test]
+    fn completed_scans_refresh_their_namespace_summary() {
+        let mut h = Harness::new(50, 5);
+        h.state.start(h.now);
+        h.sync(&["a"]);
+        h.send(Msg::ResultsListed(Ok(ResultsSnapshot::default())));
+        let (name, _) = jobs(&h.tick()).first().cloned().unwrap_or_default();
+        h.advance(Duration::from_secs(5));
+        h.tick();
+        let a = h.key(&h.deploy.clone(), "shop", "a");
+        h.send(Msg::Jobs(JobEvent::Apply(view(&name, vec![a], Some(true)))));
+        assert!(!h.tick().iter().any(|e| matches!(e, Effect::Summarize(_))));
+        h.advance(Duration::from_secs(2));
+        let effects = h.tick();
+        assert!(
+            effects
+                .iter()
+                .any(|e| matches!(e, Effect::Summarize(ns) if ns == "shop"))
+        );
     }
 }

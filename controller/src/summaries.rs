@@ -122,7 +122,8 @@ pub enum SummaryOutcome {
 
 /// Recomputes the ConfigurationScanSummary of `namespace`.
 pub async fn summarize(client: Client, namespace: &str) -> Result<SummaryOutcome, Error> {
-    let wcss: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &wcss_resource());
+    let wcss: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), namespace, &wcss_resource());
     let mut items = Vec::new();
     let mut lp = ListParams::default().limit(200);
     loop {

@@ -97,7 +97,7 @@ pub fn apply_event(
         .then(|| BindingSpec::from_json(data.unwrap_or(&Value::Null), key.namespace.as_deref()));
     Some(WatchEvent::Apply {
         key,
-        meta: trim_meta(meta),
+        meta: Box::new(trim_meta(meta)),
         binding,
         init,
     })
@@ -137,13 +137,12 @@ pub async fn watch_kind(
     tx: mpsc::Sender<Msg>,
     roles_synced: Option<watch::Receiver<bool>>,
 ) {
-    if let Some(mut rx) = roles_synced {
-        if tokio::time::timeout(ROLES_WAIT, rx.wait_for(|synced| *synced))
+    if let Some(mut rx) = roles_synced
+        && tokio::time::timeout(ROLES_WAIT, rx.wait_for(|synced| *synced))
             .await
             .is_err()
-        {
-            tracing::warn!(kind = %kind.kind, "role watches not synced after {ROLES_WAIT:?}; watching bindings anyway");
-        }
+    {
+        tracing::warn!(kind = %kind.kind, "role watches not synced after {ROLES_WAIT:?}; watching bindings anyway");
     }
     let ar = api_resource(&kind);
     if kind.is_binding() {
@@ -314,7 +313,12 @@ mod tests {
     #[test]
     fn bindings_keep_their_spec_on_delete() {
         let c = config("[]", "[]");
-        let rb = kind("rbac.authorization.k8s.io", "RoleBinding", "rolebindings", true);
+        let rb = kind(
+            "rbac.authorization.k8s.io",
+            "RoleBinding",
+            "rolebindings",
+            true,
+        );
         let data = json!({"roleRef": {"kind": "Role", "name": "r"}, "subjects": [{"kind": "ServiceAccount", "name": "sa"}]});
         let ev = delete_event(&rb, &c, &meta(Some("ci"), "b"), Some(&data));
         match ev {

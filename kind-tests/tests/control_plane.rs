@@ -14,7 +14,11 @@ async fn version_reports_1_35() -> Result<(), Error> {
     let client = cluster.client().await?;
     let info = client.apiserver_version().await.expect("GET /version");
     assert_eq!((info.major.as_str(), info.minor.as_str()), ("1", "35"));
-    assert!(info.git_version.starts_with("v1.35."), "{}", info.git_version);
+    assert!(
+        info.git_version.starts_with("v1.35."),
+        "{}",
+        info.git_version
+    );
 
     let raw = cluster.kubectl(["get", "--raw", "/version"]).await?;
     let v: serde_json::Value = serde_json::from_str(&raw).expect("/version is JSON");

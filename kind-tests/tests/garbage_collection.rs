@@ -60,11 +60,13 @@ async fn foreground_deletion_removes_replicaset_and_pods() -> Result<(), Error> 
                             .unwrap_or_default()
                     })
                     .collect();
-                Ok(if phases.len() == 2 && phases.iter().all(|p| p == "Running") {
-                    Check::Done(phases)
-                } else {
-                    Check::NotYet(format!("phases: {phases:?}"))
-                })
+                Ok(
+                    if phases.len() == 2 && phases.iter().all(|p| p == "Running") {
+                        Check::Done(phases)
+                    } else {
+                        Check::NotYet(format!("phases: {phases:?}"))
+                    },
+                )
             }
         })
         .await?;
@@ -104,7 +106,11 @@ async fn foreground_deletion_removes_replicaset_and_pods() -> Result<(), Error> 
             assert_eq!(dirs.len(), 2, "one local pod directory per pod");
             for dir in dirs {
                 let log = std::fs::read_to_string(dir.path().join("sleeper.log"))?;
-                assert!(log.contains("got SIGTERM"), "{}: {log}", dir.path().display());
+                assert!(
+                    log.contains("got SIGTERM"),
+                    "{}: {log}",
+                    dir.path().display()
+                );
             }
         }
         Ok(())

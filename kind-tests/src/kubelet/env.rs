@@ -503,7 +503,10 @@ mod tests {
             "128"
         );
         assert_eq!(resource_field_ref(&c, "requests.cpu", None).unwrap(), "0");
-        assert_eq!(resource_field_ref(&c, "limits.cpu", Some("0")).unwrap(), "1");
+        assert_eq!(
+            resource_field_ref(&c, "limits.cpu", Some("0")).unwrap(),
+            "1"
+        );
         let bare = Container::default();
         assert_eq!(resource_field_ref(&bare, "limits.cpu", None).unwrap(), "16");
     }

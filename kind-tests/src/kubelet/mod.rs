@@ -5,8 +5,8 @@
 //!   fresh (every 10 s).
 //! - Binds pending pods (no `spec.nodeName`; there is no scheduler) to that node through the
 //!   `pods/binding` subresource.
-//! - Runs each pod bound to the node ([`pod`]): the image maps to a local binary ([`image`]), the
-//!   environment is computed like a kubelet does ([`env`]), volumes become directories
+//! - Runs each pod bound to the node (`pod.rs`): the image maps to a local binary ([`image`]), the
+//!   environment is computed like a kubelet does ([`mod@env`]), volumes become directories
 //!   ([`volumes`]) bind-mounted at their `mountPath` inside a private mount namespace
 //!   ([`sandbox`]), so `/var/run/secrets/kubernetes.io/serviceaccount` works and in-cluster
 //!   clients authenticate as the pod's real ServiceAccount.
@@ -212,7 +212,12 @@ fn on_pod(
     let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
     match node.as_deref() {
         None | Some("") => {
-            if !pod::is_deleting(&p) && !pod::is_terminal(&p) {
+            let gated = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.scheduling_gates.as_ref())
+                .is_some_and(|g| !g.is_empty());
+            if !gated && !pod::is_deleting(&p) && !pod::is_terminal(&p) {
                 tokio::spawn(bind(ctx.clone(), p));
             }
         }
@@ -233,7 +238,7 @@ fn on_pod(
     }
 }
 
-/// Binds a pending pod to this node.
+/// Binds a pending pod to this node (a few bounded retries on transient errors).
 async fn bind(ctx: Arc<Ctx>, p: Pod) {
     let ns = p.metadata.namespace.clone().unwrap_or_default();
     let name = p.metadata.name.clone().unwrap_or_default();
@@ -244,19 +249,27 @@ async fn bind(ctx: Arc<Ctx>, p: Pod) {
         "metadata": { "name": name, "namespace": ns, "uid": p.metadata.uid },
         "target": { "apiVersion": "v1", "kind": "Node", "name": ctx.cfg.node_name },
     });
-    match api
-        .create_subresource::<_, serde_json::Value>(
-            "binding",
-            &name,
-            &PostParams::default(),
-            &binding,
-        )
-        .await
-    {
-        Ok(_) => debug!(pod = %format!("{ns}/{name}"), "bound"),
-        // Already bound (a second event for the same pod) or already gone.
-        Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {}
-        Err(e) => warn!(pod = %format!("{ns}/{name}"), error = %e, "binding pod"),
+    for attempt in 0..5u32 {
+        match api
+            .create_subresource::<_, serde_json::Value>(
+                "binding",
+                &name,
+                &PostParams::default(),
+                &binding,
+            )
+            .await
+        {
+            Ok(_) => {
+                debug!(pod = %format!("{ns}/{name}"), "bound");
+                return;
+            }
+            // Already bound (a second event for the same pod) or already gone.
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => return,
+            Err(e) => {
+                warn!(pod = %format!("{ns}/{name}"), error = %e, attempt, "binding pod");
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+        }
     }
 }
 

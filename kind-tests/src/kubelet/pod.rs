@@ -344,7 +344,9 @@ impl Worker {
                         message: Some(message.clone()),
                     };
                 }
-                self.state.phase = phase::FAILED;
+                // Like a real kubelet that cannot pull an image: the pod stays Pending (a
+                // Failed pod would make its ReplicaSet create replacements in a loop).
+                self.state.phase = phase::PENDING;
                 self.state.reason = Some("ImageNotMapped".to_owned());
                 self.state.message = Some(message);
                 self.patch().await;

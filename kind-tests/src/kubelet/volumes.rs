@@ -493,7 +493,12 @@ mod tests {
         .unwrap();
         assert_eq!(
             created,
-            vec![dir.join("etc"), dir.join("etc/app"), vol.join("sub"), vol.join("sub/f")]
+            vec![
+                dir.join("etc"),
+                dir.join("etc/app"),
+                vol.join("sub"),
+                vol.join("sub/f")
+            ]
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
