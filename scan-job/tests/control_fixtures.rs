@@ -8,8 +8,9 @@
 //! - `skip`: every evaluated resource reports the control `skipped`.
 //!
 //! An optional `<case>.inputs.json` beside the file overrides control inputs (Kubescape's
-//! `postureControlInputs` keys). Every control in the catalog must have a `pass` and a `fail`
-//! case, or a `skip` case when it can never be decided from objects.
+//! `postureControlInputs` keys), and an optional `<case>.cloud-provider` holding `eks`, `gke` or
+//! `aks` sets the managed-cloud provider. Every control in the catalog must have a `pass` and a
+//! `fail` case, or a `skip` case when it can never be decided from objects.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -72,7 +73,15 @@ fn fixture(#[files("tests/fixtures/*/*.yaml")] path: PathBuf) {
             serde_json::from_str(&std::fs::read_to_string(&inputs_path).unwrap()).unwrap();
         inputs.apply_overrides(&doc).unwrap();
     }
-    let evaluator = Evaluator::new(vec![control], inputs, Exceptions::none());
+    let provider_path = path.with_extension("cloud-provider");
+    let provider = provider_path.exists().then(|| {
+        std::fs::read_to_string(&provider_path)
+            .unwrap()
+            .trim()
+            .to_string()
+    });
+    let evaluator =
+        Evaluator::new(vec![control], inputs, Exceptions::none()).with_cloud_provider(provider);
     let results = evaluator.evaluate_all(&inventory);
     let statuses: Vec<((String, String), Status)> = results
         .iter()
