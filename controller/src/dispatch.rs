@@ -28,8 +28,9 @@ pub struct JobRecord {
     pub attempt: u32,
     /// When it was recorded.
     pub created: Instant,
-    /// Whether the API server has confirmed it exists (create answered or watch event seen).
-    pub confirmed: bool,
+    /// The UID of the Job, once the API server has confirmed it (create answered, or found
+    /// running). Until then, watch events for that name are of an older Job of the same name.
+    pub uid: Option<String>,
 }
 
 /// The active scan Jobs, by name.
@@ -54,11 +55,16 @@ impl JobTracker {
         self.jobs.contains_key(name)
     }
 
-    /// Marks a Job as confirmed by the API server.
-    pub fn confirm(&mut self, name: &str) {
+    /// Records the UID the API server gave a Job.
+    pub fn confirm(&mut self, name: &str, uid: &str) {
         if let Some(r) = self.jobs.get_mut(name) {
-            r.confirmed = true;
+            r.uid = Some(uid.to_string());
         }
+    }
+
+    /// A recorded Job.
+    pub fn get(&self, name: &str) -> Option<&JobRecord> {
+        self.jobs.get(name)
     }
 
     /// Number of active Jobs.
@@ -81,7 +87,7 @@ impl JobTracker {
         let mut out: Vec<String> = self
             .jobs
             .iter()
-            .filter(|(name, r)| r.confirmed && r.created < before && !seen.contains(*name))
+            .filter(|(name, r)| r.uid.is_some() && r.created < before && !seen.contains(*name))
             .map(|(name, _)| name.clone())
             .collect();
         out.sort();
@@ -107,6 +113,8 @@ impl JobTracker {
 pub struct JobView {
     /// Name of the Job.
     pub name: String,
+    /// UID of the Job (tells a Job from an older one of the same name).
+    pub uid: String,
     /// Its targets (from the annotation).
     pub targets: Vec<TargetKey>,
     /// `Some(true)` when Complete, `Some(false)` when Failed, `None` while running.
@@ -136,6 +144,7 @@ pub fn job_outcome(job: &Job) -> Option<bool> {
 pub fn job_view(job: &Job) -> JobView {
     JobView {
         name: job.metadata.name.clone().unwrap_or_default(),
+        uid: job.metadata.uid.clone().unwrap_or_default(),
         targets: job_targets(job),
         finished: job_outcome(job),
         deleting: job.metadata.deletion_timestamp.is_some(),
@@ -146,9 +155,15 @@ pub fn job_view(job: &Job) -> JobView {
 #[derive(Debug)]
 pub enum CreateOutcome {
     /// Created.
-    Created,
+    Created {
+        /// UID of the new Job.
+        uid: String,
+    },
     /// A Job of that name is running: its targets are in flight.
-    Running,
+    Running {
+        /// UID of the running Job.
+        uid: String,
+    },
     /// A finished Job of that name was in the way; it was deleted and the targets must be
     /// queued again.
     FinishedDeleted,
@@ -166,7 +181,11 @@ pub async fn create_job(client: kube::Client, namespace: &str, job: &Job) -> Cre
         ..PostParams::default()
     };
     let err = match api.create(&pp, job).await {
-        Ok(_) => return CreateOutcome::Created,
+        Ok(created) => {
+            return CreateOutcome::Created {
+                uid: created.metadata.uid.unwrap_or_default(),
+            };
+        }
         Err(e) if is_conflict(&e) => e,
         Err(source) => {
             return CreateOutcome::Failed(Error::CreateJob {
@@ -188,7 +207,9 @@ pub async fn create_job(client: kube::Client, namespace: &str, job: &Job) -> Cre
     };
     match existing {
         Some(j) if job_outcome(&j).is_none() && j.metadata.deletion_timestamp.is_none() => {
-            CreateOutcome::Running
+            CreateOutcome::Running {
+                uid: j.metadata.uid.unwrap_or_default(),
+            }
         }
         Some(_) => match api.delete(&name, &DeleteParams::background()).await {
             Ok(_) => CreateOutcome::FinishedDeleted,
@@ -249,15 +270,15 @@ mod tests {
     fn tracker_finds_vanished_and_overdue_jobs() {
         let t0 = Instant::now();
         let mut t = JobTracker::default();
-        let rec = |confirmed| JobRecord {
+        let rec = |uid: Option<&str>| JobRecord {
             targets: vec![],
             attempt: 0,
             created: t0,
-            confirmed,
+            uid: uid.map(str::to_string),
         };
-        t.insert("a".into(), rec(true));
-        t.insert("b".into(), rec(false));
-        t.insert("c".into(), rec(true));
+        t.insert("a".into(), rec(Some("ua")));
+        t.insert("b".into(), rec(None));
+        t.insert("c".into(), rec(Some("uc")));
         let seen = std::collections::HashSet::from(["c".to_string()]);
         let later = t0 + Duration::from_secs(30);
         assert_eq!(t.vanished(&seen, later), vec!["a".to_string()]);
@@ -267,8 +288,9 @@ mod tests {
             Vec::<String>::new()
         );
         assert_eq!(t.overdue(later, Duration::from_secs(10)).len(), 3);
-        t.confirm("b");
-        assert!(t.remove("b").is_some_and(|r| r.confirmed));
+        t.confirm("b", "ub");
+        assert_eq!(t.get("b").and_then(|r| r.uid.as_deref()), Some("ub"));
+        assert!(t.remove("b").is_some());
         assert_eq!(t.len(), 2);
     }
 }

@@ -237,9 +237,9 @@ async fn run_with_server(
         }));
     }
     health.set_role(Role::Leader);
-    let result = Controller::start(settings, client, metrics, health, &mut shutdown)
+    let (result, lease_task) = Controller::start(settings, client, metrics, health, &mut shutdown)
         .await?
-        .run(&mut shutdown, lease_task.as_mut())
+        .run(&mut shutdown, lease_task)
         .await;
     let _ = lease_stop_tx.send(true);
     if let Some(task) = lease_task {
@@ -272,6 +272,9 @@ async fn list_results_with_retry(
         attempt += 1;
     }
 }
+
+/// The leader Lease renewal task: ends with an error when leadership is lost.
+type LeaseTask = tokio::task::JoinHandle<Result<(), Error>>;
 
 /// The running controller: the state, its channel, and the tasks around it.
 struct Controller {
@@ -385,8 +388,8 @@ impl Controller {
     async fn run(
         mut self,
         shutdown: &mut watch::Receiver<bool>,
-        mut lease: Option<&mut tokio::task::JoinHandle<Result<(), Error>>>,
-    ) -> Result<(), Error> {
+        mut lease: Option<LeaseTask>,
+    ) -> (Result<(), Error>, Option<LeaseTask>) {
         let outcome = loop {
             self.health.tick();
             let wake = self.state.next_wake(Instant::now());
@@ -399,6 +402,8 @@ impl Controller {
                         None => std::future::pending().await,
                     }
                 } => {
+                    // The renewal task ended: it must not be awaited again.
+                    lease = None;
                     break match lost {
                         Ok(Err(e)) => Err(e),
                         Ok(Ok(())) => Ok(()),
@@ -448,7 +453,7 @@ impl Controller {
         if outcome.is_ok() {
             tracing::info!("controller stopped");
         }
-        outcome
+        (outcome, lease)
     }
 
     fn handle(&mut self, msg: Msg) {

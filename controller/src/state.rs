@@ -462,7 +462,7 @@ impl State {
                     k.synced_once = true;
                 }
                 self.set_status(&spec, KindStatus::Ready);
-                tracing::info!(kind = %spec, targets = self.index.target_count(), "watch listed");
+                tracing::info!(kind = %spec, targets_total = self.index.target_count(), "watch listed");
                 if self.initial_sync {
                     let soon = now + self.s.relist_resync_delay;
                     self.resync_due = Some(self.resync_due.map_or(soon, |d| d.min(soon)));
@@ -534,7 +534,9 @@ impl State {
                 effects.extend(self.on_job(view, now));
             }
             JobEvent::Delete(view) => {
-                if let Some(record) = self.jobs.remove(&view.name) {
+                if self.is_tracked_incarnation(&view)
+                    && let Some(record) = self.jobs.remove(&view.name)
+                {
                     let ok = view.finished.unwrap_or(false);
                     if !ok {
                         tracing::warn!(job = %view.name, "scan Job deleted before it finished");
@@ -569,8 +571,21 @@ impl State {
         effects
     }
 
+    /// Whether a watched Job is the one recorded under its name: a Job whose create is not
+    /// answered yet, or with another UID, is an older Job of the same name (for example a
+    /// finished one that the create's conflict handling is deleting).
+    fn is_tracked_incarnation(&self, view: &JobView) -> bool {
+        self.jobs
+            .get(&view.name)
+            .and_then(|r| r.uid.as_deref())
+            .is_some_and(|uid| uid == view.uid)
+    }
+
     fn on_job(&mut self, view: JobView, now: Instant) -> Vec<Effect> {
         let mut effects = Vec::new();
+        if self.jobs.contains(&view.name) && !self.is_tracked_incarnation(&view) {
+            return effects;
+        }
         match view.finished {
             Some(ok) => {
                 if let Some(record) = self.jobs.remove(&view.name) {
@@ -584,8 +599,7 @@ impl State {
                     }
                 }
             }
-            None if self.jobs.contains(&view.name) => self.jobs.confirm(&view.name),
-            None if view.deleting => {}
+            None if self.jobs.contains(&view.name) || view.deleting => {}
             None => {
                 // A running Job this process did not create (a previous leader's): adopt it.
                 tracing::info!(job = %view.name, targets = view.targets.len(), "adopting running scan Job");
@@ -598,7 +612,7 @@ impl State {
                         targets: view.targets,
                         attempt: 0,
                         created: now,
-                        confirmed: true,
+                        uid: Some(view.uid),
                     },
                 );
             }
@@ -614,13 +628,13 @@ impl State {
     ) -> Vec<Effect> {
         let mut effects = Vec::new();
         match outcome {
-            CreateOutcome::Created => {
+            CreateOutcome::Created { uid } => {
                 tracing::info!(job = %name, "scan Job created");
-                self.jobs.confirm(&name);
+                self.jobs.confirm(&name, &uid);
             }
-            CreateOutcome::Running => {
+            CreateOutcome::Running { uid } => {
                 tracing::info!(job = %name, "scan Job of the same batch is running; waiting for it");
-                self.jobs.confirm(&name);
+                self.jobs.confirm(&name, &uid);
             }
             CreateOutcome::FinishedDeleted => {
                 tracing::info!(job = %name, "a finished scan Job had the same name; deleted it, requeueing its targets");
@@ -929,7 +943,7 @@ impl State {
                         targets: items.into_iter().map(|i| i.key).collect(),
                         attempt,
                         created: now,
-                        confirmed: false,
+                        uid: None,
                     },
                 );
                 effects.push(Effect::CreateJob(Box::new(job)));
@@ -1081,6 +1095,20 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: {batch}, maxConcurr
             self.state.tick(self.now)
         }
 
+        /// Ticks; every Job it creates is answered as created (UID `uid-<name>`).
+        fn dispatched(&mut self) -> Vec<(String, Vec<String>)> {
+            let created = jobs(&self.tick());
+            for (name, _) in &created {
+                self.send(Msg::JobCreated {
+                    name: name.clone(),
+                    outcome: CreateOutcome::Created {
+                        uid: format!("uid-{name}"),
+                    },
+                });
+            }
+            created
+        }
+
         fn watch(&mut self, kind: &Arc<KindInfo>, event: WatchEvent) -> Vec<Effect> {
             self.send(Msg::Watch {
                 kind: kind.clone(),
@@ -1161,6 +1189,7 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: {batch}, maxConcurr
     fn view(name: &str, targets: Vec<TargetKey>, finished: Option<bool>) -> JobView {
         JobView {
             name: name.into(),
+            uid: format!("uid-{name}"),
             targets,
             finished,
             deleting: false,
@@ -1203,16 +1232,16 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: {batch}, maxConcurr
         let deploy = h.deploy.clone();
         h.watch(&deploy, WatchEvent::Init);
         h.apply(&deploy, "shop", "d000", meta("d000", 1, "1"));
-        assert!(jobs(&h.tick()).is_empty());
+        assert!(h.dispatched().is_empty());
         let effects = h.sync(&refs);
         assert!(h.state.initial_sync_done());
         assert!(effects.iter().any(|e| matches!(e, Effect::ListResults)));
-        let created = jobs(&h.tick());
+        let created = h.dispatched();
         let sizes: Vec<usize> = created.iter().map(|(_, t)| t.len()).collect();
         assert_eq!(sizes, vec![50, 50, 20]);
         assert_eq!(h.state.active_jobs(), 3);
         assert_eq!(h.metrics.scans_started.get(), 120);
-        assert!(jobs(&h.tick()).is_empty(), "all targets are in flight");
+        assert!(h.dispatched().is_empty(), "all targets are in flight");
     }
 
     #[test]
@@ -1220,22 +1249,18 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: {batch}, maxConcurr
         let mut h = Harness::new(1, 2);
         h.state.start(h.now);
         h.sync(&["a", "b", "c"]);
-        let first = jobs(&h.tick());
+        let first = h.dispatched();
         assert_eq!(first.len(), 2);
-        assert!(jobs(&h.tick()).is_empty());
+        assert!(h.dispatched().is_empty());
         let (name, targets) = first[0].clone();
         let key = h.key(&h.deploy.clone(), "shop", &targets[0]);
-        h.send(Msg::JobCreated {
-            name: name.clone(),
-            outcome: CreateOutcome::Created,
-        });
         h.advance(Duration::from_secs(3));
         h.send(Msg::Jobs(JobEvent::Apply(view(
             &name,
             vec![key],
             Some(true),
         ))));
-        let next = jobs(&h.tick());
+        let next = h.dispatched();
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].1, vec!["c".to_string()]);
         assert_eq!(h.metrics.scans_succeeded.get(), 1);
@@ -1246,7 +1271,7 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: {batch}, maxConcurr
         let mut h = Harness::new(50, 5);
         h.state.start(h.now);
         h.sync(&["web"]);
-        let created = jobs(&h.tick());
+        let created = h.dispatched();
         assert_eq!(created.len(), 1);
         let (name, _) = created[0].clone();
         let web = h.key(&h.deploy.clone(), "shop", "web");
@@ -1271,12 +1296,12 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: {batch}, maxConcurr
                 ..OwnerReference::default()
             }]);
             h.apply(&rs, "shop", "web-7d9f", child);
-            assert!(jobs(&h.tick()).is_empty());
+            assert!(h.dispatched().is_empty());
         }
         // A spec change (generation 2) is one scan.
         h.apply(&deploy, "shop", "web", meta("web", 2, "20"));
         h.advance(Duration::from_secs(3));
-        assert_eq!(jobs(&h.tick()).len(), 1);
+        assert_eq!(h.dispatched().len(), 1);
     }
 
     #[test]
@@ -1284,7 +1309,7 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: {batch}, maxConcurr
         let mut h = Harness::new(50, 5);
         h.state.start(h.now);
         h.sync(&["a", "b"]);
-        let (name, _) = jobs(&h.tick())[0].clone();
+        let (name, _) = h.dispatched()[0].clone();
         let a = h.key(&h.deploy.clone(), "shop", "a");
         let b = h.key(&h.deploy.clone(), "shop", "b");
         h.send(Msg::Jobs(JobEvent::Apply(view(
@@ -1295,7 +1320,7 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: {batch}, maxConcurr
         assert_eq!(h.metrics.scan_retries.get(), 2);
         // Retries go one target per Job, so that a bad target cannot fail the others again.
         h.advance(Duration::from_secs(300));
-        let retries = jobs(&h.tick());
+        let retries = h.dispatched();
         assert_eq!(retries.len(), 2);
         let mut reported = Vec::new();
         for (name, targets) in retries {
@@ -1309,7 +1334,7 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: {batch}, maxConcurr
         // a fails its third and fourth attempts: then it is reported, not retried.
         for _ in 0..2 {
             h.advance(Duration::from_secs(300));
-            let created = jobs(&h.tick());
+            let created = h.dispatched();
             assert_eq!(created.len(), 1);
             assert_eq!(created[0].1, vec!["a".to_string()]);
             reported.extend(h.send(Msg::Jobs(JobEvent::Apply(view(
@@ -1331,7 +1356,7 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: {batch}, maxConcurr
         assert_eq!(h.metrics.scans_failed.get(), 1);
         assert_eq!(h.metrics.scans_succeeded.get(), 1);
         h.advance(Duration::from_secs(600));
-        assert!(jobs(&h.tick()).is_empty(), "left to the next resync");
+        assert!(h.dispatched().is_empty(), "left to the next resync");
     }
 
     #[test]
@@ -1339,8 +1364,28 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: {batch}, maxConcurr
         let mut h = Harness::new(50, 5);
         h.state.start(h.now);
         h.sync(&["a"]);
+        let a = h.key(&h.deploy.clone(), "shop", "a");
         let (name, _) = jobs(&h.tick())[0].clone();
-        // A finished Job of that name was in the way and was deleted: requeued shortly.
+        let old = |finished| JobView {
+            name: name.clone(),
+            uid: "uid-old".into(),
+            targets: vec![a.clone()],
+            finished,
+            deleting: false,
+        };
+        // Events of the older, finished Job of that name (being deleted by the conflict
+        // handling) are not this create's outcome.
+        assert!(
+            h.send(Msg::Jobs(JobEvent::Apply(old(Some(false)))))
+                .is_empty()
+        );
+        assert!(
+            h.send(Msg::Jobs(JobEvent::Delete(old(Some(false)))))
+                .is_empty()
+        );
+        assert_eq!(h.metrics.scan_retries.get(), 0);
+        assert_eq!(h.state.active_jobs(), 1);
+        // The conflict handling deleted that finished Job: requeued shortly.
         h.send(Msg::JobCreated {
             name: name.clone(),
             outcome: CreateOutcome::FinishedDeleted,
@@ -1351,14 +1396,21 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: {batch}, maxConcurr
         let again = jobs(&h.tick());
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].0, name, "same batch, same deterministic name");
-        // This time one is running: its targets stay in flight.
+        // This time one is running: its targets stay in flight until it finishes.
         h.send(Msg::JobCreated {
             name: name.clone(),
-            outcome: CreateOutcome::Running,
+            outcome: CreateOutcome::Running {
+                uid: "uid-running".into(),
+            },
         });
         assert_eq!(h.state.active_jobs(), 1);
         h.advance(Duration::from_secs(60));
         assert!(jobs(&h.tick()).is_empty());
+        let mut running = old(Some(true));
+        running.uid = "uid-running".into();
+        h.send(Msg::Jobs(JobEvent::Apply(running)));
+        assert_eq!(h.state.active_jobs(), 0);
+        assert_eq!(h.metrics.scans_succeeded.get(), 1);
     }
 
     #[test]
@@ -1382,7 +1434,7 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: {batch}, maxConcurr
         assert!(h.state.queue().in_flight(&a));
         assert_eq!(h.state.active_jobs(), 1);
         assert!(
-            jobs(&h.tick()).is_empty(),
+            h.dispatched().is_empty(),
             "the adopted Job fills the only slot"
         );
         h.send(Msg::Jobs(JobEvent::Delete(view(
@@ -1392,7 +1444,7 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: {batch}, maxConcurr
         ))));
         // `a` was listed while the adopted Job ran: it is scanned again after it (the old Job
         // may have read an older version), together with `b`.
-        assert_eq!(jobs(&h.tick())[0].1, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(h.dispatched()[0].1, vec!["a".to_string(), "b".to_string()]);
     }
 
     #[test]
@@ -1427,7 +1479,7 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: {batch}, maxConcurr
         let mut h = Harness::new(50, 5);
         h.state.start(h.now);
         h.sync(&["a"]);
-        let (name, _) = jobs(&h.tick())[0].clone();
+        let (name, _) = h.dispatched()[0].clone();
         let a = h.key(&h.deploy.clone(), "shop", "a");
         let deploy = h.deploy.clone();
         let effects = h.watch(
@@ -1449,7 +1501,7 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: {batch}, maxConcurr
                 .any(|e| matches!(e, Effect::DeleteResults(_))),
             "results written by the finishing scan are deleted again"
         );
-        assert!(jobs(&h.tick()).is_empty());
+        assert!(h.dispatched().is_empty());
     }
 
     #[test]
@@ -1569,7 +1621,7 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: {batch}, maxConcurr
         h.state.start(h.now);
         h.sync(&["a"]);
         h.send(Msg::ResultsListed(Ok(ResultsSnapshot::default())));
-        let (name, _) = jobs(&h.tick()).first().cloned().unwrap_or_default();
+        let (name, _) = h.dispatched().first().cloned().unwrap_or_default();
         h.advance(Duration::from_secs(5));
         h.tick();
         let a = h.key(&h.deploy.clone(), "shop", "a");

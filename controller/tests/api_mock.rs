@@ -116,7 +116,7 @@ fn batch() -> Vec<BatchItem> {
 
 fn job_json(name: &str, condition: Option<&str>) -> Value {
     let mut j = json!({"apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": name, "namespace": "kubevigil"},
+        "metadata": {"name": name, "namespace": "kubevigil", "uid": format!("uid-{name}")},
         "spec": {"template": {"spec": {"containers": []}}}});
     if let Some(c) = condition {
         j["status"] = json!({"conditions": [{"type": c, "status": "True"}]});
@@ -175,7 +175,10 @@ async fn creates_a_batch_job() {
     assert!(args.contains(&"--target=apps/v1/deployments/Deployment/shop/web"));
     assert!(args.contains(&"--target=apps/v1/deployments/Deployment/shop/api"));
     let outcome = task.await.unwrap();
-    assert!(matches!(outcome, CreateOutcome::Created), "{outcome:?}");
+    assert!(
+        matches!(&outcome, CreateOutcome::Created { uid } if *uid == format!("uid-{name}")),
+        "{outcome:?}"
+    );
     server.done().await;
 }
 
@@ -218,7 +221,10 @@ async fn conflict_with_a_running_job_waits_for_it() {
     let seen = server.expect(200, job_json(&name, None)).await;
     assert_eq!(seen.method, Method::GET);
     let outcome = task.await.unwrap();
-    assert!(matches!(outcome, CreateOutcome::Running), "{outcome:?}");
+    assert!(
+        matches!(outcome, CreateOutcome::Running { .. }),
+        "{outcome:?}"
+    );
     server.done().await;
 }
 
