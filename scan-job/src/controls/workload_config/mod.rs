@@ -1,0 +1,188 @@
+//! Single-object workload configuration: images and registries, credentials in env, labels,
+//! namespaces, deprecated or mismatched fields, known vulnerable images.
+//!
+//! Submodules group the controls by what they read; the helpers here are shared by them.
+//!
+//! Container coverage (catalog quirk 1) is decided per control in each control's doc comment;
+//! unless it says otherwise a control inspects what its Kubescape rule inspects.
+
+use kubevigil_crds::SubStatus;
+use serde_json::Value;
+
+use crate::engine::object::array;
+use crate::engine::workload::{Containers, PodSpec};
+use crate::engine::{Applies, Control, Outcome};
+
+mod credentials;
+mod cves;
+mod fields;
+mod image_ref;
+mod images;
+mod labels;
+mod namespaces;
+mod regex_cache;
+
+/// The controls of this group.
+pub fn controls() -> Vec<&'static dyn Control> {
+    vec![
+        &images::ForbiddenRegistries,
+        &credentials::CredentialsInConfiguration,
+        &fields::CronJobs,
+        &cves::SubPathSymlink,
+        &cves::NginxSnippetAnnotation,
+        &namespaces::PodsInDefaultNamespace,
+        &fields::SudoInEntrypoint,
+        &fields::NakedPods,
+        &images::PullPolicyOnLatestTag,
+        &labels::LabelUsage,
+        &labels::K8sCommonLabels,
+        &images::AllowedRegistries,
+        &cves::ArgoCdDirTraversal,
+        &cves::CriticalVulnerabilitiesExposed,
+        &cves::RceVulnerabilitiesExposed,
+        &cves::ExcessiveVulnerabilities,
+        &cves::GrafanaAuthBypass,
+        &cves::KyvernoSignatureBypass,
+        &credentials::SecretsInEnv,
+        &namespaces::DefaultNamespaceUsed,
+        &fields::ExternalSecretStorage,
+        &images::VerifyImageSignature,
+        &images::ImageSignatureExists,
+        &images::DeprecatedK8sRegistry,
+        &credentials::CredentialAccess,
+        &images::NginxIngressEol,
+        &fields::DeprecatedServiceAccountField,
+        &fields::DuplicateEnvVar,
+        &fields::MismatchingSelector,
+        &fields::NoRollingUpdate,
+        &images::ImagesNotPinned,
+    ]
+}
+
+/// WL7: the seven workload kinds most rules match.
+const WL7: &[Applies] = &[
+    Applies::Kind("Pod"),
+    Applies::Kind("Deployment"),
+    Applies::Kind("ReplicaSet"),
+    Applies::Kind("DaemonSet"),
+    Applies::Kind("StatefulSet"),
+    Applies::Kind("Job"),
+    Applies::Kind("CronJob"),
+];
+
+/// WL7 plus ReplicationController.
+const WL7_RC: &[Applies] = &[
+    Applies::Kind("Pod"),
+    Applies::Kind("Deployment"),
+    Applies::Kind("ReplicaSet"),
+    Applies::Kind("DaemonSet"),
+    Applies::Kind("StatefulSet"),
+    Applies::Kind("Job"),
+    Applies::Kind("CronJob"),
+    Applies::Kind("ReplicationController"),
+];
+
+/// Deployments only (the CVE rules).
+const DEPLOYMENT: &[Applies] = &[Applies::Kind("Deployment")];
+
+/// Pods only.
+const POD: &[Applies] = &[Applies::Kind("Pod")];
+
+/// Implements [`Control`] for a unit struct from its static meta and an evaluation function over
+/// one object (`fn(&K8sObject, &Context) -> Outcome`). Triplets are never evaluated.
+macro_rules! object_control {
+    ($ty:ident, $meta:ident, $eval:path) => {
+        impl $crate::engine::Control for $ty {
+            fn meta(&self) -> &'static $crate::engine::ControlMeta {
+                &$meta
+            }
+
+            fn evaluate(
+                &self,
+                resource: $crate::engine::Resource<'_>,
+                cx: &$crate::engine::Context<'_>,
+            ) -> $crate::engine::Outcome {
+                match resource {
+                    $crate::engine::Resource::Object(obj) => $eval(obj, cx),
+                    $crate::engine::Resource::Triplet(_) => $crate::engine::Outcome::NotApplicable,
+                }
+            }
+        }
+    };
+}
+
+/// Implements [`Control`] for a control that needs data from outside the objects
+/// (`Needs::Integration`): the engine never evaluates it; if it did, it would be skipped.
+macro_rules! integration_control {
+    ($ty:ident, $meta:ident) => {
+        impl $crate::engine::Control for $ty {
+            fn meta(&self) -> &'static $crate::engine::ControlMeta {
+                &$meta
+            }
+
+            fn evaluate(
+                &self,
+                _resource: $crate::engine::Resource<'_>,
+                _cx: &$crate::engine::Context<'_>,
+            ) -> $crate::engine::Outcome {
+                $crate::controls::workload_config::integration_outcome()
+            }
+        }
+    };
+}
+
+pub(crate) use integration_control;
+pub(crate) use object_control;
+
+/// The outcome of a control that needs outside data.
+pub(crate) fn integration_outcome() -> Outcome {
+    Outcome::Skipped {
+        sub_status: SubStatus::Integration,
+        info: "Control needs data from outside the cluster's objects".to_string(),
+    }
+}
+
+/// The container lists of a coverage choice, in Kubescape's order.
+fn lists(which: Containers) -> &'static [&'static str] {
+    match which {
+        Containers::Main => &["containers"],
+        Containers::WithInit => &["containers", "initContainers"],
+        Containers::All => &["containers", "initContainers", "ephemeralContainers"],
+    }
+}
+
+/// The containers of a pod spec as `(list, index, container)`, without building paths: the
+/// path is only formatted (with [`container_path`]) when a finding is reported.
+fn each_container<'a>(
+    pod: &PodSpec<'a>,
+    which: Containers,
+) -> impl Iterator<Item = (&'static str, usize, &'a Value)> + 'a {
+    let spec = pod.spec;
+    lists(which).iter().flat_map(move |list| {
+        array(spec, list)
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_object())
+            .map(move |(i, c)| (*list, i, c))
+    })
+}
+
+/// `<podspec>.<list>[<index>].<suffix>`.
+fn container_path(pod: &PodSpec<'_>, list: &str, index: usize, suffix: &str) -> String {
+    format!("{}.{list}[{index}].{suffix}", pod.path)
+}
+
+/// The dotted path of a workload's pod spec by kind, whether or not the object has one.
+fn pod_spec_path(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Pod" => Some("spec"),
+        "Deployment"
+        | "ReplicaSet"
+        | "DaemonSet"
+        | "StatefulSet"
+        | "Job"
+        | "ReplicationController" => Some("spec.template.spec"),
+        "CronJob" => Some("spec.jobTemplate.spec.template.spec"),
+        _ => None,
+    }
+}

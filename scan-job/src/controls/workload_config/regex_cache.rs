@@ -1,0 +1,172 @@
+//! Compiled matchers for the user-configurable credential inputs (`sensitiveKeyNames`,
+//! `sensitiveValues` and their allow-lists), cached by the input lists so that a scan compiles
+//! them once, not once per object. One cache lookup per evaluation gets all four.
+
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
+use regex::Regex;
+
+/// How many distinct input combinations are kept (a scan uses one or two).
+const CAPACITY: usize = 8;
+
+/// A compiled pattern list: one alternation of every valid pattern (faster than a `RegexSet`
+/// for "does any match"), or the patterns one by one if the alternation is too large.
+#[derive(Debug)]
+pub(super) struct Patterns {
+    joined: Option<Regex>,
+    each: Vec<Regex>,
+}
+
+impl Patterns {
+    /// Whether any pattern matches somewhere in `text`.
+    pub(super) fn is_match(&self, text: &str) -> bool {
+        match &self.joined {
+            Some(r) => r.is_match(text),
+            None => self.each.iter().any(|r| r.is_match(text)),
+        }
+    }
+
+    /// Regexes (unanchored, as Rego's `regex.match`), each under `(?i)` when
+    /// `case_insensitive`. Patterns that do not compile never match (a Rego `regex.match` error
+    /// makes the rule body undefined).
+    fn regexes(patterns: &[String], case_insensitive: bool) -> Self {
+        let flag = if case_insensitive { "(?i)" } else { "" };
+        let valid: Vec<&String> = patterns
+            .iter()
+            .filter(|p| Regex::new(&format!("{flag}{p}")).is_ok())
+            .collect();
+        if valid.is_empty() {
+            return Patterns {
+                joined: None,
+                each: Vec::new(),
+            };
+        }
+        let alternation = valid
+            .iter()
+            .map(|p| format!("(?:{p})"))
+            .collect::<Vec<_>>()
+            .join("|");
+        match Regex::new(&format!("{flag}{alternation}")) {
+            Ok(joined) => Patterns {
+                joined: Some(joined),
+                each: Vec::new(),
+            },
+            Err(_) => Patterns {
+                joined: None,
+                each: valid
+                    .iter()
+                    .filter_map(|p| Regex::new(&format!("{flag}{p}")).ok())
+                    .collect(),
+            },
+        }
+    }
+
+    /// Case-insensitive substring search for any of `needles` (Rego's
+    /// `contains(lower(x), lower(needle))`).
+    fn substrings_ignore_case(needles: &[String]) -> Self {
+        let escaped: Vec<String> = needles.iter().map(|n| regex::escape(n)).collect();
+        Patterns::regexes(&escaped, true)
+    }
+}
+
+/// The four credential matchers.
+#[derive(Debug)]
+pub(super) struct CredentialMatchers {
+    /// A key name contains one of `sensitiveKeyNames` (ignoring case).
+    pub(super) key_names: Patterns,
+    /// A key name contains one of `sensitiveKeyNamesAllowed` (ignoring case).
+    pub(super) key_names_allowed: Patterns,
+    /// A value matches one of `sensitiveValues`.
+    pub(super) values: Patterns,
+    /// A value matches one of `sensitiveValuesAllowed` (as written).
+    pub(super) values_allowed: Patterns,
+}
+
+/// The credential input lists, in the order of [`CredentialMatchers`]'s fields.
+pub(super) type CredentialInputs<'a> = [&'a [String]; 4];
+
+struct Entry {
+    values_case_insensitive: bool,
+    inputs: [Vec<String>; 4],
+    matchers: Arc<CredentialMatchers>,
+}
+
+static CACHE: LazyLock<Mutex<Vec<Entry>>> = LazyLock::new(|| Mutex::new(Vec::new()));
+
+/// The matchers of the credential inputs; `sensitiveValues` are matched ignoring case when
+/// `values_case_insensitive` (the env rule prefixes them with `(?i)`, the ConfigMap rule does
+/// not).
+pub(super) fn credential_matchers(
+    inputs: CredentialInputs<'_>,
+    values_case_insensitive: bool,
+) -> Arc<CredentialMatchers> {
+    let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(e) = cache.iter().find(|e| {
+        e.values_case_insensitive == values_case_insensitive
+            && e.inputs.iter().zip(inputs).all(|(a, b)| a.as_slice() == b)
+    }) {
+        return Arc::clone(&e.matchers);
+    }
+    let [key_names, key_names_allowed, values, values_allowed] = inputs;
+    let matchers = Arc::new(CredentialMatchers {
+        key_names: Patterns::substrings_ignore_case(key_names),
+        key_names_allowed: Patterns::substrings_ignore_case(key_names_allowed),
+        values: Patterns::regexes(values, values_case_insensitive),
+        values_allowed: Patterns::regexes(values_allowed, false),
+    });
+    if cache.len() >= CAPACITY {
+        cache.remove(0);
+    }
+    cache.push(Entry {
+        values_case_insensitive,
+        inputs: inputs.map(<[String]>::to_vec),
+        matchers: Arc::clone(&matchers),
+    });
+    matchers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_string()).collect()
+    }
+
+    #[test]
+    fn compiles_once_and_skips_invalid() {
+        let keys = list(&["password", "a.b"]);
+        let values = list(&["Bearer", "AKIA[0-9A-Z]{16}", "(unclosed"]);
+        let empty: Vec<String> = Vec::new();
+        let inputs = [keys.as_slice(), &empty, values.as_slice(), &empty];
+        let a = credential_matchers(inputs, true);
+        let b = credential_matchers(inputs, true);
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(a.key_names.is_match("DB_PASSWORD"));
+        assert!(a.key_names.is_match("A.B"));
+        assert!(
+            !a.key_names.is_match("axb"),
+            "key names are literals, not regexes"
+        );
+        assert!(!a.key_names_allowed.is_match("anything"));
+        assert!(a.values.is_match("token: bearer abc"));
+        assert!(a.values.is_match("AKIAIOSFODNN7EXAMPLE"));
+        assert!(!a.values.is_match("hello"));
+        let cs = credential_matchers(inputs, false);
+        assert!(!cs.values.is_match("bearer"));
+        assert!(cs.values.is_match("Bearer"));
+    }
+
+    #[test]
+    fn alternatives_keep_their_own_scope() {
+        // `a|b` must not swallow the next pattern, and inline flags stay local.
+        let p = Patterns::regexes(&list(&["^x|y$", "(?-i)Q", "z"]), true);
+        assert!(p.is_match("xa"));
+        assert!(p.is_match("ay"));
+        assert!(!p.is_match("q"));
+        assert!(p.is_match("Q"));
+        assert!(p.is_match("Z"));
+        assert!(!Patterns::regexes(&list(&["(bad"]), false).is_match("(bad"));
+        assert!(Patterns::substrings_ignore_case(&list(&[""])).is_match("x"));
+    }
+}
