@@ -9,7 +9,8 @@
 //!
 //! An optional `<case>.inputs.json` beside the file overrides control inputs (Kubescape's
 //! `postureControlInputs` keys), and an optional `<case>.cloud-provider` holding `eks`, `gke` or
-//! `aks` sets the managed-cloud provider. Every control in the catalog must have a `pass` and a
+//! `aks` sets the managed-cloud provider, and an optional `<case>.exceptions.json` holds posture
+//! exceptions (Kubescape's format). Every control in the catalog must have a `pass` and a
 //! `fail` case, or a `skip` case when it can never be decided from objects.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -80,8 +81,16 @@ fn fixture(#[files("tests/fixtures/*/*.yaml")] path: PathBuf) {
             .trim()
             .to_string()
     });
+    let exceptions_path = path.with_extension("exceptions.json");
+    let exceptions = if exceptions_path.exists() {
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&exceptions_path).unwrap()).unwrap();
+        Exceptions::from_value(&doc).unwrap()
+    } else {
+        Exceptions::none()
+    };
     let evaluator =
-        Evaluator::new(vec![control], inputs, Exceptions::none()).with_cloud_provider(provider);
+        Evaluator::new(vec![control], inputs, exceptions).with_cloud_provider(provider);
     let results = evaluator.evaluate_all(&inventory);
     let statuses: Vec<((String, String), Status)> = results
         .iter()
