@@ -6,4 +6,6 @@ pub mod cli;
 pub mod controls;
 pub mod engine;
 pub mod manifests;
+pub mod offline;
+pub mod output;
 pub mod report;
