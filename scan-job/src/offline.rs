@@ -303,11 +303,6 @@ impl Scanner {
         &self.warnings
     }
 
-    /// The selected controls.
-    pub fn controls(&self) -> &[&'static dyn Control] {
-        self.evaluator.controls()
-    }
-
     /// Evaluates the loaded manifests.
     pub fn scan(&self, loaded: Loaded) -> ScanOutcome {
         let Loaded {
