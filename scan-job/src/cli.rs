@@ -1,23 +1,54 @@
-//! Command-line interface of the `scan-job` binary.
+//! Command-line interface of the `scan-job` binary: argument parsing (clap) and the commands,
+//! which return an [`Exit`] or a [`CliError`]; `main` only maps them to the process exit code.
 
+use std::io::{IsTerminal as _, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use kube::api::ObjectMeta;
+use kubevigil_crds::Severity;
+use serde::Serialize;
 
 use crate::catalog;
-use crate::engine::{ControlInputs, Evaluator, Exceptions, Inventory};
-use crate::manifests;
-use crate::report::{self, ReportContext};
+use crate::offline::{self, ConfigError, ScanOptions, ScanOutcome, Scanner};
+use crate::output::{self, Style};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  clean: every input was read and no failed control reached --severity-threshold
+  1  a failed control at or above --severity-threshold
+  2  unreadable input or configuration: a manifest that does not parse (the other files are
+     still scanned and reported), a bad --controls-config or --exceptions file, an unknown
+     --framework or --control (nothing is scanned), or invalid arguments
+  3  the output could not be written, or the command is not available
+When both 1 and 2 apply, the exit code is 2: the scan is incomplete.";
+
+const SCAN_HELP: &str = "\
+Compliance score of a resource: passed / (passed + failed) controls, in percent; controls passed
+through an exception count as passed, skipped controls are not counted, and a resource with no
+decided control scores 100.
+";
 
 /// kubevigil scan-job: evaluates the security-control catalog on Kubernetes objects.
 #[derive(Parser, Debug)]
-#[command(name = "scan-job", version, about, long_about = None)]
+#[command(name = "scan-job", version, about, long_about = None, after_help = EXIT_CODES)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The scan-job subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Scan the targets named by the controller, in the cluster, and write the result resources.
+    Run,
+    /// Scan manifest files offline and print the results.
+    #[command(after_help = format!("{SCAN_HELP}\n{EXIT_CODES}"))]
+    Scan(ScanArgs),
+    /// List the control catalog.
+    Controls(ControlsArgs),
 }
 
 /// Output formats of an offline scan.
@@ -31,82 +62,291 @@ pub enum Output {
     Yaml,
 }
 
-/// The scan-job subcommands.
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Scan the targets named by the controller, in the cluster, and write the result resources.
-    Run,
-    /// Scan manifest files offline and print the results.
-    Scan {
-        /// Files or directories of YAML/JSON manifests.
-        #[arg(short = 'f', long = "file", required = true, num_args = 1..)]
-        files: Vec<PathBuf>,
-        /// Output format.
-        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
-        output: Output,
-    },
-    /// List the control catalog.
-    Controls,
+/// Output formats of the catalog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CatalogOutput {
+    /// A table for people.
+    Table,
+    /// Every control's full metadata, description and remediation included.
+    Json,
 }
 
-/// Runs the command line; returns the process exit code.
-pub fn run(cli: Cli) -> ExitCode {
-    match cli.command {
-        Command::Run => {
-            eprintln!("scan-job run: not implemented yet");
-            ExitCode::FAILURE
+/// When to colour the table output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// When stdout is a terminal and `NO_COLOR` is not set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// The lowest severity that makes `scan` exit with 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Threshold {
+    /// Low, Medium, High or Critical.
+    Low,
+    /// Medium, High or Critical.
+    Medium,
+    /// High or Critical.
+    High,
+    /// Critical.
+    Critical,
+}
+
+impl From<Threshold> for Severity {
+    fn from(t: Threshold) -> Self {
+        match t {
+            Threshold::Low => Severity::Low,
+            Threshold::Medium => Severity::Medium,
+            Threshold::High => Severity::High,
+            Threshold::Critical => Severity::Critical,
         }
-        Command::Controls => {
-            for c in catalog::all() {
-                let m = c.meta();
-                println!("{}\t{}\t{}", m.id, m.severity().as_str(), m.name);
-            }
-            ExitCode::SUCCESS
-        }
-        Command::Scan { files, output } => scan(&files, output),
     }
 }
 
-fn scan(files: &[PathBuf], output: Output) -> ExitCode {
-    let loaded = manifests::load_paths(files);
-    for e in &loaded.errors {
+/// Arguments of `scan-job scan`.
+#[derive(Args, Debug)]
+pub struct ScanArgs {
+    /// Files or directories of YAML/JSON manifests (multi-document files and `List` kinds
+    /// included; directories are read recursively for *.yaml, *.yml and *.json; `-` is stdin).
+    #[arg(short = 'f', long = "file", value_name = "PATH", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Print WorkloadConfigurationScanSummary objects (or the summary table) instead of the
+    /// full scans.
+    #[arg(long)]
+    pub summary: bool,
+    /// Control inputs (Kubescape's postureControlInputs, YAML or JSON) overriding the defaults.
+    #[arg(long, value_name = "FILE")]
+    pub controls_config: Option<PathBuf>,
+    /// Posture exceptions (Kubescape's postureExceptionPolicy list, YAML or JSON).
+    #[arg(long, value_name = "FILE")]
+    pub exceptions: Option<PathBuf>,
+    /// Run only the controls of these frameworks (comma-separated, case-insensitive: nsa, mitre,
+    /// allcontrols, armobest, cis-v1.12.0...; `scan-job controls` shows each control's).
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub framework: Vec<String>,
+    /// Run only these controls (comma-separated IDs, e.g. C-0057,C-0041).
+    #[arg(long = "control", value_name = "ID", value_delimiter = ',')]
+    pub controls: Vec<String>,
+    /// Exit with 1 when a control of this severity or higher fails.
+    #[arg(long, value_enum, ignore_case = true, value_name = "SEVERITY")]
+    pub severity_threshold: Option<Threshold>,
+    /// Cluster name written into the results' wlid annotation.
+    #[arg(long, default_value = "offline")]
+    pub cluster_name: String,
+    /// Namespace of the results of cluster-scoped targets and ClusterRoleBindings.
+    #[arg(long, default_value = "kubevigil")]
+    pub install_namespace: String,
+    /// Colour in the table output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+/// Arguments of `scan-job controls`.
+#[derive(Args, Debug)]
+pub struct ControlsArgs {
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = CatalogOutput::Table)]
+    pub output: CatalogOutput,
+    /// List only the controls of these frameworks (comma-separated, case-insensitive).
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub framework: Vec<String>,
+    /// Colour in the table output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+/// How a command ended, as the process exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: every input was read; no failed control at or above the threshold.
+    Clean,
+    /// 1: a failed control at or above `--severity-threshold`.
+    ThresholdReached,
+    /// 2: unreadable input or configuration.
+    BadInput,
+    /// 3: the output could not be written, or the command is not available.
+    Failure,
+}
+
+impl Exit {
+    /// The numeric exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Clean => 0,
+            Exit::ThresholdReached => 1,
+            Exit::BadInput => 2,
+            Exit::Failure => 3,
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(e.code())
+    }
+}
+
+/// Why a command could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad configuration or arguments: nothing was scanned.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Results could not be serialised.
+    #[error("cannot render the results: {0}")]
+    Render(String),
+    /// Writing to stdout failed.
+    #[error("cannot write the output: {0}")]
+    Write(#[from] std::io::Error),
+    /// `scan-job run` (in-cluster mode) is not part of this build yet.
+    #[error("`scan-job run` is not implemented yet")]
+    NotImplemented,
+}
+
+impl CliError {
+    /// The exit status this error ends the process with.
+    pub fn exit(&self) -> Exit {
+        match self {
+            CliError::Config(_) => Exit::BadInput,
+            CliError::Render(_) | CliError::Write(_) | CliError::NotImplemented => Exit::Failure,
+        }
+    }
+}
+
+/// Runs the command line, writing results to stdout and diagnostics to stderr.
+pub fn run(cli: Cli) -> Result<Exit, CliError> {
+    match cli.command {
+        Command::Run => Err(CliError::NotImplemented),
+        Command::Controls(args) => controls(&args),
+        Command::Scan(args) => scan(&args),
+    }
+}
+
+fn style(choice: ColorChoice) -> Style {
+    let color = match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+        }
+    };
+    Style { color }
+}
+
+/// Writes `text` to stdout. A closed pipe (`| head`) is not an error: the reader has what it
+/// wanted.
+fn print(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::Write(e)),
+        _ => Ok(()),
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> Result<String, CliError> {
+    serde_json::to_string_pretty(value)
+        .map(|mut s| {
+            s.push('\n');
+            s
+        })
+        .map_err(|e| CliError::Render(e.to_string()))
+}
+
+fn yaml<T: Serialize>(value: &T) -> Result<String, CliError> {
+    serde_norway::to_string(value).map_err(|e| CliError::Render(e.to_string()))
+}
+
+fn controls(args: &ControlsArgs) -> Result<Exit, CliError> {
+    let selected = offline::select_controls(catalog::all(), &args.framework, &[])?;
+    let text = match args.output {
+        CatalogOutput::Table => output::controls_table(&selected, style(args.color)),
+        CatalogOutput::Json => json(&output::controls_info(&selected))?,
+    };
+    print(&text)?;
+    Ok(Exit::Clean)
+}
+
+/// A `kind: List` of result objects, as `kubectl get -o json` prints one.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct List<T> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: ObjectMeta,
+    items: Vec<T>,
+}
+
+fn list<T>(items: Vec<T>) -> List<T> {
+    List {
+        api_version: "v1",
+        kind: "List",
+        metadata: ObjectMeta::default(),
+        items,
+    }
+}
+
+/// The current time, RFC 3339 to the second, for the scan-time annotation.
+fn now() -> String {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    now.round(k8s_openapi::jiff::Unit::Second)
+        .unwrap_or(now)
+        .to_string()
+}
+
+fn render_scan(args: &ScanArgs, outcome: &ScanOutcome) -> Result<String, CliError> {
+    let resources = &outcome.resources;
+    match (args.output, args.summary) {
+        (Output::Table, false) => Ok(output::scan_table(outcome, style(args.color))),
+        (Output::Table, true) => Ok(output::summary_table(outcome, style(args.color))),
+        (Output::Json, false) => json(&list(resources.iter().map(|r| &r.objects.scan).collect())),
+        (Output::Json, true) => json(&list(
+            resources.iter().map(|r| &r.objects.summary).collect(),
+        )),
+        (Output::Yaml, false) => yaml(&list(resources.iter().map(|r| &r.objects.scan).collect())),
+        (Output::Yaml, true) => yaml(&list(
+            resources.iter().map(|r| &r.objects.summary).collect(),
+        )),
+    }
+}
+
+fn scan(args: &ScanArgs) -> Result<Exit, CliError> {
+    let options = ScanOptions {
+        controls_config: args.controls_config.clone(),
+        exceptions: args.exceptions.clone(),
+        frameworks: args.framework.clone(),
+        controls: args.controls.clone(),
+        cluster_name: args.cluster_name.clone(),
+        install_namespace: args.install_namespace.clone(),
+        scan_time: Some(now()),
+    };
+    let scanner = Scanner::new(&options)?;
+    for w in scanner.warnings() {
+        eprintln!("scan-job: warning: {w}");
+    }
+    let outcome = scanner.scan_paths(&args.files);
+    for w in &outcome.warnings {
+        eprintln!("scan-job: warning: {w}");
+    }
+    for e in &outcome.errors {
         eprintln!("scan-job: {e}");
     }
-    let inventory = Inventory::new(loaded.objects);
-    let controls = catalog::all();
-    let evaluator = Evaluator::new(controls, ControlInputs::default(), Exceptions::none());
-    let cx = ReportContext {
-        install_namespace: "kubevigil".into(),
-        cluster_name: "offline".into(),
-        controls_hash: report::controls_hash(&evaluator),
-    };
-    let items: Vec<_> = evaluator
-        .evaluate_all(&inventory)
-        .iter()
-        .map(|r| report::build(r, &inventory, &cx).scan)
-        .collect();
-    let list = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "List",
-        "metadata": ObjectMeta::default(),
-        "items": items,
-    });
-    let text = match output {
-        Output::Json | Output::Table => {
-            serde_json::to_string_pretty(&list).map_err(|e| e.to_string())
-        }
-        Output::Yaml => serde_norway::to_string(&list).map_err(|e| e.to_string()),
-    };
-    match text {
-        Ok(t) => println!("{t}"),
-        Err(e) => {
-            eprintln!("scan-job: failed to render results: {e}");
-            return ExitCode::FAILURE;
-        }
-    }
-    if loaded.errors.is_empty() {
-        ExitCode::SUCCESS
+    print(&render_scan(args, &outcome)?)?;
+    Ok(if !outcome.errors.is_empty() {
+        Exit::BadInput
+    } else if args
+        .severity_threshold
+        .is_some_and(|t| outcome.reaches(t.into()))
+    {
+        Exit::ThresholdReached
     } else {
-        ExitCode::FAILURE
-    }
+        Exit::Clean
+    })
 }

@@ -7,4 +7,6 @@ pub mod cluster;
 pub mod controls;
 pub mod engine;
 pub mod manifests;
+pub mod offline;
+pub mod output;
 pub mod report;

@@ -1,7 +1,16 @@
 //! `scan-job`: thin entry point; the work is in the `scan_job` library.
 
-use clap::Parser as _;
+use std::process::ExitCode;
 
-fn main() -> std::process::ExitCode {
-    scan_job::cli::run(scan_job::cli::Cli::parse())
+use clap::Parser as _;
+use scan_job::cli::{Cli, run};
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(exit) => exit.into(),
+        Err(e) => {
+            eprintln!("scan-job: {e}");
+            e.exit().into()
+        }
+    }
 }

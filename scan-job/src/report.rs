@@ -1,17 +1,30 @@
 //! Engine results mapped to the result resources (WorkloadConfigurationScan and its Summary),
 //! with the names, labels and annotations of `kubevigil_crds::identity`.
+//!
+//! What [`build`] writes is exactly what is stored in the cluster and what `scan-job scan -o json`
+//! prints:
+//! - name and namespace from [`Target::result_name`] and [`Target::result_namespace`];
+//! - the identity labels of [`Target::labels`];
+//! - annotations: resource ID, `wlid`, scanner version, controls hash, fingerprint of the scanned
+//!   object(s), and when known the target's UID and the scan time;
+//! - an ownerReference to the target when it is a namespaced object whose UID is known (the
+//!   result then lives in the same namespace, so garbage collection removes it with the target).
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
-use kubevigil_crds::identity::{annotations, short_hash};
+use kubevigil_crds::identity::{
+    FingerprintInput, Target, annotations, combine_fingerprints, fingerprint, short_hash,
+};
 use kubevigil_crds::{
     ControlSeverity, ControlStatus, ControlSummary, RelatedObject, RuleStatus, ScannedControl,
     ScannedRule, SeveritySummary, Status, WorkloadConfigurationScan, WorkloadConfigurationScanSpec,
     WorkloadConfigurationScanSummary, WorkloadConfigurationScanSummarySpec,
 };
+use serde_json::Value;
 
-use crate::engine::{ControlResult, Evaluator, Inventory, ResourceResult};
+use crate::engine::{ControlResult, Evaluator, Inventory, K8sObject, ResourceResult};
 
 /// The scanner version written into every result; a change makes older results stale.
 pub const SCANNER_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -25,6 +38,8 @@ pub struct ReportContext {
     pub cluster_name: String,
     /// Hash of the control set and its configuration (see [`controls_hash`]).
     pub controls_hash: String,
+    /// Time of the scan (RFC 3339) for the scan-time annotation; left out when `None`.
+    pub scan_time: Option<String>,
 }
 
 /// A hash of the control IDs and the configuration inputs: results written under a different
@@ -50,9 +65,28 @@ pub struct ResultObjects {
     pub summary: WorkloadConfigurationScanSummary,
 }
 
+/// Compliance score of one target, in percent, rounded to two decimals.
+///
+/// `passed / (passed + failed) * 100`, where `passed` counts the controls whose status is
+/// `passed` (including those passed through a posture exception, sub-status `w/exceptions`) and
+/// `failed` those whose status is `failed`. Skipped controls (configuration, integration, manual
+/// review) are not counted either way, since nothing was decided. A target with no decided
+/// control scores 100.
+pub fn compliance_score(passed: u32, failed: u32) -> f64 {
+    let decided = u64::from(passed) + u64::from(failed);
+    if decided == 0 {
+        100.0
+    } else {
+        // Integer arithmetic up to the rounding, so that e.g. 2/3 gives exactly 66.67.
+        let hundredths = (u64::from(passed) * 10_000 * 2 + decided) / (decided * 2);
+        hundredths as f64 / 100.0
+    }
+}
+
 /// Builds the scan and summary objects for one resource's results.
 pub fn build(result: &ResourceResult, inventory: &Inventory, cx: &ReportContext) -> ResultObjects {
     let target = &result.target;
+    let scanned = scanned_object(result, inventory);
     let mut annotations_map = BTreeMap::new();
     annotations_map.insert(annotations::RESOURCE_ID.to_string(), target.resource_id());
     annotations_map.insert(annotations::WLID.to_string(), target.wlid(&cx.cluster_name));
@@ -64,11 +98,35 @@ pub fn build(result: &ResourceResult, inventory: &Inventory, cx: &ReportContext)
         annotations::CONTROLS_HASH.to_string(),
         cx.controls_hash.clone(),
     );
+    if let Some(fp) = result_fingerprint(result, inventory) {
+        annotations_map.insert(annotations::FINGERPRINT.to_string(), fp);
+    }
+    if let Some(time) = &cx.scan_time {
+        annotations_map.insert(annotations::SCAN_TIME.to_string(), time.clone());
+    }
+    let uid = scanned.and_then(uid_of);
+    if let Some(uid) = uid {
+        annotations_map.insert(annotations::TARGET_UID.to_string(), uid.to_string());
+    }
+    let owner_references = match (target, scanned, uid) {
+        (Target::Object(o), Some(obj), Some(uid)) if o.namespace.is_some() => {
+            Some(vec![OwnerReference {
+                api_version: o.api_version(),
+                kind: obj.kind.clone(),
+                name: obj.name.clone(),
+                uid: uid.to_string(),
+                controller: None,
+                block_owner_deletion: None,
+            }])
+        }
+        _ => None,
+    };
     let metadata = ObjectMeta {
         name: Some(target.result_name()),
         namespace: Some(target.result_namespace(&cx.install_namespace).to_string()),
         labels: Some(target.labels()),
         annotations: Some(annotations_map),
+        owner_references,
         ..ObjectMeta::default()
     };
 
@@ -114,8 +172,8 @@ pub fn build(result: &ResourceResult, inventory: &Inventory, cx: &ReportContext)
         );
     }
     let related_objects = match target {
-        kubevigil_crds::identity::Target::Triplet { .. } => related_of(result, inventory),
-        kubevigil_crds::identity::Target::Object(_) => Vec::new(),
+        Target::Triplet { .. } => related_of(result, inventory),
+        Target::Object(_) => Vec::new(),
     };
     let evaluated = u32::try_from(result.controls.len()).unwrap_or(u32::MAX);
     let scan = WorkloadConfigurationScan {
@@ -126,21 +184,79 @@ pub fn build(result: &ResourceResult, inventory: &Inventory, cx: &ReportContext)
             evaluated_controls: evaluated,
         },
     };
-    let decided = passed + failed;
-    let score = if decided == 0 {
-        100.0
-    } else {
-        (f64::from(passed) * 10000.0 / f64::from(decided)).round() / 100.0
-    };
     let summary = WorkloadConfigurationScanSummary {
         metadata,
         spec: WorkloadConfigurationScanSummarySpec {
             severities,
             controls: summary_controls,
-            compliance_score: score,
+            compliance_score: compliance_score(passed, failed),
         },
     };
     ResultObjects { scan, summary }
+}
+
+/// The object a result is about: the target object itself (`None` for a triplet).
+fn scanned_object<'a>(result: &ResourceResult, inventory: &'a Inventory) -> Option<&'a K8sObject> {
+    match result.target {
+        Target::Object(_) => inventory.get(result.object_index),
+        Target::Triplet { .. } => None,
+    }
+}
+
+fn uid_of(obj: &K8sObject) -> Option<&str> {
+    obj.metadata()
+        .get("uid")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+}
+
+/// The fingerprint of one object, from its metadata (see `kubevigil_crds::identity::fingerprint`):
+/// UID, `generation` when the object has one (else `resourceVersion`), labels and controlling
+/// owner. Fields missing from a manifest count as empty.
+pub fn object_fingerprint(obj: &K8sObject) -> String {
+    let meta = obj.metadata();
+    let labels: BTreeMap<String, String> = obj
+        .labels()
+        .map(|l| {
+            l.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let controller_uid = meta
+        .get("ownerReferences")
+        .and_then(Value::as_array)
+        .and_then(|owners| {
+            owners
+                .iter()
+                .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true))
+        })
+        .and_then(|o| o.get("uid"))
+        .and_then(Value::as_str);
+    fingerprint(&FingerprintInput {
+        uid: uid_of(obj).unwrap_or(""),
+        generation: meta.get("generation").and_then(Value::as_i64),
+        resource_version: meta
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+        labels: Some(&labels),
+        controller_uid,
+    })
+}
+
+/// The fingerprint of what a result covers: the object, or for a triplet the binding's and the
+/// role's fingerprints combined (in that order).
+fn result_fingerprint(result: &ResourceResult, inventory: &Inventory) -> Option<String> {
+    match &result.target {
+        Target::Object(_) => inventory.get(result.object_index).map(object_fingerprint),
+        Target::Triplet { .. } => {
+            let t = triplet_of(result, inventory)?;
+            let binding = object_fingerprint(inventory.binding_of(t)?);
+            let role = object_fingerprint(inventory.role_of(t)?);
+            Some(combine_fingerprints(&[&binding, &role]))
+        }
+    }
 }
 
 fn rules_of(c: &ControlResult) -> Vec<ScannedRule> {
@@ -152,20 +268,28 @@ fn rules_of(c: &ControlResult) -> Vec<ScannedRule> {
                 status: r.status,
                 sub_status: r.sub_status,
             },
-            control_configurations: c.configurations.clone(),
+            control_configurations: BTreeMap::clone(&c.configurations),
             paths: r.paths.clone(),
             related_resources_ids: r.related.clone(),
         })
         .collect()
 }
 
-/// The binding and role of a triplet result.
-fn related_of(result: &ResourceResult, inventory: &Inventory) -> Vec<RelatedObject> {
-    let Some(t) = inventory
+/// The inventory's triplet a result was computed for (its binding is `object_index`).
+fn triplet_of<'a>(
+    result: &ResourceResult,
+    inventory: &'a Inventory,
+) -> Option<&'a crate::engine::Triplet> {
+    inventory
         .triplets()
         .iter()
+        .filter(|t| t.binding == result.object_index)
         .find(|t| inventory.triplet_target(t).as_ref() == Some(&result.target))
-    else {
+}
+
+/// The binding and role of a triplet result.
+fn related_of(result: &ResourceResult, inventory: &Inventory) -> Vec<RelatedObject> {
+    let Some(t) = triplet_of(result, inventory) else {
         return Vec::new();
     };
     [inventory.binding_of(t), inventory.role_of(t)]
@@ -182,4 +306,21 @@ fn related_of(result: &ResourceResult, inventory: &Inventory) -> Vec<RelatedObje
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compliance_score_is_passed_over_decided() {
+        assert_eq!(compliance_score(0, 0), 100.0);
+        assert_eq!(compliance_score(3, 0), 100.0);
+        assert_eq!(compliance_score(0, 4), 0.0);
+        assert_eq!(compliance_score(1, 1), 50.0);
+        assert_eq!(compliance_score(2, 1), 66.67);
+        assert_eq!(compliance_score(1, 2), 33.33);
+        assert_eq!(compliance_score(1, 7), 12.5);
+        assert_eq!(compliance_score(u32::MAX, u32::MAX), 50.0);
+    }
 }

@@ -1,12 +1,13 @@
 //! Runs a catalog of controls over the resources of an inventory. The engine names no control:
 //! it runs whatever catalog it is given.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use kubevigil_crds::identity::Target;
 use kubevigil_crds::{RulePath, Status, SubStatus};
 
-use super::control::{Context, Control, ControlMeta, Finding, Needs, Outcome, Resource};
+use super::control::{Applies, Context, Control, ControlMeta, Finding, Needs, Outcome, Resource};
 use super::exceptions::Exceptions;
 use super::inputs::ControlInputs;
 use super::inventory::{Inventory, Triplet};
@@ -39,8 +40,10 @@ pub struct ControlResult {
     pub info: Option<String>,
     /// Per-rule results.
     pub rules: Vec<RuleResult>,
-    /// The configuration inputs the control read.
-    pub configurations: BTreeMap<String, Vec<String>>,
+    /// The configuration inputs the control reads (its [`ControlMeta::inputs`] with their
+    /// values). Computed once per control by [`Evaluator::new`] and shared by every result of
+    /// that control.
+    pub configurations: Arc<BTreeMap<String, Vec<String>>>,
 }
 
 /// All control results of one resource.
@@ -56,9 +59,24 @@ pub struct ResourceResult {
     pub controls: Vec<ControlResult>,
 }
 
+/// What [`Evaluator::new`] precomputes for one control, so that the per-resource path does not
+/// allocate per control.
+struct Prepared {
+    /// The control's inputs and their values (`controlConfigurations`).
+    configurations: Arc<BTreeMap<String, Vec<String>>>,
+    /// `configuration_required` and every input empty: always skipped / configuration.
+    missing_configuration: bool,
+}
+
 /// Evaluates a catalog with given inputs and exceptions.
 pub struct Evaluator<'c> {
     catalog: Vec<&'c dyn Control>,
+    /// One entry per control of `catalog`, same order.
+    prepared: Vec<Prepared>,
+    /// For each kind, the indexes (in catalog order) of the controls that apply to it.
+    by_kind: HashMap<&'static str, Vec<usize>>,
+    /// The indexes of the controls that apply to RBAC triplets.
+    for_subjects: Vec<usize>,
     inputs: ControlInputs,
     exceptions: Exceptions,
     cloud_provider: Option<String>,
@@ -71,8 +89,32 @@ impl<'c> Evaluator<'c> {
         inputs: ControlInputs,
         exceptions: Exceptions,
     ) -> Self {
+        let mut by_kind: HashMap<&'static str, Vec<usize>> = HashMap::new();
+        let mut for_subjects = Vec::new();
+        let mut prepared = Vec::with_capacity(catalog.len());
+        for (i, control) in catalog.iter().enumerate() {
+            let meta = control.meta();
+            for applies in meta.applies {
+                let list = match applies {
+                    Applies::Kind(kind) => by_kind.entry(kind).or_default(),
+                    Applies::Subjects => &mut for_subjects,
+                };
+                if list.last() != Some(&i) {
+                    list.push(i);
+                }
+            }
+            let configurations = inputs.select(meta.inputs);
+            prepared.push(Prepared {
+                missing_configuration: meta.configuration_required
+                    && configurations.values().all(Vec::is_empty),
+                configurations: Arc::new(configurations),
+            });
+        }
         Evaluator {
             catalog,
+            prepared,
+            by_kind,
+            for_subjects,
             inputs,
             exceptions,
             cloud_provider: None,
@@ -114,23 +156,19 @@ impl<'c> Evaluator<'c> {
     /// Evaluates one object; `None` when no control applies to its kind.
     pub fn evaluate_object(&self, inventory: &Inventory, index: usize) -> Option<ResourceResult> {
         let obj = inventory.get(index)?;
+        let indexes = self.by_kind.get(obj.kind.as_str())?;
         let cx = self.context(inventory);
-        let controls: Vec<ControlResult> = self
-            .catalog
-            .iter()
-            .filter(|c| c.meta().applies_to_kind(&obj.kind))
-            .filter_map(|c| {
-                let name = obj.name.as_str();
-                self.run(
-                    *c,
-                    Resource::Object(obj),
-                    &cx,
-                    &obj.kind,
-                    name,
-                    obj.namespace.as_deref(),
-                )
-            })
-            .collect();
+        let mut controls = Vec::with_capacity(indexes.len());
+        controls.extend(indexes.iter().filter_map(|&i| {
+            self.run(
+                i,
+                Resource::Object(obj),
+                &cx,
+                &obj.kind,
+                &obj.name,
+                obj.namespace.as_deref(),
+            )
+        }));
         (!controls.is_empty()).then(|| ResourceResult {
             target: Target::Object(obj.object_ref()),
             kind: obj.kind.clone(),
@@ -141,24 +179,23 @@ impl<'c> Evaluator<'c> {
 
     /// Evaluates one RBAC triplet; `None` when no control applies to subjects.
     pub fn evaluate_triplet(&self, inventory: &Inventory, t: &Triplet) -> Option<ResourceResult> {
+        if self.for_subjects.is_empty() {
+            return None;
+        }
         let target = inventory.triplet_target(t)?;
         let cx = self.context(inventory);
         let kind = t.subject.kind.as_str();
-        let controls: Vec<ControlResult> = self
-            .catalog
-            .iter()
-            .filter(|c| c.meta().applies_to_subjects())
-            .filter_map(|c| {
-                self.run(
-                    *c,
-                    Resource::Triplet(t),
-                    &cx,
-                    kind,
-                    &t.subject.name,
-                    t.subject.namespace.as_deref(),
-                )
-            })
-            .collect();
+        let mut controls = Vec::with_capacity(self.for_subjects.len());
+        controls.extend(self.for_subjects.iter().filter_map(|&i| {
+            self.run(
+                i,
+                Resource::Triplet(t),
+                &cx,
+                kind,
+                &t.subject.name,
+                t.subject.namespace.as_deref(),
+            )
+        }));
         (!controls.is_empty()).then(|| ResourceResult {
             target,
             kind: kind.to_string(),
@@ -175,17 +212,19 @@ impl<'c> Evaluator<'c> {
         }
     }
 
+    /// Runs the control at `index` of the catalog on one resource.
     fn run(
         &self,
-        control: &dyn Control,
+        index: usize,
         resource: Resource<'_>,
         cx: &Context<'_>,
         kind: &str,
         name: &str,
         namespace: Option<&str>,
     ) -> Option<ControlResult> {
+        let (control, prepared) = (*self.catalog.get(index)?, self.prepared.get(index)?);
         let meta = control.meta();
-        let configurations = self.inputs.select(meta.inputs);
+        let configurations = Arc::clone(&prepared.configurations);
         let skip = |sub_status: SubStatus, info: &str| ControlResult {
             meta,
             status: Status::Skipped,
@@ -213,7 +252,7 @@ impl<'c> Evaluator<'c> {
         if matches!(outcome, Outcome::NotApplicable) {
             return None;
         }
-        if meta.configuration_required && configurations.values().all(Vec::is_empty) {
+        if prepared.missing_configuration {
             return Some(skip(
                 SubStatus::Configuration,
                 "Control configurations are empty",
@@ -269,6 +308,25 @@ fn rule_results(
     status: Status,
     sub_status: Option<SubStatus>,
 ) -> Vec<RuleResult> {
+    if findings.is_empty() {
+        // The common case (passed or skipped): one allocation, no name list.
+        let (status, sub_status) = if status == Status::Skipped {
+            (status, sub_status)
+        } else {
+            (Status::Passed, None)
+        };
+        return meta
+            .rules
+            .iter()
+            .map(|&name| RuleResult {
+                name,
+                status,
+                sub_status,
+                paths: Vec::new(),
+                related: Vec::new(),
+            })
+            .collect();
+    }
     let mut names: Vec<&'static str> = meta.rules.to_vec();
     for f in findings {
         if !names.contains(&f.rule) {
@@ -296,4 +354,147 @@ fn rule_results(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::engine::object::K8sObject;
+
+    /// Fails with a finding of its first rule when the object's name starts with `bad`.
+    struct Probe(&'static ControlMeta);
+
+    impl Control for Probe {
+        fn meta(&self) -> &'static ControlMeta {
+            self.0
+        }
+
+        fn evaluate(&self, resource: Resource<'_>, _cx: &Context<'_>) -> Outcome {
+            match resource {
+                Resource::Object(o) if o.name.starts_with("bad") => {
+                    Outcome::Failed(vec![Finding::new(self.0.rules[0]).delete("spec.x")])
+                }
+                Resource::Object(_) => Outcome::Passed,
+                Resource::Triplet(_) => Outcome::NotApplicable,
+            }
+        }
+    }
+
+    const fn meta(
+        id: &'static str,
+        applies: &'static [Applies],
+        inputs: &'static [&'static str],
+        configuration_required: bool,
+    ) -> ControlMeta {
+        ControlMeta {
+            id,
+            name: "probe",
+            description: "",
+            remediation: "",
+            base_score: 5.0,
+            frameworks: &[],
+            applies,
+            rules: &["rule-a", "rule-b"],
+            inputs,
+            configuration_required,
+            needs: Needs::Nothing,
+        }
+    }
+
+    static TWICE: ControlMeta = meta(
+        "C-1",
+        &[Applies::Kind("Pod"), Applies::Kind("Pod")],
+        &["k"],
+        false,
+    );
+    static NEEDS_CONFIG: ControlMeta = meta("C-2", &[Applies::Kind("Pod")], &["empty"], true);
+    static OTHER_KIND: ControlMeta = meta("C-3", &[Applies::Kind("Service")], &[], false);
+
+    fn inventory() -> Inventory {
+        let pod = |name: &str| {
+            K8sObject::from_value(json!({"kind": "Pod", "metadata": {"name": name}})).expect("pod")
+        };
+        Inventory::new(vec![pod("good"), pod("bad"), {
+            K8sObject::from_value(json!({"kind": "ConfigMap", "metadata": {"name": "c"}}))
+                .expect("configmap")
+        }])
+    }
+
+    fn evaluator(exceptions: Exceptions) -> Evaluator<'static> {
+        let catalog: Vec<&'static dyn Control> = vec![
+            Box::leak(Box::new(Probe(&TWICE))),
+            Box::leak(Box::new(Probe(&NEEDS_CONFIG))),
+            Box::leak(Box::new(Probe(&OTHER_KIND))),
+        ];
+        let mut inputs = ControlInputs::empty();
+        inputs.set("k", vec!["v".into()]);
+        Evaluator::new(catalog, inputs, exceptions)
+    }
+
+    #[test]
+    fn dispatch_configurations_and_rules() {
+        let inv = inventory();
+        let ev = evaluator(Exceptions::none());
+        assert!(
+            ev.evaluate_object(&inv, 2).is_none(),
+            "no control for ConfigMap"
+        );
+
+        let good = ev.evaluate_object(&inv, 0).expect("pod result");
+        let ids: Vec<&str> = good.controls.iter().map(|c| c.meta.id).collect();
+        assert_eq!(
+            ids,
+            ["C-1", "C-2"],
+            "each applicable control once, in catalog order"
+        );
+        let c1 = &good.controls[0];
+        assert_eq!(c1.status, Status::Passed);
+        assert_eq!(
+            *c1.configurations,
+            BTreeMap::from([("k".to_string(), vec!["v".to_string()])])
+        );
+        assert!(c1.rules.iter().all(|r| r.status == Status::Passed));
+        assert_eq!(c1.rules.len(), 2);
+        let c2 = &good.controls[1];
+        assert_eq!(c2.status, Status::Skipped);
+        assert_eq!(c2.sub_status, Some(SubStatus::Configuration));
+        assert!(
+            c2.rules
+                .iter()
+                .all(|r| r.status == Status::Skipped && r.sub_status == c2.sub_status)
+        );
+
+        let bad = ev.evaluate_object(&inv, 1).expect("pod result");
+        let c1 = &bad.controls[0];
+        assert_eq!(c1.status, Status::Failed);
+        assert_eq!(c1.rules[0].status, Status::Failed);
+        assert_eq!(c1.rules[0].paths.len(), 1);
+        assert_eq!(c1.rules[1].status, Status::Passed);
+        assert!(
+            Arc::ptr_eq(&c1.configurations, &good.controls[0].configurations),
+            "configurations are computed once per control"
+        );
+    }
+
+    #[test]
+    fn exceptions_pass_failures() {
+        let exceptions = Exceptions::from_value(&json!([{
+            "name": "p",
+            "resources": [{"attributes": {"kind": "Pod", "name": "bad"}}],
+            "posturePolicies": [{"controlID": "C-1"}]
+        }]))
+        .expect("exceptions");
+        let inv = inventory();
+        let bad = evaluator(exceptions)
+            .evaluate_object(&inv, 1)
+            .expect("pod result");
+        let c1 = &bad.controls[0];
+        assert_eq!(c1.status, Status::Passed);
+        assert_eq!(c1.sub_status, Some(SubStatus::WithExceptions));
+        assert_eq!(c1.rules[0].status, Status::Passed);
+        assert_eq!(c1.rules[0].sub_status, Some(SubStatus::WithExceptions));
+        assert_eq!(c1.rules[0].paths.len(), 1);
+    }
 }

@@ -1,0 +1,593 @@
+//! Rendering for people: the scan table, the summary table and the control catalog, laid out
+//! for a 100-column terminal. Colour is optional and off unless asked for ([`Style`]).
+
+use std::fmt::Write as _;
+
+use kubevigil_crds::identity::Target;
+use kubevigil_crds::{RulePath, ScannedControl, Severity, Status};
+use serde::Serialize;
+
+use crate::engine::{Applies, Control, Needs};
+use crate::offline::{ScanOutcome, ScannedResource, Totals, severity_rank};
+
+/// Width the tables are laid out for.
+pub const WIDTH: usize = 100;
+
+/// How text is decorated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Style {
+    /// Whether to use ANSI colours.
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn bold(self, text: &str) -> String {
+        self.paint("1", text)
+    }
+
+    /// `text` (a severity name, possibly padded) in the severity's colour.
+    fn severity(self, severity: Severity, text: &str) -> String {
+        let code = match severity {
+            Severity::Critical => "1;31",
+            Severity::High => "31",
+            Severity::Medium => "33",
+            Severity::Low => "36",
+            Severity::Unknown => return text.to_string(),
+        };
+        self.paint(code, text)
+    }
+}
+
+/// `kind namespace/name`, or for a triplet the subject with its binding and role.
+pub fn target_label(target: &Target) -> String {
+    fn qualified(namespace: Option<&str>, name: &str) -> String {
+        match namespace {
+            Some(ns) => format!("{ns}/{name}"),
+            None => name.to_string(),
+        }
+    }
+    match target {
+        Target::Object(o) => format!("{} {}", o.kind, qualified(o.namespace.as_deref(), &o.name)),
+        Target::Triplet {
+            subject,
+            role,
+            binding,
+        } => format!(
+            "{} {} via {} {} -> {} {}",
+            subject.kind.as_str(),
+            qualified(subject.namespace.as_deref(), &subject.name),
+            if binding.cluster {
+                "ClusterRoleBinding"
+            } else {
+                "RoleBinding"
+            },
+            qualified(binding.namespace.as_deref(), &binding.name),
+            if role.cluster { "ClusterRole" } else { "Role" },
+            qualified(role.namespace.as_deref(), &role.name),
+        ),
+    }
+}
+
+/// A percentage without useless decimals: `100`, `66.67`, `12.5`.
+fn percent(score: f64) -> String {
+    let s = format!("{score:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s}%")
+}
+
+/// Lays `pieces` out greedily on lines of at most `width` characters (trailing spaces do not
+/// count and are dropped). A piece longer than `width` is cut.
+fn wrap_pieces<'a>(pieces: impl IntoIterator<Item = &'a str>, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for piece in pieces {
+        let fits = line.chars().count() + piece.trim_end().chars().count() <= width;
+        if !fits && !line.is_empty() {
+            lines.push(line.trim_end().to_string());
+            line.clear();
+        }
+        let mut rest = piece;
+        while line.is_empty() && rest.trim_end().chars().count() > width {
+            let cut = rest
+                .char_indices()
+                .nth(width)
+                .map_or(rest.len(), |(i, _)| i);
+            lines.push(rest[..cut].to_string());
+            rest = &rest[cut..];
+        }
+        line.push_str(rest);
+    }
+    if !line.trim_end().is_empty() || lines.is_empty() {
+        lines.push(line.trim_end().to_string());
+    }
+    lines
+}
+
+/// Wraps `text` at `width`; a line may start at a character `c` following `prev` when
+/// `starts_line(prev, c)`.
+fn wrap(text: &str, width: usize, starts_line: impl Fn(char, char) -> bool) -> Vec<String> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut prev = None;
+    for (i, c) in text.char_indices() {
+        if prev.is_some_and(|p| starts_line(p, c)) {
+            pieces.push(&text[start..i]);
+            start = i;
+        }
+        prev = Some(c);
+    }
+    pieces.push(&text[start..]);
+    wrap_pieces(pieces, width)
+}
+
+/// Word wrap: lines break after spaces.
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    wrap(text, width, |prev, c| prev == ' ' && c != ' ')
+}
+
+/// Path wrap: lines break before `.` and `[`.
+fn wrap_path(text: &str, width: usize) -> Vec<String> {
+    wrap(text, width, |_, c| c == '.' || c == '[')
+}
+
+/// Resource-label wrap: lines break after a space, `/` or `-`.
+fn wrap_label(text: &str, width: usize) -> Vec<String> {
+    wrap(text, width, |prev, c| {
+        matches!(prev, ' ' | '/' | '-') && c != ' '
+    })
+}
+
+/// Pushes wrapped `lines`: the first after `first`, the others indented by `indent` columns.
+fn push_wrapped(out: &mut String, first: &str, lines: Vec<String>, indent: usize) {
+    for (i, line) in lines.into_iter().enumerate() {
+        if i == 0 {
+            out.push_str(first);
+        } else {
+            out.push_str(&" ".repeat(indent));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+}
+
+/// What a path line says: the fix (`fixPath=value`), else the path to delete or review.
+fn path_line(p: &RulePath) -> Option<(&'static str, String)> {
+    let (label, text) = if let Some(fix) = &p.fix_path {
+        let value = p.fix_path_value.as_deref().unwrap_or("YOUR_VALUE");
+        ("fix", format!("{fix}={value}"))
+    } else if let Some(d) = &p.delete_path {
+        ("delete", d.clone())
+    } else if let Some(r) = &p.review_path {
+        ("review", r.clone())
+    } else {
+        ("failed", p.failed_path.clone()?)
+    };
+    Some(match &p.resource_id {
+        Some(id) => (label, format!("{text}  (on {id})")),
+        None => (label, text),
+    })
+}
+
+/// The failed controls of a result, Critical first, then by ID.
+fn failed_controls(r: &ScannedResource) -> Vec<&ScannedControl> {
+    let mut failed: Vec<&ScannedControl> = r
+        .objects
+        .scan
+        .spec
+        .controls
+        .values()
+        .filter(|c| c.status.status == Status::Failed)
+        .collect();
+    failed.sort_by(|a, b| {
+        severity_rank(b.severity.severity)
+            .cmp(&severity_rank(a.severity.severity))
+            .then_with(|| a.control_id.cmp(&b.control_id))
+    });
+    failed
+}
+
+fn severity_counts(s: &kubevigil_crds::SeveritySummary, style: Style) -> (String, usize) {
+    let mut parts = vec![
+        (Severity::Critical, "critical", s.critical),
+        (Severity::High, "high", s.high),
+        (Severity::Medium, "medium", s.medium),
+        (Severity::Low, "low", s.low),
+    ];
+    if s.unknown > 0 {
+        parts.push((Severity::Unknown, "unknown", s.unknown));
+    }
+    let plain: Vec<String> = parts.iter().map(|(_, n, c)| format!("{n} {c}")).collect();
+    let painted: Vec<String> = parts
+        .iter()
+        .zip(&plain)
+        .map(|((sev, _, c), text)| {
+            if *c > 0 {
+                style.severity(*sev, text)
+            } else {
+                text.clone()
+            }
+        })
+        .collect();
+    let width = plain.join("  ").chars().count();
+    (painted.join("  "), width)
+}
+
+/// Header of one resource: its label, then right-aligned its score and failed-control counts.
+fn push_header(out: &mut String, r: &ScannedResource, style: Style) {
+    let label = target_label(&r.target);
+    let spec = &r.objects.summary.spec;
+    let (counts, counts_width) = severity_counts(&spec.severities, style);
+    let score = format!("score {}", percent(spec.compliance_score));
+    let stats_width = score.chars().count() + 2 + counts_width;
+    let stats = format!("{score}  {counts}");
+    let label_width = label.chars().count();
+    if label_width + 2 + stats_width <= WIDTH {
+        let pad = WIDTH - label_width - stats_width;
+        let _ = writeln!(out, "{}{}{stats}", style.bold(&label), " ".repeat(pad));
+    } else {
+        for line in wrap_label(&label, WIDTH) {
+            let _ = writeln!(out, "{}", style.bold(&line));
+        }
+        let pad = WIDTH.saturating_sub(stats_width);
+        let _ = writeln!(out, "{}{stats}", " ".repeat(pad));
+    }
+}
+
+const ID_COL: usize = 2;
+const SEVERITY_COL: usize = 10;
+const NAME_COL: usize = 20;
+const PATH_LABEL_COL: usize = 10;
+const PATH_COL: usize = 18;
+
+fn push_failed_control(out: &mut String, c: &ScannedControl, style: Style) {
+    let severity = c.severity.severity;
+    let id = format!("{:<w$}", c.control_id, w = SEVERITY_COL - ID_COL - 1);
+    let sev = format!("{:<w$}", severity.as_str(), w = NAME_COL - SEVERITY_COL - 1);
+    let first = format!(
+        "{}{id} {} ",
+        " ".repeat(ID_COL),
+        style.severity(severity, &sev)
+    );
+    push_wrapped(out, &first, wrap_words(&c.name, WIDTH - NAME_COL), NAME_COL);
+    let mut seen: Vec<(&str, String)> = Vec::new();
+    for rule in &c.rules {
+        for p in &rule.paths {
+            let Some(line) = path_line(p) else { continue };
+            if seen.contains(&line) {
+                continue;
+            }
+            let (label, text) = &line;
+            let first = format!(
+                "{}{label:<w$}",
+                " ".repeat(PATH_LABEL_COL),
+                w = PATH_COL - PATH_LABEL_COL
+            );
+            push_wrapped(
+                out,
+                &first,
+                wrap_path(text, WIDTH - PATH_COL - 2),
+                PATH_COL + 2,
+            );
+            seen.push(line);
+        }
+    }
+}
+
+/// The clauses of the closing totals line.
+fn totals_clauses(t: &Totals) -> Vec<String> {
+    let plural = |n: usize, one: &str, many: &str| {
+        if n == 1 {
+            format!("{n} {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    let f = &t.failed;
+    let mut failed = format!(
+        "failed controls: {} critical, {} high, {} medium, {} low",
+        f.critical, f.high, f.medium, f.low
+    );
+    if f.unknown > 0 {
+        let _ = write!(failed, ", {} unknown", f.unknown);
+    }
+    let mut clauses = vec![
+        format!(
+            "{} scanned ({} failing)",
+            plural(t.resources, "resource", "resources"),
+            t.with_failures
+        ),
+        failed,
+        format!("{} skipped", t.skipped),
+    ];
+    if t.excepted > 0 {
+        clauses.push(format!("{} passed with exceptions", t.excepted));
+    }
+    if t.unreadable > 0 {
+        clauses.push(format!(
+            "{} unreadable (errors on stderr)",
+            plural(t.unreadable, "input", "inputs")
+        ));
+    }
+    clauses
+}
+
+/// The totals, `; `-separated, wrapped between clauses.
+fn push_totals(out: &mut String, outcome: &ScanOutcome, style: Style) {
+    let clauses = totals_clauses(&outcome.totals());
+    let last = clauses.len().saturating_sub(1);
+    let pieces: Vec<String> = clauses
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| if i < last { format!("{c}; ") } else { c })
+        .collect();
+    for line in wrap_pieces(pieces.iter().map(String::as_str), WIDTH) {
+        let _ = writeln!(out, "{}", style.bold(&line));
+    }
+}
+
+/// The scan table: per resource a header (label, compliance score, failed controls per
+/// severity) and its failed controls, Critical first, each with its fix, delete or review paths;
+/// then the totals.
+pub fn scan_table(outcome: &ScanOutcome, style: Style) -> String {
+    let mut out = String::new();
+    for r in &outcome.resources {
+        push_header(&mut out, r, style);
+        for c in failed_controls(r) {
+            push_failed_control(&mut out, c, style);
+        }
+        out.push('\n');
+    }
+    push_totals(&mut out, outcome, style);
+    out
+}
+
+/// The summary table: one line per resource with its score and failed-control counts.
+pub fn summary_table(outcome: &ScanOutcome, style: Style) -> String {
+    let headers = ["RESOURCE", "SCORE", "CRITICAL", "HIGH", "MEDIUM", "LOW"];
+    let rows: Vec<[String; 6]> = outcome
+        .resources
+        .iter()
+        .map(|r| {
+            let s = &r.objects.summary.spec;
+            [
+                target_label(&r.target),
+                percent(s.compliance_score),
+                s.severities.critical.to_string(),
+                s.severities.high.to_string(),
+                s.severities.medium.to_string(),
+                s.severities.low.to_string(),
+            ]
+        })
+        .collect();
+    let numbers: usize = 8 + 2 + 8 + 2 + 4 + 2 + 6 + 2 + 3;
+    let label_width = rows
+        .iter()
+        .map(|r| r[0].chars().count())
+        .chain(std::iter::once(headers[0].len()))
+        .max()
+        .unwrap_or(0)
+        .min(WIDTH - numbers - 2);
+    let mut out = String::new();
+    let line = |cells: [&str; 6]| {
+        let text = format!(
+            "{:<lw$}  {:>8}  {:>8}  {:>4}  {:>6}  {:>3}",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            cells[5],
+            lw = label_width
+        );
+        text.trim_end().to_string()
+    };
+    let _ = writeln!(out, "{}", style.bold(&line(headers)));
+    for r in &rows {
+        let mut label = wrap_label(&r[0], label_width).into_iter();
+        let first = label.next().unwrap_or_default();
+        let _ = writeln!(out, "{}", line([&first, &r[1], &r[2], &r[3], &r[4], &r[5]]));
+        for more in label {
+            let _ = writeln!(out, "  {more}");
+        }
+    }
+    out.push('\n');
+    push_totals(&mut out, outcome, style);
+    out
+}
+
+/// What a control needs besides the objects, as the catalog shows it.
+fn needs_label(c: &dyn Control) -> &'static str {
+    let m = c.meta();
+    match m.needs {
+        Needs::Integration => "integration",
+        Needs::ManualReview => "manual review",
+        Needs::Nothing if m.configuration_required => "configuration",
+        Needs::Nothing => "-",
+    }
+}
+
+fn applies_labels(c: &dyn Control) -> Vec<&'static str> {
+    c.meta()
+        .applies
+        .iter()
+        .map(|a| match a {
+            Applies::Kind(k) => *k,
+            Applies::Subjects => "RBAC subjects",
+        })
+        .collect()
+}
+
+/// The catalog as a table: ID, severity, base score, what it needs, name; then its frameworks
+/// and kinds on wrapped lines below.
+pub fn controls_table(controls: &[&dyn Control], style: Style) -> String {
+    let mut out = String::new();
+    let header = format!(
+        "{:<8}{:<10}{:>5}  {:<15}{}",
+        "ID", "SEVERITY", "SCORE", "NEEDS", "NAME"
+    );
+    let _ = writeln!(out, "{}", style.bold(&header));
+    const INDENT: usize = 8;
+    const NAME: usize = 40;
+    for c in controls {
+        let m = c.meta();
+        let sev = format!("{:<10}", m.severity().as_str());
+        let first = format!(
+            "{:<8}{}{:>5.1}  {:<15}",
+            m.id,
+            style.severity(m.severity(), &sev),
+            m.base_score,
+            needs_label(*c)
+        );
+        push_wrapped(&mut out, &first, wrap_words(m.name, WIDTH - NAME), NAME);
+        let detail = |label: &str, items: Vec<&str>| {
+            let text = format!("{label}: {}", items.join(", "));
+            wrap_words(&text, WIDTH - INDENT)
+        };
+        let mut frameworks: Vec<&str> = m.frameworks.to_vec();
+        if !frameworks
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case("AllControls"))
+        {
+            frameworks.push("AllControls");
+        }
+        let indent = " ".repeat(INDENT);
+        push_wrapped(
+            &mut out,
+            &indent,
+            detail("frameworks", frameworks),
+            INDENT + 2,
+        );
+        push_wrapped(
+            &mut out,
+            &indent,
+            detail("applies to", applies_labels(*c)),
+            INDENT + 2,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{} control{}.",
+        controls.len(),
+        if controls.len() == 1 { "" } else { "s" }
+    );
+    out
+}
+
+/// One control's full catalog entry, as `scan-job controls -o json` prints it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlInfo {
+    /// Control ID.
+    #[serde(rename = "controlID")]
+    pub control_id: &'static str,
+    /// Name.
+    pub name: &'static str,
+    /// What it checks and why.
+    pub description: &'static str,
+    /// How to fix a failure.
+    pub remediation: &'static str,
+    /// Base score, 0 to 10.
+    pub base_score: f64,
+    /// Severity derived from the base score.
+    pub severity: Severity,
+    /// Frameworks that include it (`AllControls` included).
+    pub frameworks: Vec<&'static str>,
+    /// Kinds it evaluates.
+    pub kinds: Vec<&'static str>,
+    /// Whether it evaluates RBAC (subject, role, binding) triplets.
+    pub rbac_subjects: bool,
+    /// Its regolibrary rules.
+    pub rules: &'static [&'static str],
+    /// The configuration inputs it reads.
+    pub inputs: &'static [&'static str],
+    /// Whether it is skipped (sub-status `configuration`) when its inputs are all empty.
+    pub configuration_required: bool,
+    /// Whether it needs data from outside the cluster (always skipped, `integration`).
+    pub integration_required: bool,
+    /// Whether it can only be checked by hand (always skipped, `manual review`).
+    pub manual_review: bool,
+}
+
+/// The catalog entries of `controls`, in order.
+pub fn controls_info(controls: &[&dyn Control]) -> Vec<ControlInfo> {
+    controls
+        .iter()
+        .map(|c| {
+            let m = c.meta();
+            let mut frameworks: Vec<&'static str> = m.frameworks.to_vec();
+            if !frameworks
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case("AllControls"))
+            {
+                frameworks.push("AllControls");
+            }
+            ControlInfo {
+                control_id: m.id,
+                name: m.name,
+                description: m.description,
+                remediation: m.remediation,
+                base_score: m.base_score,
+                severity: m.severity(),
+                frameworks,
+                kinds: m
+                    .applies
+                    .iter()
+                    .filter_map(|a| match a {
+                        Applies::Kind(k) => Some(*k),
+                        Applies::Subjects => None,
+                    })
+                    .collect(),
+                rbac_subjects: m.applies_to_subjects(),
+                rules: m.rules,
+                inputs: m.inputs,
+                configuration_required: m.configuration_required,
+                integration_required: m.needs == Needs::Integration,
+                manual_review: m.needs == Needs::ManualReview,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wraps() {
+        assert_eq!(wrap_words("a bb ccc dddd", 6), vec!["a bb", "ccc", "dddd"]);
+        assert_eq!(wrap_words("", 6), vec![""]);
+        assert_eq!(
+            wrap_label("Pod ns/abcdefghij-klm", 8),
+            vec!["Pod ns/", "abcdefgh", "ij-klm"]
+        );
+        assert_eq!(
+            wrap_path("spec.template.spec.containers[0].image", 20),
+            vec!["spec.template.spec", ".containers[0].image"]
+        );
+        assert_eq!(
+            wrap_path("spec.template.spec.containers[0].image", 14),
+            vec!["spec.template", ".spec", ".containers[0]", ".image"]
+        );
+        assert_eq!(
+            wrap_path("averyverylongsegment.x", 5),
+            vec!["avery", "veryl", "ongse", "gment", ".x"]
+        );
+    }
+
+    #[test]
+    fn percentages() {
+        assert_eq!(percent(100.0), "100%");
+        assert_eq!(percent(66.67), "66.67%");
+        assert_eq!(percent(12.5), "12.5%");
+        assert_eq!(percent(0.0), "0%");
+    }
+}
