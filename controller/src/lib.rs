@@ -20,6 +20,7 @@ pub mod queue;
 pub mod ratelimit;
 pub mod resync;
 pub mod run;
+pub mod slim;
 pub mod state;
 pub mod summaries;
 pub mod watch;

@@ -5,15 +5,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::ListParams;
-use kube::{Api, Client, Resource};
+use kube::discovery::ApiResource;
+use kube::{Api, Client};
 use kubevigil_crds::identity::{annotations, labels};
 use kubevigil_crds::{
     ConfigurationScanSummary, WorkloadConfigurationScan, WorkloadConfigurationScanSummary,
 };
-use serde::de::DeserializeOwned;
 
 use crate::error::Error;
 use crate::events::{ResultInfo, ResultRef, SourceKind};
+use crate::slim::ResultMeta;
 
 /// Page size of result lists (metadata with managed fields can be large).
 const PAGE: u32 = 250;
@@ -95,26 +96,23 @@ pub fn merge(scans: Vec<ObjectMeta>, summaries: Vec<ObjectMeta>) -> HashMap<Resu
     out
 }
 
-async fn list_all_metadata<K>(
-    api: Api<K>,
+/// Lists the metadata of every object of a result kind, paged, parsing only names, labels and
+/// annotations.
+async fn list_all_metadata(
+    client: &Client,
+    resource: ApiResource,
     selector: &str,
     what: &str,
-) -> Result<Vec<ObjectMeta>, Error>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
-{
+) -> Result<Vec<ObjectMeta>, Error> {
+    let api: Api<ResultMeta> = Api::all_with(client.clone(), &resource);
     let mut out = Vec::new();
     let mut lp = ListParams::default().labels(selector).limit(PAGE);
     loop {
-        let page = api.list_metadata(&lp).await.map_err(|source| Error::List {
+        let page = api.list(&lp).await.map_err(|source| Error::List {
             what: what.to_string(),
             source,
         })?;
-        out.extend(page.items.into_iter().map(|mut o| {
-            // Keep what the resync reads; drop managed fields and the rest early.
-            o.metadata.managed_fields = None;
-            o.metadata
-        }));
+        out.extend(page.items.into_iter().map(|o| o.metadata));
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(c) => lp = lp.continue_token(&c),
             None => return Ok(out),
@@ -126,19 +124,22 @@ where
 pub async fn list_results(client: Client) -> Result<ResultsSnapshot, Error> {
     let selector = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
     let summaries = list_all_metadata(
-        Api::<WorkloadConfigurationScanSummary>::all(client.clone()),
+        &client,
+        ApiResource::erase::<WorkloadConfigurationScanSummary>(&()),
         &selector,
         "workloadconfigurationscansummaries in all namespaces",
     )
     .await?;
     let scans = list_all_metadata(
-        Api::<WorkloadConfigurationScan>::all(client.clone()),
+        &client,
+        ApiResource::erase::<WorkloadConfigurationScan>(&()),
         &selector,
         "workloadconfigurationscans in all namespaces",
     )
     .await?;
     let css = list_all_metadata(
-        Api::<ConfigurationScanSummary>::all(client),
+        &client,
+        ApiResource::erase::<ConfigurationScanSummary>(&()),
         "",
         "configurationscansummaries",
     )

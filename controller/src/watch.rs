@@ -12,7 +12,6 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DynamicObject, PartialObjectMeta};
 use kube::discovery::ApiResource;
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
@@ -27,6 +26,7 @@ use crate::config::Config;
 use crate::dispatch::job_view;
 use crate::events::BindingSpec;
 use crate::jobs::{COMPONENT, COMPONENT_LABEL};
+use crate::slim::{BindingObject, TargetMeta};
 use crate::state::{JobEvent, Msg, WatchEvent};
 
 /// Longest a binding watch waits for the role watches' initial lists.
@@ -146,10 +146,14 @@ pub async fn watch_kind(
     }
     let ar = api_resource(&kind);
     if kind.is_binding() {
-        let api: Api<DynamicObject> = Api::all_with(client, &ar);
-        run(api, kind, config, tx, |o| (o.metadata, Some(o.data))).await;
+        let api: Api<BindingObject> = Api::all_with(client, &ar);
+        run(api, kind, config, tx, |o| {
+            let spec = o.spec_json();
+            (o.metadata, Some(spec))
+        })
+        .await;
     } else {
-        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &ar);
+        let api: Api<TargetMeta> = Api::all_with(client, &ar);
         run(api, kind, config, tx, |o| (o.metadata, None)).await;
     }
 }

@@ -43,7 +43,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Scan the targets named by the controller, in the cluster, and write the result resources.
-    Run,
+    Run(crate::cluster::RunArgs),
     /// Scan manifest files offline and print the results.
     #[command(after_help = format!("{SCAN_HELP}\n{EXIT_CODES}"))]
     Scan(ScanArgs),
@@ -204,9 +204,9 @@ pub enum CliError {
     /// Writing to stdout failed.
     #[error("cannot write the output: {0}")]
     Write(#[from] std::io::Error),
-    /// `scan-job run` (in-cluster mode) is not part of this build yet.
-    #[error("`scan-job run` is not implemented yet")]
-    NotImplemented,
+    /// The in-cluster scan could not start its runtime.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 impl CliError {
@@ -214,7 +214,7 @@ impl CliError {
     pub fn exit(&self) -> Exit {
         match self {
             CliError::Config(_) => Exit::BadInput,
-            CliError::Render(_) | CliError::Write(_) | CliError::NotImplemented => Exit::Failure,
+            CliError::Render(_) | CliError::Write(_) | CliError::Runtime(_) => Exit::Failure,
         }
     }
 }
@@ -222,9 +222,34 @@ impl CliError {
 /// Runs the command line, writing results to stdout and diagnostics to stderr.
 pub fn run(cli: Cli) -> Result<Exit, CliError> {
     match cli.command {
-        Command::Run => Err(CliError::NotImplemented),
+        Command::Run(args) => run_in_cluster(args),
         Command::Controls(args) => controls(&args),
         Command::Scan(args) => scan(&args),
+    }
+}
+
+/// `scan-job run`: JSON logs (filter from `RUST_LOG`), then the in-cluster scan. Exit 0 when
+/// every target was written or its results deleted, 3 otherwise (the failed targets are named on
+/// stderr).
+fn run_in_cluster(args: crate::cluster::RunArgs) -> Result<Exit, CliError> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second initialisation (tests) is harmless: keep the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    let result = runtime.block_on(crate::cluster::run(args));
+    // exit_code prints the failed targets; map its verdict onto our exit statuses.
+    if crate::cluster::exit_code(&result) == ExitCode::SUCCESS {
+        Ok(Exit::Clean)
+    } else {
+        Ok(Exit::Failure)
     }
 }
 

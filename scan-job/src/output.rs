@@ -450,7 +450,8 @@ pub fn controls_table(controls: &[&dyn Control], style: Style) -> String {
         push_wrapped(&mut out, &first, wrap_words(m.name, WIDTH - NAME), NAME);
         let detail = |label: &str, items: Vec<&str>| {
             let text = format!("{label}: {}", items.join(", "));
-            wrap_words(&text, WIDTH - INDENT)
+            // Continuation lines sit two columns deeper than the first.
+            wrap_words(&text, WIDTH - INDENT - 2)
         };
         let mut frameworks: Vec<&str> = m.frameworks.to_vec();
         if !frameworks

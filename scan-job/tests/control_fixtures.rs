@@ -89,8 +89,7 @@ fn fixture(#[files("tests/fixtures/*/*.yaml")] path: PathBuf) {
     } else {
         Exceptions::none()
     };
-    let evaluator =
-        Evaluator::new(vec![control], inputs, exceptions).with_cloud_provider(provider);
+    let evaluator = Evaluator::new(vec![control], inputs, exceptions).with_cloud_provider(provider);
     let results = evaluator.evaluate_all(&inventory);
     let statuses: Vec<((String, String), Status)> = results
         .iter()

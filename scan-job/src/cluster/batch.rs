@@ -99,6 +99,8 @@ pub(super) async fn scan(client: Client, args: &RunArgs, settings: Settings) -> 
         install_namespace: args.install_namespace.clone(),
         cluster_name: args.cluster_name.clone(),
         controls_hash: report::controls_hash(&evaluator),
+        // `annotate` stamps the scan time (and the live fingerprint and owner) on each result.
+        scan_time: None,
     };
 
     let mut slots = parse_targets(&args.targets);
