@@ -209,6 +209,19 @@ impl Index {
         self.results.get(result)
     }
 
+    /// Results written by another scanner version or control set than this controller expects,
+    /// with one example. Many of them after a resync mean the controller and the scan-job image
+    /// are from different releases (their results would be rescanned at every resync).
+    pub fn version_mismatches(&self) -> (usize, Option<&ResultInfo>) {
+        let mut mismatched = self.results.values().filter(|i| {
+            !i.fingerprint.is_empty()
+                && (i.scanner_version != self.scanner_version
+                    || i.controls_hash != self.controls_hash)
+        });
+        let example = mismatched.next();
+        (example.map_or(0, |_| 1 + mismatched.count()), example)
+    }
+
     /// Namespaces holding at least one known result.
     pub fn result_namespaces(&self) -> BTreeSet<String> {
         self.results.keys().map(|r| r.namespace.clone()).collect()
@@ -929,6 +942,21 @@ mod tests {
         // Role deleted: the binding grants nothing, its triplet results become orphans.
         idx.deleted(key(&cluster_role(), None, "edit"), None);
         assert_eq!(idx.resync(), (vec![], vec![triplet]));
+    }
+
+    #[test]
+    fn version_mismatches_are_counted() {
+        let mut idx = index();
+        let mut other = info("f");
+        other.controls_hash = "h0".into();
+        idx.set_results(HashMap::from([
+            (result("a", "x"), info("f")),
+            (result("a", "y"), other.clone()),
+            (result("a", "z"), other),
+        ]));
+        let (n, example) = idx.version_mismatches();
+        assert_eq!(n, 2);
+        assert_eq!(example.map(|i| i.controls_hash.as_str()), Some("h0"));
     }
 
     #[test]

@@ -281,7 +281,9 @@ struct Controller {
     state: State,
     rx: mpsc::Receiver<Msg>,
     runner: Runner,
+    /// Watches, discovery retries and result lists: aborted at shutdown.
     watches: JoinSet<()>,
+    /// API calls that write (Jobs, deletions, summaries, events): awaited at shutdown.
     tasks: JoinSet<()>,
     health: Arc<Health>,
 }
@@ -431,6 +433,11 @@ impl Controller {
                     tracing::error!(error = %e, "API task failed");
                 }
             }
+            while let Some(done) = self.watches.try_join_next() {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "background task failed");
+                }
+            }
             if self.state.take_kinds_changed() {
                 self.health.set_kinds(self.state.kind_reports());
                 self.health.set_initial_sync(self.state.initial_sync_done());
@@ -513,8 +520,9 @@ impl Runner {
                 });
             }
             Effect::ListResults => {
+                // Read-only: in the background set, which shutdown aborts instead of awaiting.
                 let metrics = self.metrics.clone();
-                tasks.spawn(async move {
+                watches.spawn(async move {
                     let listed = resync::list_results(client).await.map_err(|e| {
                         metrics.error(&e);
                         e.to_string()

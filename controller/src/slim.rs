@@ -150,6 +150,43 @@ pub struct ResultMeta {
 
 dynamic_resource!(ResultMeta, true);
 
+/// A listed WorkloadConfigurationScanSummary: its name and severity counts only (its control
+/// map and managed fields are skipped while parsing).
+#[derive(Clone, Debug, Deserialize)]
+pub struct SummaryItem {
+    /// Name and namespace.
+    #[serde(deserialize_with = "result_meta")]
+    pub metadata: ObjectMeta,
+    /// The severities; a malformed or missing `spec` counts as zero.
+    #[serde(default, deserialize_with = "lenient_severities")]
+    pub spec: SummarySeverities,
+}
+
+/// The part of a summary's spec that namespace sums need.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SummarySeverities {
+    /// Failed controls per severity.
+    #[serde(default)]
+    pub severities: kubevigil_crds::SeveritySummary,
+}
+
+fn lenient_severities<'de, D: Deserializer<'de>>(d: D) -> Result<SummarySeverities, D::Error> {
+    #[derive(Deserialize)]
+    struct Raw {
+        #[serde(default)]
+        severities: Option<Value>,
+    }
+    let raw = Option::<Raw>::deserialize(d).unwrap_or(None);
+    Ok(SummarySeverities {
+        severities: raw
+            .and_then(|r| r.severities)
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default(),
+    })
+}
+
+dynamic_resource!(SummaryItem, false);
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -203,6 +240,24 @@ mod tests {
         assert_eq!(spec.role_name, "r");
         assert_eq!(spec.subjects.len(), 1);
         assert!(!BindingObject::metadata_api() && TargetMeta::metadata_api());
+    }
+
+    #[test]
+    fn summaries_parse_leniently() {
+        let ok: SummaryItem = serde_json::from_value(json!({
+            "metadata": metadata(),
+            "spec": {"severities": {"critical": 2, "high": 1, "medium": 0, "low": 0, "unknown": 0},
+                     "controls": {"C-0057": {"controlID": "C-0057"}}}
+        }))
+        .unwrap();
+        assert_eq!(ok.spec.severities.critical, 2);
+        for spec in [json!({"severities": "bad"}), json!(null), json!(7)] {
+            let bad: SummaryItem =
+                serde_json::from_value(json!({"metadata": metadata(), "spec": spec})).unwrap();
+            assert_eq!(bad.spec.severities.total(), 0);
+        }
+        let missing: SummaryItem = serde_json::from_value(json!({"metadata": metadata()})).unwrap();
+        assert_eq!(missing.spec.severities.total(), 0);
     }
 
     #[test]

@@ -251,7 +251,8 @@ impl State {
         now: Instant,
     ) -> Self {
         let queue = Queue::new(QueueSettings::with_debounce(settings.timing.debounce));
-        let summaries = Debouncer::new(settings.summary_debounce, settings.summary_debounce * 5);
+        // A busy namespace is summed at least every 15 quiet periods (30 s by default).
+        let summaries = Debouncer::new(settings.summary_debounce, settings.summary_debounce * 15);
         let mut state = State {
             s: settings,
             index,
@@ -721,6 +722,16 @@ impl State {
         self.resync_due = Some(now + self.s.timing.resync);
         let results = snapshot.results.len();
         self.index.set_results(snapshot.results);
+        if let (n, Some(example)) = self.index.version_mismatches() {
+            tracing::warn!(
+                results = n,
+                scanner_version = %example.scanner_version,
+                controls_hash = %example.controls_hash,
+                "results written by another scanner version or control set are rescanned; if this \
+                 repeats at every resync, the controller and scan-job images are from different \
+                 releases or read different configurations"
+            );
+        }
         let (scans, orphans) = self.index.resync();
         let mut queued = 0usize;
         for key in scans {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use kube::{Api, Client};
 use kubevigil_crds::identity::labels::{MANAGED_BY, MANAGED_BY_VALUE};
@@ -16,6 +16,7 @@ use kubevigil_crds::{
 
 use crate::dispatch::FIELD_MANAGER;
 use crate::error::{Error, is_not_found};
+use crate::slim::SummaryItem;
 
 /// Per-key trailing debounce with at most one run per key at a time. Pure: time is passed in.
 #[derive(Debug)]
@@ -105,8 +106,9 @@ pub fn namespace_summary(
     spec
 }
 
-/// The API resource of WorkloadConfigurationScanSummary (listed untyped, so that one malformed
-/// object cannot break a namespace's sums).
+/// The API resource of WorkloadConfigurationScanSummary (listed through [`SummaryItem`], which
+/// reads only names and severities, so that one malformed object cannot break a namespace's
+/// sums and the control maps are never held in memory).
 pub fn wcss_resource() -> ApiResource {
     ApiResource::erase::<WorkloadConfigurationScanSummary>(&())
 }
@@ -122,23 +124,17 @@ pub enum SummaryOutcome {
 
 /// Recomputes the ConfigurationScanSummary of `namespace`.
 pub async fn summarize(client: Client, namespace: &str) -> Result<SummaryOutcome, Error> {
-    let wcss: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), namespace, &wcss_resource());
+    let wcss: Api<SummaryItem> = Api::namespaced_with(client.clone(), namespace, &wcss_resource());
     let mut items = Vec::new();
-    let mut lp = ListParams::default().limit(200);
+    let mut lp = ListParams::default().limit(100);
     loop {
         let page = wcss.list(&lp).await.map_err(|source| Error::Summary {
             action: "list summaries for",
             name: namespace.to_string(),
             source,
         })?;
-        for o in &page.items {
-            let severities = o
-                .data
-                .pointer("/spec/severities")
-                .and_then(|v| serde_json::from_value::<SeveritySummary>(v.clone()).ok())
-                .unwrap_or_default();
-            items.push((o.metadata.name.clone().unwrap_or_default(), severities));
+        for o in page.items {
+            items.push((o.metadata.name.unwrap_or_default(), o.spec.severities));
         }
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(c) => lp = lp.continue_token(&c),
