@@ -17,7 +17,7 @@ use crate::events::ResultRef;
 pub struct Deleted {
     /// Objects deleted (404s not counted).
     pub deleted: u64,
-    /// Namespaces whose results changed (their summaries are recomputed).
+    /// Namespaces whose results changed or were found gone (their summaries are recomputed).
     pub namespaces: BTreeSet<String>,
     /// Deletions that failed (the next resync collects those results as orphans).
     pub errors: Vec<Error>,
@@ -44,7 +44,11 @@ pub async fn delete_results(client: Client, refs: &[ResultRef]) -> Deleted {
                     out.deleted += 1;
                     out.namespaces.insert(r.namespace.clone());
                 }
-                Err(e) if is_not_found(&e) => {}
+                // Gone already (garbage collection, the scan Job): the namespace's results
+                // changed all the same.
+                Err(e) if is_not_found(&e) => {
+                    out.namespaces.insert(r.namespace.clone());
+                }
                 Err(source) => out.errors.push(Error::DeleteResult {
                     kind,
                     result: format!("{}/{}", r.namespace, r.name),

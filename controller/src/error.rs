@@ -31,7 +31,7 @@ pub enum Error {
         message: String,
     },
     /// No Kubernetes client configuration could be found or used.
-    #[error("failed to configure the Kubernetes client: {0}")]
+    #[error("failed to configure the Kubernetes client: {}", brief(.0))]
     Client(#[source] kube::Error),
     /// The result CRDs are not installed.
     #[error(
@@ -43,7 +43,7 @@ pub enum Error {
         missing: String,
     },
     /// An API discovery request failed.
-    #[error("failed to discover {what}: {source}")]
+    #[error("failed to discover {what}: {}", brief(.source))]
     Discovery {
         /// What was looked up (`apps/v1`).
         what: String,
@@ -52,7 +52,7 @@ pub enum Error {
         source: kube::Error,
     },
     /// Listing results failed.
-    #[error("failed to list {what}: {source}")]
+    #[error("failed to list {what}: {}", brief(.source))]
     List {
         /// What was listed (`workloadconfigurationscansummaries in all namespaces`).
         what: String,
@@ -61,7 +61,7 @@ pub enum Error {
         source: kube::Error,
     },
     /// Creating a scan Job failed.
-    #[error("failed to create scan Job {job}: {source}")]
+    #[error("failed to create scan Job {job}: {}", brief(.source))]
     CreateJob {
         /// `namespace/name` of the Job.
         job: String,
@@ -70,7 +70,7 @@ pub enum Error {
         source: kube::Error,
     },
     /// Reading or deleting an existing scan Job failed.
-    #[error("failed to {action} scan Job {job}: {source}")]
+    #[error("failed to {action} scan Job {job}: {}", brief(.source))]
     Job {
         /// `get` or `delete`.
         action: &'static str,
@@ -81,7 +81,7 @@ pub enum Error {
         source: kube::Error,
     },
     /// Deleting a result failed.
-    #[error("failed to delete {kind} {result}: {source}")]
+    #[error("failed to delete {kind} {result}: {}", brief(.source))]
     DeleteResult {
         /// The result kind.
         kind: &'static str,
@@ -92,7 +92,7 @@ pub enum Error {
         source: kube::Error,
     },
     /// Writing or deleting a namespace summary failed.
-    #[error("failed to {action} ConfigurationScanSummary {name}: {source}")]
+    #[error("failed to {action} ConfigurationScanSummary {name}: {}", brief(.source))]
     Summary {
         /// `apply`, `delete` or `list summaries of`.
         action: &'static str,
@@ -103,7 +103,7 @@ pub enum Error {
         source: kube::Error,
     },
     /// Publishing a Kubernetes Event failed.
-    #[error("failed to publish event {reason} on {target}: {source}")]
+    #[error("failed to publish event {reason} on {target}: {}", brief(.source))]
     PublishEvent {
         /// The event's reason.
         reason: String,
@@ -114,7 +114,7 @@ pub enum Error {
         source: kube::Error,
     },
     /// A Lease request failed.
-    #[error("failed to {action} leader Lease {lease}: {source}")]
+    #[error("failed to {action} leader Lease {lease}: {}", brief(.source))]
     Lease {
         /// `get`, `create` or `update`.
         action: &'static str,
@@ -212,6 +212,22 @@ impl Error {
     }
 }
 
+/// A one-line form of an API error: the server's message, code and reason for error responses
+/// (kube's own `Display` repeats the whole status), the error itself otherwise.
+pub fn brief(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) if !status.message.is_empty() => {
+            let reason = if status.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", status.reason)
+            };
+            format!("{} ({}{reason})", status.message, status.code)
+        }
+        other => other.to_string(),
+    }
+}
+
 /// The HTTP status code of an API error response.
 pub fn api_status(e: &kube::Error) -> Option<u16> {
     match e {
@@ -266,6 +282,15 @@ mod tests {
         }
         .to_string();
         assert!(e.starts_with("install the chart's CRDs: "), "{e}");
+    }
+
+    #[test]
+    fn api_errors_are_brief() {
+        let e = create(403).to_string();
+        assert_eq!(
+            e,
+            "failed to create scan Job kubevigil/kubevigil-scan-ab12cd34ef: boom (403)"
+        );
     }
 
     #[test]

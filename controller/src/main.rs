@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use controller::{cli::Cli, ops, run};
 
-#[tokio::main]
+// One thread: the controller is I/O-bound, and a single allocator arena keeps memory compact.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let settings = match run::Settings::load(&cli) {

@@ -72,50 +72,70 @@ pub fn result_from_meta(meta: &ObjectMeta) -> Option<(ResultRef, ResultInfo)> {
     Some((r, info))
 }
 
-/// Merges the scans and summaries into one map: a result counts as current only when both
-/// objects exist (a lone one is given an empty fingerprint, so that it is rescanned or, when
-/// its target is gone, collected).
-pub fn merge(scans: Vec<ObjectMeta>, summaries: Vec<ObjectMeta>) -> HashMap<ResultRef, ResultInfo> {
-    let mut out: HashMap<ResultRef, ResultInfo> = HashMap::with_capacity(summaries.len());
-    let scan_refs: HashMap<ResultRef, ResultInfo> =
-        scans.iter().filter_map(result_from_meta).collect();
-    for meta in &summaries {
-        if let Some((r, mut info)) = result_from_meta(meta) {
-            if !scan_refs.contains_key(&r) {
-                info.fingerprint.clear();
-            }
-            out.insert(r, info);
-        }
-    }
-    for (r, mut info) in scan_refs {
-        out.entry(r).or_insert_with(|| {
-            info.fingerprint.clear();
-            info
-        });
-    }
-    out
+/// Merges scans and summaries, page by page, into one map: a result counts as current only when
+/// both objects exist (a lone one is given an empty fingerprint, so that it is rescanned or, when
+/// its target is gone, collected). Scans must be added before summaries.
+#[derive(Debug, Default)]
+pub struct Merge {
+    scans: HashMap<ResultRef, Option<SourceKind>>,
+    out: HashMap<ResultRef, ResultInfo>,
 }
 
-/// Lists the metadata of every object of a result kind, paged, parsing only names, labels and
-/// annotations.
-async fn list_all_metadata(
+impl Merge {
+    /// Adds a listed WorkloadConfigurationScan.
+    pub fn add_scan(&mut self, meta: &ObjectMeta) {
+        if let Some((r, info)) = result_from_meta(meta) {
+            self.scans.insert(r, info.source);
+        }
+    }
+
+    /// Adds a listed WorkloadConfigurationScanSummary.
+    pub fn add_summary(&mut self, meta: &ObjectMeta) {
+        if let Some((r, mut info)) = result_from_meta(meta) {
+            if self.scans.remove(&r).is_none() {
+                info.fingerprint.clear();
+            }
+            self.out.insert(r, info);
+        }
+    }
+
+    /// The merged map.
+    pub fn finish(self) -> HashMap<ResultRef, ResultInfo> {
+        let mut out = self.out;
+        for (r, source) in self.scans {
+            out.entry(r).or_insert(ResultInfo {
+                fingerprint: String::new(),
+                scanner_version: String::new(),
+                controls_hash: String::new(),
+                source,
+            });
+        }
+        out
+    }
+}
+
+/// Lists every object of a result kind, paged, parsing only names, labels and annotations, and
+/// hands each one's metadata to `each` (no page is kept).
+async fn list_pages(
     client: &Client,
     resource: ApiResource,
     selector: &str,
     what: &str,
-) -> Result<Vec<ObjectMeta>, Error> {
+    mut each: impl FnMut(ObjectMeta),
+) -> Result<(), Error> {
     let api: Api<ResultMeta> = Api::all_with(client.clone(), &resource);
-    let mut out = Vec::new();
     let mut lp = ListParams::default().labels(selector).limit(PAGE);
     loop {
         let page = api.list(&lp).await.map_err(|source| Error::List {
             what: what.to_string(),
             source,
         })?;
-        out.extend(page.items.into_iter().map(|o| o.metadata));
+        for item in page.items {
+            each(item.metadata);
+        }
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(c) => lp = lp.continue_token(&c),
-            None => return Ok(out),
+            None => return Ok(()),
         }
     }
 }
@@ -123,30 +143,35 @@ async fn list_all_metadata(
 /// Lists every result kubevigil manages and every namespace summary.
 pub async fn list_results(client: Client) -> Result<ResultsSnapshot, Error> {
     let selector = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
-    let summaries = list_all_metadata(
-        &client,
-        ApiResource::erase::<WorkloadConfigurationScanSummary>(&()),
-        &selector,
-        "workloadconfigurationscansummaries in all namespaces",
-    )
-    .await?;
-    let scans = list_all_metadata(
+    let mut merge = Merge::default();
+    list_pages(
         &client,
         ApiResource::erase::<WorkloadConfigurationScan>(&()),
         &selector,
         "workloadconfigurationscans in all namespaces",
+        |m| merge.add_scan(&m),
     )
     .await?;
-    let css = list_all_metadata(
+    list_pages(
+        &client,
+        ApiResource::erase::<WorkloadConfigurationScanSummary>(&()),
+        &selector,
+        "workloadconfigurationscansummaries in all namespaces",
+        |m| merge.add_summary(&m),
+    )
+    .await?;
+    let mut summaries = BTreeSet::new();
+    list_pages(
         &client,
         ApiResource::erase::<ConfigurationScanSummary>(&()),
         "",
         "configurationscansummaries",
+        |m| summaries.extend(m.name),
     )
     .await?;
     Ok(ResultsSnapshot {
-        results: merge(scans, summaries),
-        summaries: css.into_iter().filter_map(|m| m.name).collect(),
+        results: merge.finish(),
+        summaries,
     })
 }
 
@@ -222,7 +247,14 @@ mod tests {
         let both = meta("shop", "deployment-web", "f1", &[]);
         let summary_only = meta("shop", "deployment-api", "f2", &[]);
         let scan_only = meta("shop", "deployment-db", "f3", &[]);
-        let merged = merge(vec![both.clone(), scan_only], vec![both, summary_only]);
+        let mut merge = Merge::default();
+        for m in [&both, &scan_only] {
+            merge.add_scan(m);
+        }
+        for m in [&both, &summary_only] {
+            merge.add_summary(m);
+        }
+        let merged = merge.finish();
         let fp = |n: &str| {
             merged[&ResultRef {
                 namespace: "shop".into(),

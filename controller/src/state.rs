@@ -237,6 +237,9 @@ pub struct State {
     roles_synced: bool,
     resync_due: Option<Instant>,
     resync_running: bool,
+    /// Targets whose scans finished while a results list ran: that list may predate their
+    /// results, so the resync does not rescan them.
+    done_during_resync: HashSet<TargetKey>,
     kinds_changed: bool,
     last_prune: Instant,
 }
@@ -269,6 +272,7 @@ impl State {
             roles_synced: false,
             resync_due: None,
             resync_running: false,
+            done_during_resync: HashSet::new(),
             kinds_changed: true,
             last_prune: now,
         };
@@ -661,6 +665,9 @@ impl State {
     /// The end of one target's scan.
     fn finish(&mut self, key: TargetKey, ok: bool, now: Instant, job: &str) -> Vec<Effect> {
         let mut effects = Vec::new();
+        if self.resync_running {
+            self.done_during_resync.insert(key.clone());
+        }
         match self.queue.complete(&key, ok, now) {
             Completion::Done => {
                 if ok {
@@ -711,6 +718,7 @@ impl State {
 
     fn on_results(&mut self, result: Result<ResultsSnapshot, String>, now: Instant) -> Vec<Effect> {
         self.resync_running = false;
+        let done_during_list = std::mem::take(&mut self.done_during_resync);
         let snapshot = match result {
             Ok(s) => s,
             Err(e) => {
@@ -735,7 +743,7 @@ impl State {
         let (scans, orphans) = self.index.resync();
         let mut queued = 0usize;
         for key in scans {
-            if !self.queue.is_queued(&key) {
+            if !self.queue.is_queued(&key) && !done_during_list.contains(&key) {
                 self.enqueue(key, now);
                 queued += 1;
             }
@@ -1572,6 +1580,35 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: {batch}, maxConcurr
         // Next resync after the period.
         h.advance(Duration::from_secs(600));
         assert!(h.tick().iter().any(|e| matches!(e, Effect::ListResults)));
+    }
+
+    #[test]
+    fn scans_finished_while_results_were_listed_are_not_rescanned() {
+        let mut h = Harness::new(50, 5);
+        h.state.start(h.now);
+        h.sync(&["a", "b"]);
+        h.send(Msg::ResultsListed(Ok(ResultsSnapshot::default())));
+        // Dispatch just before the next resync is due.
+        h.advance(Duration::from_secs(599));
+        let (name, _) = h.dispatched()[0].clone();
+        let a = h.key(&h.deploy.clone(), "shop", "a");
+        let b = h.key(&h.deploy.clone(), "shop", "b");
+        h.advance(Duration::from_secs(1));
+        assert!(h.tick().iter().any(|e| matches!(e, Effect::ListResults)));
+        // The Job finishes while the list runs; the list does not have the new results.
+        h.send(Msg::Jobs(JobEvent::Apply(view(
+            &name,
+            vec![a.clone(), b],
+            Some(true),
+        ))));
+        h.advance(Duration::from_secs(10));
+        h.send(Msg::ResultsListed(Ok(ResultsSnapshot::default())));
+        assert!(!h.state.queue().is_queued(&a));
+        // The next resync (with the results still missing) does rescan.
+        h.advance(Duration::from_secs(600));
+        h.tick();
+        h.send(Msg::ResultsListed(Ok(ResultsSnapshot::default())));
+        assert!(h.state.queue().is_queued(&a));
     }
 
     #[test]
