@@ -6,6 +6,7 @@
 //! - [`kubelet`]: the process kubelet, which runs pods as local processes.
 //! - [`tools`]: kubectl and helm from `scripts/tools.sh`.
 //! - [`scenario`]: `TestCluster::shared()`, `with_temp_ns`, bounded waits.
+//! - [`release`]: kubevigil installed by its chart, one release per scenario.
 //!
 //! The binary `local-cluster` (`up`, `down`, `status`, `kubelet`) wraps [`cluster`] and
 //! [`kubelet`]; `scripts/cluster.sh up|down` builds everything and calls it.
@@ -14,5 +15,6 @@ pub mod certs;
 pub mod cluster;
 pub mod kubelet;
 pub mod procs;
+pub mod release;
 pub mod scenario;
 pub mod tools;

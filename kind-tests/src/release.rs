@@ -1,0 +1,211 @@
+//! kubevigil installed by its Helm chart, as a scenario test needs it.
+//!
+//! Each scenario gets its own release (own name, own install namespace) that only includes the
+//! scenario's namespaces, so scenarios running side by side do not scan, count or clean up each
+//! other's workloads. The local kubelet maps the images `kubevigil.local/controller:dev` and
+//! `kubevigil.local/scan-job:dev` to the workspace's binaries (`cargo build --bins`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::Api;
+use kube::api::ListParams;
+use kubevigil_crds::WorkloadConfigurationScanSummary;
+
+use crate::scenario::{BoxError, Check, Error, TestCluster, dump_namespace, wait_for};
+
+/// The chart in this repository.
+pub fn chart_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/kubevigil"))
+}
+
+/// Label selector of the scan Jobs (SPEC.md: Jobs carry the component label).
+pub const SCAN_JOB_SELECTOR: &str = "app.kubernetes.io/component=scan-job";
+
+/// A Helm release of kubevigil for one scenario.
+#[derive(Debug, Clone)]
+pub struct Release {
+    /// Helm release name; also the prefix of the chart's cluster-scoped RBAC names.
+    pub name: String,
+    /// Namespace the controller and its scan Jobs run in.
+    pub namespace: String,
+    /// Namespaces the controller watches (`includeNamespaces`).
+    pub include: Vec<String>,
+    /// Extra `--set key=value` pairs, applied after the defaults below.
+    pub sets: Vec<String>,
+}
+
+impl Release {
+    /// A release named `name` in namespace `name`, watching `include`.
+    pub fn new(name: &str, include: &[&str]) -> Self {
+        Release {
+            name: name.to_owned(),
+            namespace: name.to_owned(),
+            include: include.iter().map(|s| (*s).to_owned()).collect(),
+            sets: Vec::new(),
+        }
+    }
+
+    /// Adds a `--set key=value`.
+    #[must_use]
+    pub fn set(mut self, key_value: &str) -> Self {
+        self.sets.push(key_value.to_owned());
+        self
+    }
+
+    /// The `helm` arguments of `upgrade --install` (the README's command plus the local images).
+    pub fn install_args(&self) -> Vec<String> {
+        let chart = chart_dir();
+        let mut args: Vec<String> = [
+            "upgrade",
+            "--install",
+            &self.name,
+            &chart.to_string_lossy(),
+            "-n",
+            &self.namespace,
+            "--create-namespace",
+            "--set",
+            "clusterName=local",
+            "--set",
+            "capabilities.continuousScan=enable",
+            "--set",
+            "controller.image.repository=kubevigil.local/controller",
+            "--set",
+            "controller.image.tag=dev",
+            "--set",
+            "scanJob.image.repository=kubevigil.local/scan-job",
+            "--set",
+            "scanJob.image.tag=dev",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        if !self.include.is_empty() {
+            args.push("--set".to_owned());
+            args.push(format!("includeNamespaces={{{}}}", self.include.join(",")));
+        }
+        for kv in &self.sets {
+            args.push("--set".to_owned());
+            args.push(kv.clone());
+        }
+        args.extend(["--wait", "--timeout", "180s"].map(str::to_owned));
+        args
+    }
+
+    /// `helm upgrade --install` and wait for the controller to be ready.
+    pub async fn install(&self, cluster: &TestCluster) -> Result<(), Error> {
+        cluster.helm(self.install_args()).await?;
+        Ok(())
+    }
+
+    /// `helm uninstall --wait`, then deletes the install namespace. Errors are printed, not
+    /// returned: cleanup must not hide the test's own outcome.
+    pub async fn uninstall(&self, cluster: &TestCluster) {
+        if let Err(e) = cluster
+            .helm(["uninstall", &self.name, "-n", &self.namespace, "--wait"])
+            .await
+        {
+            eprintln!("warning: helm uninstall {}: {e}", self.name);
+        }
+        if let Err(e) = cluster
+            .kubectl([
+                "delete",
+                "namespace",
+                &self.namespace,
+                "--ignore-not-found",
+                "--wait=false",
+            ])
+            .await
+        {
+            eprintln!("warning: deleting namespace {}: {e}", self.namespace);
+        }
+    }
+
+    /// The install namespace's pods, Jobs, events and logs (controller and scan Jobs).
+    pub async fn dump(&self, cluster: &TestCluster) -> String {
+        match cluster.client().await {
+            Ok(client) => dump_namespace(cluster, &client, &self.namespace).await,
+            Err(e) => format!("(no client to dump {}: {e})", self.namespace),
+        }
+    }
+
+    /// The scan Jobs of this release.
+    pub async fn scan_jobs(&self, cluster: &TestCluster) -> Result<Vec<Job>, Error> {
+        let client = cluster.client().await?;
+        let api: Api<Job> = Api::namespaced(client, &self.namespace);
+        let list = api
+            .list(&ListParams::default().labels(SCAN_JOB_SELECTOR))
+            .await
+            .map_err(|e| Error::Kube {
+                action: format!("listing scan Jobs in {}", self.namespace),
+                source: e,
+            })?;
+        Ok(list.items)
+    }
+}
+
+/// Runs `body` with `release` installed, and uninstalls it afterwards whatever happened. On
+/// failure the install namespace is dumped to stderr (the test namespace is dumped by
+/// `with_temp_ns`).
+pub async fn with_release<F, Fut, T>(
+    cluster: &TestCluster,
+    release: &Release,
+    body: F,
+) -> Result<T, Error>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let outcome = match release.install(cluster).await {
+        Ok(()) => body().await,
+        Err(e) => Err(e),
+    };
+    if outcome.is_err() {
+        eprintln!("{}", release.dump(cluster).await);
+    }
+    release.uninstall(cluster).await;
+    outcome
+}
+
+/// The status (`passed`, `failed`, `skipped`) of `control` in wcss `ns/name`, `None` when the
+/// summary or the control is absent.
+pub async fn control_status(
+    summaries: &Api<WorkloadConfigurationScanSummary>,
+    name: &str,
+    control: &str,
+) -> Result<Option<String>, Error> {
+    let Some(summary) = summaries.get_opt(name).await.map_err(|e| Error::Kube {
+        action: format!("reading wcss {name}"),
+        source: e,
+    })?
+    else {
+        return Ok(None);
+    };
+    Ok(summary.spec.controls.get(control).and_then(|c| {
+        serde_json::to_value(c.status.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+    }))
+}
+
+/// Waits until `control` in wcss `name` has `status`.
+pub async fn wait_control_status(
+    summaries: &Api<WorkloadConfigurationScanSummary>,
+    name: &str,
+    control: &str,
+    status: &str,
+    timeout: Duration,
+) -> Result<(), Error> {
+    wait_for(
+        timeout,
+        &format!("wcss {name} with {control} {status}"),
+        || async move {
+            Ok::<_, BoxError>(match control_status(summaries, name, control).await? {
+                Some(s) if s == status => Check::Done(()),
+                other => Check::NotYet(format!("{control} is {other:?}")),
+            })
+        },
+    )
+    .await
+}
