@@ -376,8 +376,10 @@ impl Index {
                 .filter_map(|b| self.rescore(b))
                 .collect();
         }
-        if self.owned_by_watched(meta) {
+        if self.owned_by_watched(meta) || is_own_scan_job(meta) {
             // The owner is scanned; a child that was scanned before its adoption keeps nothing.
+            // kubevigil's own scan Jobs are never targets: scanning one would start another Job,
+            // which would be scanned in turn, forever.
             return match self.targets.remove(&key) {
                 Some(_) => vec![
                     Action::DeleteResults(self.result_refs(&key)),
@@ -494,6 +496,17 @@ impl Index {
         scans.sort();
         (scans, orphans)
     }
+}
+
+/// Whether `meta` is one of kubevigil's scan Jobs (their pods are owned by them, so they are
+/// skipped as children). Both labels must match, so a user's Job that merely reuses the common
+/// `component=scan-job` label is still scanned.
+fn is_own_scan_job(meta: &ObjectMeta) -> bool {
+    meta.labels.as_ref().is_some_and(|l| {
+        l.get(crate::jobs::COMPONENT_LABEL).map(String::as_str) == Some(crate::jobs::COMPONENT)
+            && l.get(crate::jobs::MANAGED_BY_LABEL).map(String::as_str)
+                == Some(crate::jobs::MANAGED_BY)
+    })
 }
 
 #[cfg(test)]
@@ -717,6 +730,41 @@ mod tests {
         assert_eq!(
             idx.applied(rs2.clone(), &not_controller, None),
             vec![Action::Scan(rs2)]
+        );
+    }
+
+    #[test]
+    fn own_scan_jobs_are_never_scanned() {
+        let mut idx = index();
+        let job = kind("batch", "Job", "jobs", true);
+        let labelled = |name: &str, labels: &[(&str, &str)]| {
+            let mut m = meta(name, Some(1), "3");
+            m.labels = Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                    .collect(),
+            );
+            m
+        };
+        let own = labelled(
+            "kubevigil-scan-1a2b3c4d",
+            &[
+                (crate::jobs::COMPONENT_LABEL, crate::jobs::COMPONENT),
+                (crate::jobs::MANAGED_BY_LABEL, crate::jobs::MANAGED_BY),
+            ],
+        );
+        let own_key = key(&job, Some("kubevigil"), "kubevigil-scan-1a2b3c4d");
+        assert!(idx.applied(own_key, &own, None).is_empty());
+        // A user's Job that only shares the component label is a workload like any other.
+        let theirs = labelled(
+            "nightly",
+            &[(crate::jobs::COMPONENT_LABEL, crate::jobs::COMPONENT)],
+        );
+        let their_key = key(&job, Some("shop"), "nightly");
+        assert_eq!(
+            idx.applied(their_key.clone(), &theirs, None),
+            vec![Action::Scan(their_key)]
         );
     }
 

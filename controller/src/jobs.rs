@@ -20,6 +20,10 @@ use crate::config::Config;
 pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 /// Value of [`COMPONENT_LABEL`] on scan Jobs.
 pub const COMPONENT: &str = "scan-job";
+/// Label naming the tool that manages an object (Kubernetes' recommended label).
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`] on everything kubevigil creates.
+pub const MANAGED_BY: &str = "kubevigil";
 /// Annotation listing every target of a Job, one per line.
 pub const TARGETS_ANNOTATION: &str = "kubevigil.io/targets";
 /// Label with the kind of a one-target Job's target.
@@ -76,7 +80,7 @@ pub fn build_job(
     let mut labels: BTreeMap<String, String> = sj.labels.clone();
     labels.insert("app.kubernetes.io/name".into(), "kubevigil".into());
     labels.insert(COMPONENT_LABEL.into(), COMPONENT.into());
-    labels.insert("app.kubernetes.io/managed-by".into(), "kubevigil".into());
+    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
     let mut job_labels = labels.clone();
     if let [only] = batch {
         job_labels.insert(

@@ -66,12 +66,12 @@ impl SeveritySummary {
     namespaced,
     doc = "Summary of one target's configuration scan: failed controls per severity and each control's status.",
     printcolumn = r#"{"name":"Kind","type":"string","jsonPath":".metadata.labels.kubevigil\\.io/workload-kind"}"#,
-    printcolumn = r#"{"name":"Name","type":"string","jsonPath":".metadata.labels.kubevigil\\.io/workload-name"}"#,
+    printcolumn = r#"{"name":"Target","type":"string","jsonPath":".metadata.labels.kubevigil\\.io/workload-name"}"#,
     printcolumn = r#"{"name":"Critical","type":"integer","jsonPath":".spec.severities.critical"}"#,
     printcolumn = r#"{"name":"High","type":"integer","jsonPath":".spec.severities.high"}"#,
     printcolumn = r#"{"name":"Medium","type":"integer","jsonPath":".spec.severities.medium"}"#,
     printcolumn = r#"{"name":"Low","type":"integer","jsonPath":".spec.severities.low"}"#,
-    printcolumn = r#"{"name":"Score","type":"number","jsonPath":".spec.complianceScore","priority":1}"#,
+    printcolumn = r#"{"name":"Score","type":"number","jsonPath":".spec.complianceScore"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
