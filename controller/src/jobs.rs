@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, EnvVar, PodSecurityContext, PodSpec,
-    PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    Capabilities, ConfigMapProjection, ConfigMapVolumeSource, Container, DownwardAPIProjection,
+    DownwardAPIVolumeFile, EnvVar, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec,
+    PodTemplateSpec, ProjectedVolumeSource, ResourceRequirements, SELinuxOptions, SeccompProfile,
+    SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubevigil_crds::identity::{sanitize_label_value, short_hash};
@@ -34,6 +36,60 @@ pub const TARGET_NAMESPACE_LABEL: &str = "kubevigil.io/target-namespace";
 pub const TARGET_NAME_LABEL: &str = "kubevigil.io/target-name";
 /// Where the configuration ConfigMap is mounted in the scan pod.
 pub const CONFIG_MOUNT: &str = "/etc/kubevigil";
+
+/// Name of the volume holding the scan pod's API credentials.
+pub const API_ACCESS_VOLUME: &str = "kube-api-access";
+/// Where in-cluster clients look for the token, CA and namespace.
+pub const API_ACCESS_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// Lifetime of the scan pod's token: a scan is far shorter, and an hour is the API's default.
+const TOKEN_EXPIRATION_SECONDS: i64 = 3607;
+
+/// What `automountServiceAccountToken` would mount, made explicit: a short-lived token, the
+/// cluster CA (`kube-root-ca.crt`, published in every namespace) and the namespace.
+fn api_access_volume() -> Volume {
+    Volume {
+        name: API_ACCESS_VOLUME.into(),
+        projected: Some(ProjectedVolumeSource {
+            default_mode: Some(0o444),
+            sources: Some(vec![
+                VolumeProjection {
+                    service_account_token: Some(ServiceAccountTokenProjection {
+                        path: "token".into(),
+                        expiration_seconds: Some(TOKEN_EXPIRATION_SECONDS),
+                        audience: None,
+                    }),
+                    ..VolumeProjection::default()
+                },
+                VolumeProjection {
+                    config_map: Some(ConfigMapProjection {
+                        name: "kube-root-ca.crt".into(),
+                        items: Some(vec![KeyToPath {
+                            key: "ca.crt".into(),
+                            path: "ca.crt".into(),
+                            mode: None,
+                        }]),
+                        optional: None,
+                    }),
+                    ..VolumeProjection::default()
+                },
+                VolumeProjection {
+                    downward_api: Some(DownwardAPIProjection {
+                        items: Some(vec![DownwardAPIVolumeFile {
+                            path: "namespace".into(),
+                            field_ref: Some(ObjectFieldSelector {
+                                api_version: Some("v1".into()),
+                                field_path: "metadata.namespace".into(),
+                            }),
+                            ..DownwardAPIVolumeFile::default()
+                        }]),
+                    }),
+                    ..VolumeProjection::default()
+                },
+            ]),
+        }),
+        ..Volume::default()
+    }
+}
 
 /// One target of a batch with the fingerprint it was queued at.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +179,13 @@ pub fn build_job(
         });
     }
     args.extend(targets.iter().map(|t| format!("--target={t}")));
+    volumes.push(api_access_volume());
+    mounts.push(VolumeMount {
+        name: API_ACCESS_VOLUME.into(),
+        mount_path: API_ACCESS_MOUNT.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    });
 
     let resources: Option<ResourceRequirements> = serde_json::from_value(sj.resources.clone()).ok();
     let container = Container {
@@ -175,7 +238,9 @@ pub fn build_job(
                 }),
                 spec: Some(PodSpec {
                     service_account_name: Some(sj.service_account_name.clone()),
-                    automount_service_account_token: Some(true),
+                    // The token comes from the explicit projected volume instead (see
+                    // `api_access_volume`), which Kubescape's C-0034/C-0190/C-0261 ask for.
+                    automount_service_account_token: Some(false),
                     restart_policy: Some("Never".into()),
                     enable_service_links: Some(false),
                     security_context: Some(PodSecurityContext {
@@ -183,6 +248,12 @@ pub fn build_job(
                         run_as_user: Some(65532),
                         run_as_group: Some(65532),
                         fs_group: Some(65532),
+                        fs_group_change_policy: Some("OnRootMismatch".into()),
+                        // The runtime's default confined type; ignored without SELinux.
+                        se_linux_options: Some(SELinuxOptions {
+                            type_: Some("container_t".into()),
+                            ..SELinuxOptions::default()
+                        }),
                         seccomp_profile: Some(SeccompProfile {
                             type_: "RuntimeDefault".into(),
                             localhost_profile: None,
