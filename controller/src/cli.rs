@@ -38,6 +38,11 @@ pub struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+
+    /// The controller's own Deployment (in the install namespace). Scan Jobs get it as their
+    /// owner, so `helm uninstall` (which deletes the Deployment) also stops and removes them.
+    #[arg(long, env = "KUBEVIGIL_OWNER_DEPLOYMENT")]
+    pub owner_deployment: Option<String>,
 }
 
 #[cfg(test)]
@@ -51,9 +56,14 @@ mod tests {
             "--namespace=kubevigil",
             "--cluster-name=local",
             "--config=/etc/kubevigil/config.yaml",
+            "--owner-deployment=kubevigil-controller",
         ])
         .unwrap();
         assert_eq!(cli.namespace.as_deref(), Some("kubevigil"));
+        assert_eq!(
+            cli.owner_deployment.as_deref(),
+            Some("kubevigil-controller")
+        );
         assert_eq!(cli.cluster_name.as_deref(), Some("local"));
         assert_eq!(cli.log_format, LogFormat::Json);
         assert!(cli.metrics_addr.is_none());

@@ -10,9 +10,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::Client;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::{Api, Client};
 use kubevigil_crds::target::{KindInfo, TargetKey};
 use scan_job::engine::{ControlInputs, Evaluator, Exceptions};
 use tokio::net::TcpListener;
@@ -55,6 +57,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// The controls hash results must carry to be current (the one scan-job writes).
     pub controls_hash: String,
+    /// The controller's Deployment, owner of the scan Jobs (`--owner-deployment`).
+    pub owner_deployment: Option<String>,
 }
 
 impl Settings {
@@ -90,7 +94,39 @@ impl Settings {
             metrics_addr,
             log_format: cli.log_format,
             controls_hash,
+            owner_deployment: cli.owner_deployment.clone().filter(|n| !n.is_empty()),
         })
+    }
+}
+
+/// The owner reference scan Jobs carry: the controller's Deployment. Without one (not given,
+/// or unreadable) Jobs are still created, but outlive an uninstall until their TTL; that is
+/// logged, not fatal.
+async fn job_owner(client: &Client, namespace: &str, name: Option<&str>) -> Option<OwnerReference> {
+    let name = name?;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    match api.get(name).await {
+        Ok(d) => {
+            let uid = d.metadata.uid?;
+            Some(OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                name: name.to_string(),
+                uid,
+                // Not the Jobs' controller, and no `blockOwnerDeletion`, which would need
+                // update rights on deployments/finalizers.
+                controller: None,
+                block_owner_deletion: None,
+            })
+        }
+        Err(e) => {
+            tracing::warn!(
+                deployment = %format!("{namespace}/{name}"),
+                error = %e,
+                "cannot read the controller's Deployment; scan Jobs get no owner and outlive an uninstall until their TTL"
+            );
+            None
+        }
     }
 }
 
@@ -333,17 +369,18 @@ impl Controller {
         tracing::info!(results = snapshot.results.len(), "existing results listed");
         index.set_results(snapshot.results);
         let now = Instant::now();
-        let mut state = State::new(
-            StateSettings::new(
-                settings.config.clone(),
-                settings.namespace.clone(),
-                settings.timing,
-            ),
-            index,
-            resolved,
-            metrics.clone(),
-            now,
+        let mut state_settings = StateSettings::new(
+            settings.config.clone(),
+            settings.namespace.clone(),
+            settings.timing,
         );
+        state_settings.job_owner = job_owner(
+            &client,
+            &settings.namespace,
+            settings.owner_deployment.as_deref(),
+        )
+        .await;
+        let mut state = State::new(state_settings, index, resolved, metrics.clone(), now);
         let (tx, rx) = mpsc::channel(CHANNEL);
         let (roles_tx, roles_rx) = watch::channel(false);
         let recorder = Recorder::new(

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kubevigil_crds::target::{KindInfo, TargetKey};
 
 use crate::config::{Config, Timing};
@@ -163,6 +163,9 @@ pub struct StateSettings {
     pub config: Arc<Config>,
     /// Install namespace.
     pub install_namespace: String,
+    /// Owner of every scan Job (the controller's Deployment), so that uninstalling kubevigil
+    /// garbage-collects the Jobs and their pods. `None` when it could not be read.
+    pub job_owner: Option<OwnerReference>,
     /// Debounce and resync period.
     pub timing: Timing,
     /// Longest a partial batch waits for more ready targets (200 ms).
@@ -181,6 +184,7 @@ impl StateSettings {
         StateSettings {
             config,
             install_namespace,
+            job_owner: None,
             timing,
             batch_window: Duration::from_millis(200),
             dispatch_hold: Duration::from_secs(30),
@@ -944,7 +948,10 @@ impl State {
                 if items.is_empty() {
                     continue;
                 }
-                let job = build_job(&items, attempt, &config, &self.s.install_namespace);
+                let mut job = build_job(&items, attempt, &config, &self.s.install_namespace);
+                if let Some(owner) = &self.s.job_owner {
+                    job.metadata.owner_references = Some(vec![owner.clone()]);
+                }
                 let name = job.metadata.name.clone().unwrap_or_default();
                 if self.jobs.contains(&name) {
                     for it in &items {
