@@ -25,6 +25,8 @@ run "helm lint and template" make -s chart-check
 run "unit and engine tests" make -s unit
 run "conformance (Kubescape fixtures)" make -s conformance
 
+# The tests get their own cluster, so a `make demo` cluster (the default directory) survives them.
+export KUBEVIGIL_CLUSTER_DIR="${KUBEVIGIL_CLUSTER_DIR:-${HOME}/.cache/kubevigil/test-cluster}"
 cleanup() { bash scripts/cluster.sh down >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 step "local real cluster"

@@ -359,6 +359,11 @@ impl Index {
         meta: &ObjectMeta,
         binding: Option<BindingSpec>,
     ) -> Vec<Action> {
+        if meta.deletion_timestamp.is_some() {
+            // Being deleted (finalizers or graceful termination): its delete event follows, and
+            // a scan now would only race it.
+            return Vec::new();
+        }
         let own_fp = object_fingerprint(meta);
         if key.kind.is_role() {
             let rk = role_key_of(&key.kind, key.namespace.as_deref(), &key.name);
@@ -731,6 +736,22 @@ mod tests {
             idx.applied(rs2.clone(), &not_controller, None),
             vec![Action::Scan(rs2)]
         );
+    }
+
+    #[test]
+    fn terminating_objects_are_not_scanned() {
+        let mut idx = index();
+        let p = key(&pod(), Some("shop"), "web-1");
+        assert_eq!(
+            idx.applied(p.clone(), &meta("web-1", None, "1"), None),
+            vec![Action::Scan(p.clone())]
+        );
+        let mut terminating = meta("web-1", None, "2");
+        terminating.labels = Some(BTreeMap::from([("app".into(), "changed".into())]));
+        terminating.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+        assert!(idx.applied(p, &terminating, None).is_empty());
     }
 
     #[test]
