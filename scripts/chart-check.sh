@@ -31,3 +31,6 @@ reject() {
 }
 reject "enable" --set capabilities.continuousScan=bad
 reject "batchSize" --set scanJob.batchSize=0
+
+# The README's values table is generated from values.yaml's comments; it must not drift.
+python3 scripts/values-table.py --check

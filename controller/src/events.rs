@@ -748,9 +748,10 @@ mod tests {
         );
         let mut terminating = meta("web-1", None, "2");
         terminating.labels = Some(BTreeMap::from([("app".into(), "changed".into())]));
-        terminating.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-        ));
+        terminating.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
         assert!(idx.applied(p, &terminating, None).is_empty());
     }
 

@@ -34,16 +34,20 @@ pub struct Release {
     pub include: Vec<String>,
     /// Extra `--set key=value` pairs, applied after the defaults below.
     pub sets: Vec<String>,
+    /// The controller's `/metrics`, `/livez`, `/readyz` port (`metrics.port`). Pods of the local
+    /// kubelet share the host's network, so each release gets its own free port.
+    pub metrics_port: u16,
 }
 
 impl Release {
-    /// A release named `name` in namespace `name`, watching `include`.
+    /// A release named `name` in namespace `name`, watching `include`, with a free metrics port.
     pub fn new(name: &str, include: &[&str]) -> Self {
         Release {
             name: name.to_owned(),
             namespace: name.to_owned(),
             include: include.iter().map(|s| (*s).to_owned()).collect(),
             sets: Vec::new(),
+            metrics_port: crate::procs::free_port().unwrap_or(8080),
         }
     }
 
@@ -81,6 +85,8 @@ impl Release {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
+        args.push("--set".to_owned());
+        args.push(format!("metrics.port={}", self.metrics_port));
         if !self.include.is_empty() {
             args.push("--set".to_owned());
             args.push(format!("includeNamespaces={{{}}}", self.include.join(",")));
@@ -128,6 +134,11 @@ impl Release {
             Ok(client) => dump_namespace(cluster, &client, &self.namespace).await,
             Err(e) => format!("(no client to dump {}: {e})", self.namespace),
         }
+    }
+
+    /// `GET path` on the controller's HTTP endpoint (`/metrics`, `/livez`, `/readyz`).
+    pub async fn controller_get(&self, path: &str) -> Result<HttpResponse, Error> {
+        controller_get(self.metrics_port, path).await
     }
 
     /// The scan Jobs of this release.
@@ -208,4 +219,62 @@ pub async fn wait_control_status(
         },
     )
     .await
+}
+
+/// A response of the controller's HTTP endpoint.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// HTTP status code.
+    pub status: u16,
+    /// Body.
+    pub body: String,
+}
+
+/// `GET path` on a controller of the local cluster, at `127.0.0.1:port`. The local kubelet runs
+/// pods as host processes with pod IP 127.0.0.1, which the API server's service and pod proxies
+/// refuse to reach, so tests talk to the port directly (on a real cluster: `kubectl get --raw
+/// /api/v1/namespaces/NS/services/SVC:PORT/proxy/PATH`).
+pub async fn controller_get(port: u16, path: &str) -> Result<HttpResponse, Error> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let what = format!("GET http://127.0.0.1:{port}{path}");
+    let io = |e: std::io::Error| Error::Boot {
+        command: what.clone(),
+        detail: e.to_string(),
+    };
+    let mut stream = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(("127.0.0.1", port)),
+    )
+    .await
+    .map_err(|_| io(std::io::Error::other("connect timed out")))?
+    .map_err(io)?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .await
+        .map_err(io)?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw))
+        .await
+        .map_err(|_| io(std::io::Error::other("read timed out")))?
+        .map_err(io)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io(std::io::Error::other(format!("no HTTP status in {head:?}"))))?;
+    Ok(HttpResponse {
+        status,
+        body: body.to_owned(),
+    })
+}
+
+/// The value of the first sample of metric `name` in a Prometheus text exposition.
+pub fn metric_value(exposition: &str, name: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find(|l| l.split([' ', '{']).next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
