@@ -31,8 +31,9 @@ while :; do
   have=$(kubectl get wcss -n k8s-bad-practices --no-headers 2>/dev/null | grep -c . || true)
   if [ "$have" -ge "$want" ]; then break; fi
   if [ $SECONDS -ge $deadline ]; then
-    echo "demo: only $have of $want summaries after 120 s; controller log and scan Jobs follow" >&2
+    echo "demo: only $have of $want summaries after 120 s; scan Jobs and the controller log follow" >&2
     kubectl get jobs -n kubevigil -l app.kubernetes.io/component=scan-job >&2 || true
+    tail -n 20 "${KUBEVIGIL_CLUSTER_DIR:-$HOME/.cache/kubevigil/cluster}"/pods/kubevigil_kubevigil-controller-*/controller.log >&2 || true
     exit 1
   fi
   sleep 2
@@ -50,5 +51,8 @@ The cluster is still running. Explore it with:
   export PATH=$tools:\$PATH
   kubectl get kubevigil -A
   kubectl get jobs -n kubevigil -l app.kubernetes.io/component=scan-job
+Pods run as local processes here: their logs are files, e.g. the controller's
+  ${KUBEVIGIL_CLUSTER_DIR:-$HOME/.cache/kubevigil/cluster}/pods/kubevigil_kubevigil-controller-*/controller.log
+and its endpoints are on the loopback: curl http://127.0.0.1:8080/readyz
 Stop it with: make cluster-down
 MSG
