@@ -248,6 +248,8 @@ impl Config {
                 ));
             }
         }
+        self.check_rbac_kinds()
+            .map_err(|m| bad("continuousScanning.matchingRules", m))?;
         self.timing(path)?;
         let sj = &self.scan_job;
         if !(1..=500).contains(&sj.batch_size) {
@@ -264,6 +266,30 @@ impl Config {
         }
         if sj.image.is_empty() {
             return Err(bad("scanJob.image", "must not be empty".into()));
+        }
+        Ok(())
+    }
+
+    /// RBAC results depend on the bound role: watching bindings without roles would leave the
+    /// controller unable to tell when a result is current (and rescan it at every resync).
+    fn check_rbac_kinds(&self) -> Result<(), String> {
+        const RBAC: &str = "rbac.authorization.k8s.io";
+        let watched = |resource: &str| {
+            self.continuous_scanning.matching_rules.iter().any(|r| {
+                r.api_groups.iter().any(|g| g == RBAC) && r.resources.iter().any(|x| x == resource)
+            })
+        };
+        let bindings = watched("rolebindings") || watched("clusterrolebindings");
+        let missing: Vec<&str> = ["roles", "clusterroles"]
+            .into_iter()
+            .filter(|r| !watched(r))
+            .collect();
+        if bindings && !missing.is_empty() {
+            return Err(format!(
+                "RoleBindings or ClusterRoleBindings are watched but not {}: RBAC results depend on \
+                 the bound roles, add them to the rule for {RBAC}",
+                missing.join(" and ")
+            ));
         }
         Ok(())
     }
@@ -299,19 +325,41 @@ impl Config {
     }
 }
 
-/// Parses `500ms`, `2s`, `10m`, `1h` (one unit), or a bare number of seconds.
+/// Parses Go-style durations as the chart's schema allows them: `500ms`, `2s`, `10m`, `1h`, and
+/// sums of them like `1h30m`; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "" | "s" => Some(Duration::from_secs(n)),
-        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
-        "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
-        _ => None,
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::from_secs(s.parse().ok()?));
     }
+    let mut rest = s;
+    let mut total = Duration::ZERO;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let part = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.checked_mul(60)?),
+            "h" => Duration::from_secs(n.checked_mul(3600)?),
+            _ => return None,
+        };
+        total = total.checked_add(part)?;
+        rest = &rest[unit_len..];
+    }
+    Some(total)
 }
 
 #[cfg(test)]
@@ -386,5 +434,35 @@ exceptions: []
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
         assert_eq!(parse_duration("2x"), None);
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(
+            parse_duration("1m500ms"),
+            Some(Duration::from_millis(60_500))
+        );
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        for bad in ["", "h", "1h30", "m5", "1.5s", "-1s", "1 s"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bindings_need_their_roles_watched() {
+        let rule = |resources: &str| {
+            GOOD.replace(
+                "resources: [deployments]}",
+                &format!(
+                    "resources: [deployments]}}\n  - {{apiGroups: [rbac.authorization.k8s.io], \
+                     apiVersions: [v1], resources: [{resources}]}}"
+                ),
+            )
+        };
+        let all = rule("roles, clusterroles, rolebindings, clusterrolebindings");
+        assert!(Config::parse("c.yaml", &all).is_ok());
+        let no_roles = rule("rolebindings, clusterrolebindings");
+        let e = Config::parse("c.yaml", &no_roles).unwrap_err().to_string();
+        assert!(
+            e.contains("continuousScanning.matchingRules") && e.contains("roles and clusterroles"),
+            "{e}"
+        );
     }
 }
