@@ -441,3 +441,33 @@ pub fn is_sentinel(target: &str) -> bool {
         .next()
         .is_some_and(|n| n.starts_with("sentinel-"))
 }
+
+/// How many resyncs the release's running controller pods have logged so far (their
+/// `"message":"resync"` lines, written once a resync's result list is in and its orphan
+/// deletions are issued).
+pub async fn resyncs_logged(cluster: &TestCluster, release: &Release) -> Result<usize, Error> {
+    let client = cluster.client().await?;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(client.clone(), &release.namespace);
+    let list = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/component=controller"))
+        .await
+        .map_err(|e| Error::Kube {
+            action: format!("listing controller pods in {}", release.namespace),
+            source: e,
+        })?;
+    let mut n = 0;
+    for p in list
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+    {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let log = cluster.pod_log(&client, &release.namespace, &name).await?;
+        n += log
+            .lines()
+            .filter(|l| l.contains(r#""message":"resync""#))
+            .count();
+    }
+    Ok(n)
+}

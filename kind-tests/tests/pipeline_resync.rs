@@ -17,7 +17,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kind_tests::pipeline::{
-    create_deployment, deployment, kubectl_names, kubectl_uid, scale_controller,
+    create_deployment, deployment, kubectl_names, kubectl_uid, resyncs_logged, scale_controller,
 };
 use kind_tests::release::{Release, with_release};
 use kind_tests::scenario::{
@@ -222,9 +222,30 @@ async fn two_releases(
                 "the untouched Deployment's result must survive the restart"
             );
 
-            // Let both releases run a periodic resync more; the other release's results are
-            // the same objects as before (not collected and rewritten).
-            tokio::time::sleep(RESYNC + Duration::from_secs(5)).await;
+            // Let both releases run a periodic resync more (the positive signal: one more
+            // "resync" line in each controller's log); the other release's results are the
+            // same objects as before (not collected and rewritten).
+            let base = (
+                resyncs_logged(cluster, &release).await?,
+                resyncs_logged(cluster, &other).await?,
+            );
+            let (release_ref, other_ref) = (&release, &other);
+            wait_for(
+                RESYNC * 3,
+                "one more periodic resync in each release",
+                || async move {
+                    let now = (
+                        resyncs_logged(cluster, release_ref).await?,
+                        resyncs_logged(cluster, other_ref).await?,
+                    );
+                    Ok::<_, BoxError>(if now.0 > base.0 && now.1 > base.1 {
+                        Check::Done(())
+                    } else {
+                        Check::NotYet(format!("resyncs logged {now:?}, before {base:?}"))
+                    })
+                },
+            )
+            .await?;
             let other_after = (
                 wcss_uids(cluster, other_ns).await?,
                 wcss_uids(cluster, &other.namespace).await?,

@@ -165,8 +165,10 @@ async fn workloads(client: Client, ns: String) -> Result<(), BoxError> {
                 .flatten()
                 .filter(|t| {
                     let parts: Vec<&str> = t.split('/').collect();
-                    matches!(parts.get(2), Some(&("deployments" | "replicasets" | "pods")))
-                        && parts.get(4) == Some(&ns.as_str())
+                    matches!(
+                        parts.get(2),
+                        Some(&("deployments" | "replicasets" | "pods"))
+                    ) && parts.get(4) == Some(&ns.as_str())
                         && !is_sentinel(t)
                         && !(web_ok && **t == target)
                 })
@@ -241,9 +243,7 @@ async fn workloads(client: Client, ns: String) -> Result<(), BoxError> {
         if scale_web > 1 || !scale_jobs.is_empty() {
             return Err(test_err(
                 &ns,
-                format!(
-                    "scaling started {scale_web} scans of web and scans of {scale_jobs:?}"
-                ),
+                format!("scaling started {scale_web} scans of web and scans of {scale_jobs:?}"),
             ));
         }
 
