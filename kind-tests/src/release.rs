@@ -63,15 +63,6 @@ impl Release {
         self
     }
 
-    /// Name of the controller's Deployment (the chart's `kubevigil.controller.fullname`).
-    pub fn controller_deployment(&self) -> String {
-        if self.name.contains("kubevigil") {
-            format!("{}-controller", self.name)
-        } else {
-            format!("{}-kubevigil-controller", self.name)
-        }
-    }
-
     /// Adds a `--set key=value`.
     #[must_use]
     pub fn set(mut self, key_value: &str) -> Self {
