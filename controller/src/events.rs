@@ -275,6 +275,17 @@ impl Index {
         out
     }
 
+    /// Every result `key` may have: its own and, for a binding, the triplet of each subject
+    /// whether or not its role exists now (a role deleted before its binding leaves the
+    /// triplets written while it existed). What a delete of the target removes.
+    fn all_result_refs(&self, key: &TargetKey) -> Vec<ResultRef> {
+        let mut out = vec![self.result_ref(&key.target())];
+        if let Some(spec) = self.bindings.get(key) {
+            out.extend(self.triplet_refs(key, spec, &spec.subjects));
+        }
+        out
+    }
+
     /// Whether a binding's role exists (assumed when that role kind is not watched): only then
     /// does a scan produce triplet results.
     fn role_known(&self, key: &TargetKey, spec: &BindingSpec) -> bool {
@@ -458,7 +469,7 @@ impl Index {
         }
         let was_target = self.targets.remove(&key).is_some();
         self.binding_own.remove(&key);
-        let refs = self.result_refs(&key);
+        let refs = self.all_result_refs(&key);
         if let Some(spec) = self.bindings.remove(&key) {
             if let Some(set) = self.role_bindings.get_mut(&binding_role_key(&key, &spec)) {
                 set.remove(&key);
@@ -937,6 +948,28 @@ mod tests {
         let fp_before = idx.expected_fingerprint(&b).map(str::to_string);
         assert!(idx.deleted(role, None).is_empty());
         assert_eq!(idx.expected_fingerprint(&b).map(str::to_string), fp_before);
+    }
+
+    #[test]
+    fn binding_deleted_after_its_role_deletes_every_subjects_result() {
+        let (mut idx, b) = index_with_binding(&["ci-bot"]);
+        assert!(
+            idx.deleted(key(&cluster_role(), None, "edit"), None)
+                .is_empty()
+        );
+        assert_eq!(
+            idx.deleted(b.clone(), Some(binding_spec(&["ci-bot"]))),
+            vec![
+                Action::DeleteResults(vec![
+                    result("ci", "rolebinding-ci-edit"),
+                    result(
+                        "ci",
+                        "serviceaccount-ci-bot-clusterrole-edit-rolebinding-ci-edit"
+                    ),
+                ]),
+                Action::Forget(b),
+            ]
+        );
     }
 
     #[test]

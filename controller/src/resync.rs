@@ -12,6 +12,7 @@ use kubevigil_crds::{
     ConfigurationScanSummary, WorkloadConfigurationScan, WorkloadConfigurationScanSummary,
 };
 
+use crate::config::Config;
 use crate::error::Error;
 use crate::events::{ResultInfo, ResultRef, SourceKind};
 use crate::slim::ResultMeta;
@@ -70,6 +71,62 @@ pub fn result_from_meta(meta: &ObjectMeta) -> Option<(ResultRef, ResultInfo)> {
         source: meta.labels.as_ref().and_then(source_of),
     };
     Some((r, info))
+}
+
+/// Which results and namespace summaries belong to this installation, so that the resync of
+/// one installation never collects (or rescans) another's: two releases with disjoint
+/// `includeNamespaces` both watch the cluster-scoped kinds, each writing those results to its
+/// own install namespace, and neither may take the other's results for orphans.
+///
+/// A result of a namespaced target is this installation's when its namespace is selected
+/// (`includeNamespaces`/`excludeNamespaces`); a result of a cluster-scoped target (no
+/// workload-namespace label, or a ClusterRoleBinding triplet) when it lives in the install
+/// namespace. Results in namespaces dropped from the selection are left alone (they keep their
+/// ownerReferences, so garbage collection still removes them with their targets).
+#[derive(Clone, Debug)]
+pub struct Scope {
+    config: std::sync::Arc<Config>,
+    install_namespace: String,
+}
+
+impl Scope {
+    /// The scope of the installation in `install_namespace` with `config`.
+    pub fn new(config: std::sync::Arc<Config>, install_namespace: &str) -> Self {
+        Scope {
+            config,
+            install_namespace: install_namespace.to_string(),
+        }
+    }
+
+    /// Whether the result in `namespace` with `labels_map` belongs to this installation.
+    pub fn owns(&self, namespace: &str, labels_map: Option<&BTreeMap<String, String>>) -> bool {
+        let cluster_scoped = labels_map.map(|l| {
+            if l.get(labels::RBAC_RESOURCE).map(String::as_str) == Some("true") {
+                l.contains_key(labels::CLUSTERROLEBINDING_NAME)
+            } else {
+                !l.contains_key(labels::NAMESPACE)
+            }
+        });
+        let in_install = namespace == self.install_namespace;
+        let selected = self.config.namespace_selected(Some(namespace));
+        match cluster_scoped {
+            Some(true) => in_install,
+            Some(false) => selected,
+            None => in_install || selected,
+        }
+    }
+
+    /// Whether the ConfigurationScanSummary of namespace `name` is this installation's to
+    /// keep current.
+    pub fn owns_summary(&self, name: &str) -> bool {
+        name == self.install_namespace || self.config.namespace_selected(Some(name))
+    }
+
+    fn owns_meta(&self, meta: &ObjectMeta) -> bool {
+        meta.namespace
+            .as_deref()
+            .is_some_and(|ns| self.owns(ns, meta.labels.as_ref()))
+    }
 }
 
 /// Merges scans and summaries, page by page, into one map: a result counts as current only when
@@ -140,8 +197,8 @@ async fn list_pages(
     }
 }
 
-/// Lists every result kubevigil manages and every namespace summary.
-pub async fn list_results(client: Client) -> Result<ResultsSnapshot, Error> {
+/// Lists every result and namespace summary of this installation (`scope`).
+pub async fn list_results(client: Client, scope: &Scope) -> Result<ResultsSnapshot, Error> {
     let selector = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
     let mut merge = Merge::default();
     list_pages(
@@ -149,7 +206,11 @@ pub async fn list_results(client: Client) -> Result<ResultsSnapshot, Error> {
         ApiResource::erase::<WorkloadConfigurationScan>(&()),
         &selector,
         "workloadconfigurationscans in all namespaces",
-        |m| merge.add_scan(&m),
+        |m| {
+            if scope.owns_meta(&m) {
+                merge.add_scan(&m);
+            }
+        },
     )
     .await?;
     list_pages(
@@ -157,7 +218,11 @@ pub async fn list_results(client: Client) -> Result<ResultsSnapshot, Error> {
         ApiResource::erase::<WorkloadConfigurationScanSummary>(&()),
         &selector,
         "workloadconfigurationscansummaries in all namespaces",
-        |m| merge.add_summary(&m),
+        |m| {
+            if scope.owns_meta(&m) {
+                merge.add_summary(&m);
+            }
+        },
     )
     .await?;
     let mut summaries = BTreeSet::new();
@@ -166,7 +231,7 @@ pub async fn list_results(client: Client) -> Result<ResultsSnapshot, Error> {
         ApiResource::erase::<ConfigurationScanSummary>(&()),
         "",
         "configurationscansummaries",
-        |m| summaries.extend(m.name),
+        |m| summaries.extend(m.name.filter(|n| scope.owns_summary(n))),
     )
     .await?;
     Ok(ResultsSnapshot {
@@ -240,6 +305,83 @@ mod tests {
                 .source,
             None
         );
+    }
+
+    fn scope(include: &str, install: &str) -> Scope {
+        let config = Config::parse(
+            "t",
+            &format!(
+                r#"
+clusterName: test
+includeNamespaces: {include}
+excludeNamespaces: [kube-system]
+continuousScanning:
+  matchingRules:
+  - {{apiGroups: [apps], apiVersions: [v1], resources: [deployments]}}
+scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: 5, maxConcurrentJobs: 2, ttlSecondsAfterFinished: 300, activeDeadlineSeconds: 300, backoffLimit: 2}}
+"#
+            ),
+        )
+        .unwrap();
+        Scope::new(std::sync::Arc::new(config), install)
+    }
+
+    fn labelled(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn two_installations_with_disjoint_namespaces_own_disjoint_results() {
+        let a = scope("[team-a]", "kv-a");
+        let b = scope("[team-b]", "kv-b");
+        let deployment_a = labelled(&[(labels::KIND, "Deployment"), (labels::NAMESPACE, "team-a")]);
+        let namespace = labelled(&[(labels::KIND, "Namespace")]);
+        let crb = labelled(&[
+            (labels::RBAC_RESOURCE, "true"),
+            (labels::KIND, "User"),
+            (labels::CLUSTERROLEBINDING_NAME, "admins"),
+        ]);
+        let rb = labelled(&[
+            (labels::RBAC_RESOURCE, "true"),
+            (labels::KIND, "User"),
+            (labels::ROLEBINDING_NAME, "readers"),
+            (labels::ROLEBINDING_NAMESPACE, "team-a"),
+        ]);
+        // Namespaced targets: by the namespace selection.
+        assert!(a.owns("team-a", Some(&deployment_a)));
+        assert!(!b.owns("team-a", Some(&deployment_a)));
+        assert!(a.owns("team-a", Some(&rb)));
+        assert!(!b.owns("team-a", Some(&rb)));
+        // Cluster-scoped targets (Namespaces, ClusterRoleBinding triplets): each installation
+        // writes its own copy to its install namespace and owns only that one.
+        for l in [&namespace, &crb] {
+            assert!(a.owns("kv-a", Some(l)));
+            assert!(!a.owns("kv-b", Some(l)));
+            assert!(b.owns("kv-b", Some(l)));
+            assert!(!b.owns("kv-a", Some(l)));
+        }
+        // Summaries: selected namespaces and the install namespace.
+        assert!(a.owns_summary("team-a") && a.owns_summary("kv-a"));
+        assert!(!a.owns_summary("team-b") && !a.owns_summary("kv-b"));
+    }
+
+    #[test]
+    fn an_installation_watching_every_namespace_leaves_others_cluster_results_alone() {
+        let all = scope("[]", "kubevigil");
+        let namespace = labelled(&[(labels::KIND, "Namespace")]);
+        let deployment = labelled(&[(labels::KIND, "Deployment"), (labels::NAMESPACE, "shop")]);
+        assert!(all.owns("shop", Some(&deployment)));
+        assert!(!all.owns("kube-system", Some(&deployment)));
+        assert!(all.owns("kubevigil", Some(&namespace)));
+        // Another installation's install namespace is selected, but its cluster-scoped
+        // results there are not this one's.
+        assert!(!all.owns("kv-other", Some(&namespace)));
+        // Without labels: by namespace.
+        assert!(all.owns("shop", None));
+        assert!(!all.owns("kube-system", None));
     }
 
     #[test]

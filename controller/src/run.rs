@@ -288,12 +288,13 @@ async fn run_with_server(
 /// Lists results with a few retries (startup needs them before the watches start).
 async fn list_results_with_retry(
     client: &Client,
+    scope: &resync::Scope,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Option<ResultsSnapshot>, Error> {
     let mut delay = Duration::from_secs(1);
     let mut attempt = 1;
     loop {
-        match resync::list_results(client.clone()).await {
+        match resync::list_results(client.clone(), scope).await {
             Ok(s) => return Ok(Some(s)),
             Err(e) if attempt >= 5 => return Err(e),
             Err(e) => {
@@ -363,7 +364,8 @@ impl Controller {
             scan_job::report::SCANNER_VERSION,
             &settings.controls_hash,
         );
-        let snapshot = list_results_with_retry(&client, shutdown)
+        let scope = resync::Scope::new(settings.config.clone(), &settings.namespace);
+        let snapshot = list_results_with_retry(&client, &scope, shutdown)
             .await?
             .unwrap_or_default();
         tracing::info!(results = snapshot.results.len(), "existing results listed");
@@ -559,8 +561,9 @@ impl Runner {
             Effect::ListResults => {
                 // Read-only: in the background set, which shutdown aborts instead of awaiting.
                 let metrics = self.metrics.clone();
+                let scope = resync::Scope::new(self.config.clone(), &self.namespace);
                 watches.spawn(async move {
-                    let listed = resync::list_results(client).await.map_err(|e| {
+                    let listed = resync::list_results(client, &scope).await.map_err(|e| {
                         metrics.error(&e);
                         e.to_string()
                     });

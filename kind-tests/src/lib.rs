@@ -7,6 +7,7 @@
 //! - [`tools`]: kubectl and helm from `scripts/tools.sh`.
 //! - [`scenario`]: `TestCluster::shared()`, `with_temp_ns`, bounded waits.
 //! - [`release`]: kubevigil installed by its chart, one release per scenario.
+//! - [`pipeline`]: helpers of the pipeline scenarios (Deployments, a scan-Job watch, kubectl get).
 //!
 //! The binary `local-cluster` (`up`, `down`, `status`, `kubelet`) wraps [`cluster`] and
 //! [`kubelet`]; `scripts/cluster.sh up|down` builds everything and calls it.
@@ -14,6 +15,7 @@
 pub mod certs;
 pub mod cluster;
 pub mod kubelet;
+pub mod pipeline;
 pub mod procs;
 pub mod release;
 pub mod scenario;

@@ -1,3 +1,4 @@
+// LEAD NOTE for the engineer in wt-scen (delete this line): my prompt to you was cut off; read /tmp/common.md NOW (project context, cluster usage with KUBEVIGIL_CLUSTER_DIR=/root/.cache/kubevigil/cluster-scen, standards, report format).
 //! kubevigil installed by its Helm chart, as a scenario test needs it.
 //!
 //! Each scenario gets its own release (own name, own install namespace) that only includes the
@@ -34,8 +35,11 @@ pub struct Release {
     pub include: Vec<String>,
     /// Extra `--set key=value` pairs, applied after the defaults below.
     pub sets: Vec<String>,
-    /// The controller's `/metrics`, `/livez`, `/readyz` port (`metrics.port`). Pods of the local
-    /// kubelet share the host's network, so each release gets its own free port.
+    /// Extra `--set-json key=json` pairs, applied after `sets`.
+    pub set_jsons: Vec<String>,
+    /// Port of the controller's `/metrics`, `/livez` and `/readyz` (`metrics.port`). Pods of the
+    /// local kubelet share the host network, so each release gets a free port of its own (two
+    /// controllers on 8080 would collide); the test reaches it on 127.0.0.1.
     pub metrics_port: u16,
 }
 
@@ -47,8 +51,16 @@ impl Release {
             namespace: name.to_owned(),
             include: include.iter().map(|s| (*s).to_owned()).collect(),
             sets: Vec::new(),
+            set_jsons: Vec::new(),
             metrics_port: crate::procs::free_port().unwrap_or(8080),
         }
+    }
+
+    /// Adds a `--set-json key=json` (lists of objects such as `continuousScanning.matchingRules`).
+    #[must_use]
+    pub fn set_json(mut self, key_json: &str) -> Self {
+        self.set_jsons.push(key_json.to_owned());
+        self
     }
 
     /// Adds a `--set key=value`.
@@ -94,6 +106,10 @@ impl Release {
         for kv in &self.sets {
             args.push("--set".to_owned());
             args.push(kv.clone());
+        }
+        for kj in &self.set_jsons {
+            args.push("--set-json".to_owned());
+            args.push(kj.clone());
         }
         args.extend(["--wait", "--timeout", "180s"].map(str::to_owned));
         args
