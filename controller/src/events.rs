@@ -20,7 +20,8 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubevigil_crds::identity::{
-    BindingRef, RoleRef, Subject, SubjectKind, Target, binding_fingerprint, object_fingerprint,
+    BindingRef, RoleRef, Subject, SubjectKind, Target, binding_fingerprint,
+    object_fingerprint_with_spec,
 };
 use kubevigil_crds::target::{KindInfo, TargetKey};
 use serde_json::Value;
@@ -370,12 +371,24 @@ impl Index {
         meta: &ObjectMeta,
         binding: Option<BindingSpec>,
     ) -> Vec<Action> {
+        self.applied_with_spec(key, meta, binding, None)
+    }
+
+    /// [`Index::applied`] for a scalable kind, whose fingerprint covers `spec_hash` (its spec
+    /// without `replicas`) instead of the generation: scaling changes nothing the controls see.
+    pub fn applied_with_spec(
+        &mut self,
+        key: TargetKey,
+        meta: &ObjectMeta,
+        binding: Option<BindingSpec>,
+        spec_hash: Option<&str>,
+    ) -> Vec<Action> {
         if meta.deletion_timestamp.is_some() {
             // Being deleted (finalizers or graceful termination): its delete event follows, and
             // a scan now would only race it.
             return Vec::new();
         }
-        let own_fp = object_fingerprint(meta);
+        let own_fp = object_fingerprint_with_spec(meta, spec_hash);
         if key.kind.is_role() {
             let rk = role_key_of(&key.kind, key.namespace.as_deref(), &key.name);
             if self.roles.get(&rk) == Some(&own_fp) {
@@ -750,6 +763,35 @@ mod tests {
     }
 
     #[test]
+    fn scaling_a_scalable_kind_is_not_a_change() {
+        let mut idx = index();
+        let d = key(&deployment(), Some("shop"), "web");
+        let spec = |replicas: i64, image: &str| {
+            kubevigil_crds::identity::spec_hash(&json!({
+                "replicas": replicas,
+                "template": {"spec": {"containers": [{"name": "c", "image": image}]}},
+            }))
+        };
+        let first = spec(1, "web:1");
+        assert_eq!(
+            idx.applied_with_spec(d.clone(), &meta("web", Some(1), "1"), None, Some(&first)),
+            vec![Action::Scan(d.clone())]
+        );
+        // `kubectl scale` bumps the generation; the spec without replicas is the same.
+        let scaled = spec(5, "web:1");
+        assert!(
+            idx.applied_with_spec(d.clone(), &meta("web", Some(2), "2"), None, Some(&scaled))
+                .is_empty()
+        );
+        // A new image is a change.
+        let updated = spec(5, "web:2");
+        assert_eq!(
+            idx.applied_with_spec(d.clone(), &meta("web", Some(3), "3"), None, Some(&updated)),
+            vec![Action::Scan(d)]
+        );
+    }
+
+    #[test]
     fn terminating_objects_are_not_scanned() {
         let mut idx = index();
         let p = key(&pod(), Some("shop"), "web-1");
@@ -977,7 +1019,7 @@ mod tests {
         let mut idx = index();
         let d = key(&deployment(), Some("shop"), "web");
         let m = meta("web", Some(3), "50");
-        let fp = object_fingerprint(&m);
+        let fp = kubevigil_crds::identity::object_fingerprint(&m);
         idx.set_results(HashMap::from([(
             result("shop", "deployment-web"),
             info(&fp),

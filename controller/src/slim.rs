@@ -116,6 +116,20 @@ pub struct TargetMeta {
 
 dynamic_resource!(TargetMeta, true);
 
+/// A watched object of a scalable kind (Deployment, StatefulSet, ReplicaSet,
+/// ReplicationController): metadata plus `spec`, which the watch reduces to a hash at once.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ScalableObject {
+    /// The metadata the controller reads.
+    #[serde(deserialize_with = "target_meta")]
+    pub metadata: ObjectMeta,
+    /// `spec`, only to be hashed (status is not even deserialized).
+    #[serde(default)]
+    pub spec: Value,
+}
+
+dynamic_resource!(ScalableObject, false);
+
 /// A watched RoleBinding or ClusterRoleBinding: metadata plus `roleRef` and `subjects`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

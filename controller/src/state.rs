@@ -51,6 +51,9 @@ pub enum WatchEvent {
         meta: Box<ObjectMeta>,
         /// A binding's role reference and subjects.
         binding: Option<BindingSpec>,
+        /// A scalable kind's spec hash (`kubevigil_crds::identity::spec_hash`), which stands in
+        /// for the generation in its fingerprint so that scaling is not a change.
+        spec_hash: Option<String>,
         /// Part of a (re-)list.
         init: bool,
     },
@@ -443,12 +446,18 @@ impl State {
                 }
             }
             WatchEvent::Apply {
-                key, meta, binding, ..
+                key,
+                meta,
+                binding,
+                spec_hash,
+                ..
             } => {
                 if let Some(seen) = self.kinds.get_mut(&spec).and_then(|k| k.relist.as_mut()) {
                     seen.insert(key.clone());
                 }
-                let actions = self.index.applied(key, &meta, binding);
+                let actions =
+                    self.index
+                        .applied_with_spec(key, &meta, binding, spec_hash.as_deref());
                 effects.extend(self.apply_actions(actions, now));
             }
             WatchEvent::Delete { key, binding } => {
@@ -1164,6 +1173,7 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: {batch}, maxConcurr
                     key,
                     meta: Box::new(meta),
                     binding: None,
+                    spec_hash: None,
                     init: false,
                 },
             )

@@ -1,6 +1,8 @@
 //! Watches: one task per watched kind (and one for scan Jobs), all feeding one channel to the
 //! state-owning main loop. Metadata only, except for RoleBinding/ClusterRoleBinding whose
-//! `roleRef` and `subjects` are needed (of those, only the [`BindingSpec`] is kept).
+//! `roleRef` and `subjects` are needed (of those, only the [`BindingSpec`] is kept), and for
+//! scalable kinds, whose `spec` is reduced to a hash at once (scaling bumps their generation,
+//! so the generation cannot tell a real change from `kubectl scale`).
 //!
 //! A failing watch is retried with kube's default backoff and reported; it never stalls the
 //! other kinds.
@@ -17,6 +19,7 @@ use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource};
 use kubevigil_crds::identity::labels::{MANAGED_BY, MANAGED_BY_VALUE};
+use kubevigil_crds::identity::{scalable_kind, spec_hash};
 use kubevigil_crds::target::{KindInfo, TargetKey};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -26,7 +29,7 @@ use crate::config::Config;
 use crate::dispatch::job_view;
 use crate::events::BindingSpec;
 use crate::jobs::{COMPONENT, COMPONENT_LABEL};
-use crate::slim::{BindingObject, TargetMeta};
+use crate::slim::{BindingObject, ScalableObject, TargetMeta};
 use crate::state::{JobEvent, Msg, WatchEvent};
 
 /// Longest a binding watch waits for the role watches' initial lists.
@@ -95,10 +98,13 @@ pub fn apply_event(
     let binding = kind
         .is_binding()
         .then(|| BindingSpec::from_json(data.unwrap_or(&Value::Null), key.namespace.as_deref()));
+    let spec_hash =
+        scalable_kind(&kind.group, &kind.kind).then(|| spec_hash(data.unwrap_or(&Value::Null)));
     Some(WatchEvent::Apply {
         key,
         meta: Box::new(trim_meta(meta)),
         binding,
+        spec_hash,
         init,
     })
 }
@@ -152,6 +158,9 @@ pub async fn watch_kind(
             (o.metadata, Some(spec))
         })
         .await;
+    } else if scalable_kind(&kind.group, &kind.kind) {
+        let api: Api<ScalableObject> = Api::all_with(client, &ar);
+        run(api, kind, config, tx, |o| (o.metadata, Some(o.spec))).await;
     } else {
         let api: Api<TargetMeta> = Api::all_with(client, &ar);
         run(api, kind, config, tx, |o| (o.metadata, None)).await;

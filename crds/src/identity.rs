@@ -566,6 +566,9 @@ pub struct FingerprintInput<'a> {
     pub labels: Option<&'a BTreeMap<String, String>>,
     /// UID of the controlling owner, if any (a Pod losing its owner becomes a naked Pod).
     pub controller_uid: Option<&'a str>,
+    /// [`spec_hash`] of a scalable kind's spec; replaces the generation, which scaling bumps
+    /// although no control looks at `replicas`.
+    pub spec: Option<&'a str>,
 }
 
 /// Fingerprint of one object: 16 hex characters over its UID, generation (or resourceVersion
@@ -578,9 +581,10 @@ pub fn fingerprint(input: &FingerprintInput<'_>) -> String {
         h.update(s.as_bytes());
     };
     field(input.uid);
-    match input.generation {
-        Some(g) => field(&format!("g{g}")),
-        None => field(&format!("rv{}", input.resource_version)),
+    match (input.spec, input.generation) {
+        (Some(spec), _) => field(&format!("s{spec}")),
+        (None, Some(g)) => field(&format!("g{g}")),
+        (None, None) => field(&format!("rv{}", input.resource_version)),
     }
     if let Some(labels) = input.labels {
         for (k, v) in labels {
@@ -610,7 +614,92 @@ pub fn object_fingerprint(
         resource_version: meta.resource_version.as_deref().unwrap_or(""),
         labels: meta.labels.as_ref(),
         controller_uid,
+        spec: None,
     })
+}
+
+/// [`object_fingerprint`] with a scalable kind's [`spec_hash`] in place of its generation.
+pub fn object_fingerprint_with_spec(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    spec_hash: Option<&str>,
+) -> String {
+    let Some(spec) = spec_hash else {
+        return object_fingerprint(meta);
+    };
+    let controller_uid = meta
+        .owner_references
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.as_str());
+    fingerprint(&FingerprintInput {
+        uid: meta.uid.as_deref().unwrap_or(""),
+        generation: meta.generation,
+        resource_version: meta.resource_version.as_deref().unwrap_or(""),
+        labels: meta.labels.as_ref(),
+        controller_uid,
+        spec: Some(spec),
+    })
+}
+
+/// Kinds whose `spec.replicas` is changed by scaling (`kubectl scale`, autoscalers). Their
+/// fingerprint covers the spec without `replicas` instead of the generation, so scaling does not
+/// rescan them (no control reads `replicas`).
+pub fn scalable_kind(group: &str, kind: &str) -> bool {
+    matches!(
+        (group, kind),
+        ("apps", "Deployment" | "StatefulSet" | "ReplicaSet") | ("", "ReplicationController")
+    )
+}
+
+/// A hash of `spec` without its top-level `replicas`, independent of key order (the controller
+/// and the scan Job may see the same object through different clients).
+pub fn spec_hash(spec: &serde_json::Value) -> String {
+    fn feed(h: &mut Sha256, v: &serde_json::Value, top: bool) {
+        use serde_json::Value;
+        match v {
+            Value::Null => h.update(b"n"),
+            Value::Bool(b) => h.update(if *b { b"t" } else { b"f" }),
+            Value::Number(n) => {
+                let s = n.to_string();
+                h.update(b"#");
+                h.update(s.len().to_le_bytes());
+                h.update(s.as_bytes());
+            }
+            Value::String(s) => {
+                h.update(b"\"");
+                h.update(s.len().to_le_bytes());
+                h.update(s.as_bytes());
+            }
+            Value::Array(items) => {
+                h.update(b"[");
+                h.update(items.len().to_le_bytes());
+                for i in items {
+                    feed(h, i, false);
+                }
+            }
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map
+                    .keys()
+                    .filter(|k| !(top && k.as_str() == "replicas"))
+                    .collect();
+                keys.sort();
+                h.update(b"{");
+                h.update(keys.len().to_le_bytes());
+                for k in keys {
+                    h.update(k.len().to_le_bytes());
+                    h.update(k.as_bytes());
+                    if let Some(v) = map.get(k) {
+                        feed(h, v, false);
+                    }
+                }
+            }
+        }
+    }
+    let mut h = Sha256::new();
+    feed(&mut h, spec, true);
+    hex_prefix(&h.finalize(), 16)
 }
 
 /// The fingerprint of a binding target: its own and its role's (`None` when the role does not
@@ -784,6 +873,7 @@ mod tests {
             resource_version: "10",
             labels: Some(&labels),
             controller_uid: None,
+            spec: None,
         };
         let b = FingerprintInput {
             resource_version: "11",
@@ -805,5 +895,39 @@ mod tests {
             ..a
         };
         assert_ne!(fingerprint(&d), fingerprint(&e));
+    }
+
+    #[test]
+    fn spec_hash_ignores_replicas_and_key_order_only() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+        let a = serde_json::json!({"replicas": 1, "template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}});
+        let scaled = serde_json::json!({"template": {"spec": {"containers": [{"image": "x", "name": "c"}]}}, "replicas": 5});
+        assert_eq!(spec_hash(&a), spec_hash(&scaled));
+        let changed = serde_json::json!({"replicas": 1, "template": {"spec": {"containers": [{"name": "c", "image": "y"}]}}});
+        assert_ne!(spec_hash(&a), spec_hash(&changed));
+        // Only the top-level replicas is ignored.
+        let nested = serde_json::json!({"replicas": 1, "template": {"replicas": 2}});
+        let nested2 = serde_json::json!({"replicas": 1, "template": {"replicas": 3}});
+        assert_ne!(spec_hash(&nested), spec_hash(&nested2));
+        let meta = ObjectMeta {
+            uid: Some("u".into()),
+            generation: Some(1),
+            ..ObjectMeta::default()
+        };
+        let bumped = ObjectMeta {
+            generation: Some(2),
+            ..meta.clone()
+        };
+        let h = spec_hash(&a);
+        assert_eq!(
+            object_fingerprint_with_spec(&meta, Some(&h)),
+            object_fingerprint_with_spec(&bumped, Some(&h))
+        );
+        assert_ne!(object_fingerprint(&meta), object_fingerprint(&bumped));
+        assert_eq!(
+            object_fingerprint_with_spec(&meta, None),
+            object_fingerprint(&meta)
+        );
+        assert!(scalable_kind("apps", "Deployment") && !scalable_kind("apps", "DaemonSet"));
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! 1. A privileged Deployment yields wcss `deployment-<name>` within 10 s with C-0057 failed;
 //!    fixing the spec updates the same object (same uid) and C-0057 passes; status-only
-//!    updates (pod and ReplicaSet churn, Deployment status) start no scan Job. Scaling bumps
-//!    `metadata.generation`, which is all a metadata-only watch sees: it costs one scan.
+//!    updates (pod and ReplicaSet churn, Deployment status) and scaling start no scan Job
+//!    (scalable kinds are fingerprinted by their spec without `replicas`).
 //! 2. Deleting the Deployment removes its wcs and wcss within 5 s by the controller's own
 //!    delete: the results' ownerReferences are stripped first, so garbage collection cannot.
 //! 7. `kubectl get jobs -l app.kubernetes.io/component=scan-job` lists the scan Jobs and
@@ -220,13 +220,17 @@ async fn workloads(client: Client, ns: String) -> Result<(), BoxError> {
         }
 
         // 1d. Scaling (spec.replicas through the scale subresource). The API server bumps
-        // metadata.generation, and the controller's metadata-only watch cannot tell a
-        // replicas-only spec change from any other: one scan of web, and nothing else.
+        // metadata.generation, but a scalable kind's fingerprint covers its spec without
+        // `replicas` instead: scaling up and back down starts no scan at all.
         let before_scale = jobs.stats().created;
         cluster
             .kubectl(["scale", "deployment", "web", "-n", &ns, "--replicas=2"])
             .await?;
         wait_rolled_out(&deployments, "web", 2).await?;
+        cluster
+            .kubectl(["scale", "deployment", "web", "-n", &ns, "--replicas=1"])
+            .await?;
+        wait_rolled_out(&deployments, "web", 1).await?;
         sentinel(&client, &ns, 3).await?;
         let stats = jobs.stats();
         let scale_jobs = unexpected(&stats, &before_scale, false);
@@ -237,10 +241,10 @@ async fn workloads(client: Client, ns: String) -> Result<(), BoxError> {
             .count();
         let scale_jobs: Vec<String> = scale_jobs.into_iter().filter(|t| *t != target).collect();
         eprintln!(
-            "scan Jobs of web after scaling it to 2: {scale_web}; of other workloads: \
-             {scale_jobs:?}"
+            "scan Jobs of web after scaling it to 2 and back to 1: {scale_web}; of other \
+             workloads: {scale_jobs:?}"
         );
-        if scale_web > 1 || !scale_jobs.is_empty() {
+        if scale_web > 0 || !scale_jobs.is_empty() {
             return Err(test_err(
                 &ns,
                 format!("scaling started {scale_web} scans of web and scans of {scale_jobs:?}"),

@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
 use kubevigil_crds::identity::{
-    FingerprintInput, Target, annotations, combine_fingerprints, fingerprint, short_hash,
+    FingerprintInput, Target, annotations, combine_fingerprints, fingerprint, scalable_kind,
+    short_hash, spec_hash,
 };
 use kubevigil_crds::{
     ControlSeverity, ControlStatus, ControlSummary, RelatedObject, RuleStatus, ScannedControl,
@@ -242,7 +243,14 @@ pub fn object_fingerprint(obj: &K8sObject) -> String {
             .unwrap_or(""),
         labels: Some(&labels),
         controller_uid,
+        spec: spec_hash_of(obj).as_deref(),
     })
+}
+
+/// The spec hash of a scalable kind (see `kubevigil_crds::identity::scalable_kind`).
+pub fn spec_hash_of(obj: &K8sObject) -> Option<String> {
+    scalable_kind(obj.group(), &obj.kind)
+        .then(|| spec_hash(obj.value.get("spec").unwrap_or(&Value::Null)))
 }
 
 /// The fingerprint of what a result covers: the object, or for a triplet the binding's and the

@@ -15,7 +15,9 @@ use http::{Request, Response};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::client::Body;
-use kubevigil_crds::identity::{annotations, binding_fingerprint, object_fingerprint};
+use kubevigil_crds::identity::{
+    annotations, binding_fingerprint, object_fingerprint, object_fingerprint_with_spec, spec_hash,
+};
 use scan_job::cluster::{
     RunArgs, RunError, RunReport, TargetError, TargetOutcome, exit_code, run_with_client,
 };
@@ -284,7 +286,9 @@ async fn live_deployment_is_scanned_and_written() {
     assert_eq!(lists, expected_lists("shop"));
     assert!(calls.iter().all(|c| !c.path.contains("secrets")));
 
-    let fingerprint = object_fingerprint(&meta_of(&deployment()));
+    // A Deployment is scalable: its fingerprint covers the spec without `replicas`.
+    let spec = spec_hash(&deployment()["spec"]);
+    let fingerprint = object_fingerprint_with_spec(&meta_of(&deployment()), Some(&spec));
     let owner =
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "uid-web"});
     assert_apply(

@@ -3,15 +3,18 @@
 //! Kubernetes allows one. Pure.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kubevigil_crds::identity::{annotations, binding_fingerprint, object_fingerprint};
+use kubevigil_crds::identity::{
+    annotations, binding_fingerprint, object_fingerprint, object_fingerprint_with_spec,
+};
 
 use crate::report::ResultObjects;
 
 /// What was scanned, for the fingerprint annotation.
 #[derive(Clone, Copy, Debug)]
 pub enum Scanned<'a> {
-    /// An object target: its own metadata.
-    Object(&'a ObjectMeta),
+    /// An object target: its own metadata, and for a scalable kind the hash of its spec without
+    /// `replicas` (`kubevigil_crds::identity::spec_hash`).
+    Object(&'a ObjectMeta, Option<&'a str>),
     /// A binding target: its metadata and its role's (`None` when the role does not exist).
     Binding {
         /// The binding's metadata.
@@ -26,7 +29,7 @@ pub enum Scanned<'a> {
 /// the binding's results stale).
 pub fn result_fingerprint(scanned: Scanned<'_>) -> String {
     match scanned {
-        Scanned::Object(meta) => object_fingerprint(meta),
+        Scanned::Object(meta, spec) => object_fingerprint_with_spec(meta, spec),
         Scanned::Binding { binding, role } => binding_fingerprint(
             &object_fingerprint(binding),
             role.map(object_fingerprint).as_deref(),
@@ -182,7 +185,7 @@ mod tests {
         );
         let d = meta("d", Some(3), "99");
         assert_eq!(
-            result_fingerprint(Scanned::Object(&d)),
+            result_fingerprint(Scanned::Object(&d, None)),
             object_fingerprint(&d)
         );
         // A role change changes the binding's fingerprint.

@@ -396,6 +396,7 @@ async fn write_target(
         .is_binding()
         .then(|| role_meta(inventory, obj))
         .flatten();
+    let spec = crate::report::spec_hash_of(obj);
     let scanned = if key.kind.is_binding() {
         for t in inventory.triplets().iter().filter(|t| t.binding == index) {
             let result = evaluator.evaluate_triplet(inventory, t).or_else(|| {
@@ -415,7 +416,7 @@ async fn write_target(
             role: role.as_ref(),
         }
     } else {
-        Scanned::Object(meta)
+        Scanned::Object(meta, spec.as_deref())
     };
     let stamp = Stamp {
         target_uid: meta.uid.clone().unwrap_or_default(),
