@@ -433,8 +433,12 @@ fn thread_cpu_ns() -> Option<u64> {
 /// Median wall-clock and CPU time per call of `f`, over `samples` batches of about `batch`
 /// each. Batches are sized on CPU time where it is available, so that other processes on the
 /// core do not shrink them; the CPU figure is the one to compare on a loaded machine.
-fn median_ns(mut f: impl FnMut(), samples: usize) -> (f64, Option<f64>) {
-    let batch = Duration::from_millis(100);
+fn median_ns(f: impl FnMut(), samples: usize) -> (f64, Option<f64>) {
+    median_ns_in(f, samples, Duration::from_millis(100))
+}
+
+/// [`median_ns`] with batches of `batch` CPU time.
+fn median_ns_in(mut f: impl FnMut(), samples: usize, batch: Duration) -> (f64, Option<f64>) {
     let (start, cpu_start) = (Instant::now(), thread_cpu_ns());
     let mut iters = 0u64;
     loop {
@@ -562,6 +566,39 @@ fn summary() {
     );
 }
 
+/// Each control of the catalog alone on the Deployment (an evaluator with that one control),
+/// most expensive first: where the per-Deployment time goes. Shorter batches than the summary
+/// (30 ms, 5 samples), so single figures are rougher; the sum is close to the full-catalog time
+/// plus the evaluator's per-object cost counted once per control.
+fn breakdown() {
+    let inventory = deployment_inventory();
+    let mut rows: Vec<(&'static str, f64)> = catalog::all()
+        .into_iter()
+        .filter_map(|control| {
+            let ev = evaluator(vec![control]);
+            ev.evaluate_object(&inventory, 0)?;
+            let (wall, cpu) = median_ns_in(
+                || drop(black_box(ev.evaluate_object(&inventory, 0))),
+                5,
+                Duration::from_millis(30),
+            );
+            Some((control.meta().id, cpu.unwrap_or(wall)))
+        })
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f64 = rows.iter().map(|r| r.1).sum();
+    println!();
+    println!("== per-control cost on the Deployment (each control alone; cpu, median per call) ==");
+    println!(
+        "{} applicable controls, sum {:.1} us",
+        rows.len(),
+        total / 1e3
+    );
+    for (id, ns) in rows.iter().take(15) {
+        println!("{id:<8} {:>7.2} us  {:>5.1}%", ns / 1e3, ns / total * 100.0);
+    }
+}
+
 criterion_group!(benches, deployment, mixed, overhead);
 
 fn main() {
@@ -570,5 +607,6 @@ fn main() {
     // `cargo test --benches` runs each benchmark once without `--bench`: no summary then.
     if std::env::args().any(|a| a == "--bench") {
         summary();
+        breakdown();
     }
 }

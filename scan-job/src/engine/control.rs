@@ -1,10 +1,14 @@
 //! What a control is: its metadata and an evaluation that returns a status with paths.
 
+use std::rc::Rc;
+
 use kubevigil_crds::{RulePath, Severity, SubStatus};
 
 use super::inputs::ControlInputs;
 use super::inventory::{Inventory, Triplet};
+use super::memo::Memo;
 use super::object::K8sObject;
+use super::workload::{PodSpec, pod_spec};
 
 /// What a control evaluates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +106,43 @@ pub struct Context<'a> {
     pub inputs: &'a ControlInputs,
     /// Managed-cloud provider of the cluster (`eks`, `gke`, `aks`), when known.
     pub cloud_provider: Option<&'a str>,
+    /// What the controls of the evaluated object share (its pod spec, findings of shared rules),
+    /// so that the catalog does the common work once per object. `None` outside the evaluator.
+    pub memo: Option<&'a Memo<'a>>,
+}
+
+impl<'a> Context<'a> {
+    /// A context without a per-object memo (evaluating a control directly, in tests).
+    pub fn new(inventory: &'a Inventory, inputs: &'a ControlInputs) -> Self {
+        Context {
+            inventory,
+            inputs,
+            cloud_provider: None,
+            memo: None,
+        }
+    }
+
+    /// The pod spec of a workload (see [`pod_spec`]), looked up once per evaluated object.
+    pub fn pod_spec<'s>(&'s self, obj: &'s K8sObject) -> Option<PodSpec<'s>> {
+        match self.memo {
+            Some(memo) => memo.pod_spec(obj),
+            None => pod_spec(obj),
+        }
+    }
+
+    /// The findings of a rule that several controls run on `obj`, computed once per evaluated
+    /// object (see [`Memo::findings`]); without a memo, computed every time.
+    pub fn shared_findings(
+        &self,
+        obj: &K8sObject,
+        rule: &'static str,
+        compute: impl FnOnce() -> Vec<Finding>,
+    ) -> Rc<Vec<Finding>> {
+        match self.memo {
+            Some(memo) => memo.findings(obj, rule, compute),
+            None => Rc::new(compute()),
+        }
+    }
 }
 
 /// One failure found by a rule, with its paths.

@@ -11,6 +11,7 @@ use super::control::{Applies, Context, Control, ControlMeta, Finding, Needs, Out
 use super::exceptions::Exceptions;
 use super::inputs::ControlInputs;
 use super::inventory::{Inventory, Triplet};
+use super::memo::Memo;
 
 /// The outcome of one rule of a control on one resource.
 #[derive(Clone, Debug, PartialEq)]
@@ -157,7 +158,8 @@ impl<'c> Evaluator<'c> {
     pub fn evaluate_object(&self, inventory: &Inventory, index: usize) -> Option<ResourceResult> {
         let obj = inventory.get(index)?;
         let indexes = self.by_kind.get(obj.kind.as_str())?;
-        let cx = self.context(inventory);
+        let memo = Memo::for_object(obj);
+        let cx = self.context(inventory, Some(&memo));
         let mut controls = Vec::with_capacity(indexes.len());
         controls.extend(indexes.iter().filter_map(|&i| {
             self.run(
@@ -183,7 +185,7 @@ impl<'c> Evaluator<'c> {
             return None;
         }
         let target = inventory.triplet_target(t)?;
-        let cx = self.context(inventory);
+        let cx = self.context(inventory, None);
         let kind = t.subject.kind.as_str();
         let mut controls = Vec::with_capacity(self.for_subjects.len());
         controls.extend(self.for_subjects.iter().filter_map(|&i| {
@@ -204,11 +206,12 @@ impl<'c> Evaluator<'c> {
         })
     }
 
-    fn context<'a>(&'a self, inventory: &'a Inventory) -> Context<'a> {
+    fn context<'a>(&'a self, inventory: &'a Inventory, memo: Option<&'a Memo<'a>>) -> Context<'a> {
         Context {
             inventory,
             inputs: &self.inputs,
             cloud_provider: self.cloud_provider.as_deref(),
+            memo,
         }
     }
 
@@ -230,7 +233,7 @@ impl<'c> Evaluator<'c> {
             status: Status::Skipped,
             sub_status: Some(sub_status),
             info: Some(info.to_string()),
-            rules: rule_results(meta, &[], Status::Skipped, Some(sub_status)),
+            rules: rule_results(meta, Vec::new(), Status::Skipped, Some(sub_status)),
             configurations: configurations.clone(),
         };
         match meta.needs {
@@ -264,7 +267,7 @@ impl<'c> Evaluator<'c> {
                 status: Status::Passed,
                 sub_status: None,
                 info: None,
-                rules: rule_results(meta, &[], Status::Passed, None),
+                rules: rule_results(meta, Vec::new(), Status::Passed, None),
                 configurations,
             },
             Outcome::Skipped { sub_status, info } => ControlResult {
@@ -280,7 +283,7 @@ impl<'c> Evaluator<'c> {
                         info: Some(format!("excepted by posture exception policy {policy:?}")),
                         rules: rule_results(
                             meta,
-                            &findings,
+                            findings,
                             Status::Passed,
                             Some(SubStatus::WithExceptions),
                         ),
@@ -291,7 +294,7 @@ impl<'c> Evaluator<'c> {
                         status: Status::Failed,
                         sub_status: None,
                         info: None,
-                        rules: rule_results(meta, &findings, Status::Failed, None),
+                        rules: rule_results(meta, findings, Status::Failed, None),
                         configurations,
                     },
                 }
@@ -301,59 +304,62 @@ impl<'c> Evaluator<'c> {
 }
 
 /// One entry per rule of the control: rules with findings get `status` (failed, or passed with
-/// exceptions) and their paths; the others passed (or share a skip).
+/// exceptions) and their paths; the others passed (or share a skip). Rules are the control's
+/// own, in catalog order, then any other rule a finding names, in order of first appearance;
+/// each rule's paths and related objects are those of its findings, in finding order. The
+/// findings are consumed: their paths move into the results instead of being copied.
 fn rule_results(
     meta: &'static ControlMeta,
-    findings: &[Finding],
+    findings: Vec<Finding>,
     status: Status,
     sub_status: Option<SubStatus>,
 ) -> Vec<RuleResult> {
-    if findings.is_empty() {
-        // The common case (passed or skipped): one allocation, no name list.
-        let (status, sub_status) = if status == Status::Skipped {
-            (status, sub_status)
-        } else {
-            (Status::Passed, None)
+    let (empty_status, empty_sub_status) = if status == Status::Skipped {
+        (status, sub_status)
+    } else {
+        (Status::Passed, None)
+    };
+    let mut out: Vec<RuleResult> = meta
+        .rules
+        .iter()
+        .map(|&name| RuleResult {
+            name,
+            status: empty_status,
+            sub_status: empty_sub_status,
+            paths: Vec::new(),
+            related: Vec::new(),
+        })
+        .collect();
+    for finding in findings {
+        let index = match out.iter().position(|r| r.name == finding.rule) {
+            Some(index) => index,
+            None => {
+                out.push(RuleResult {
+                    name: finding.rule,
+                    status,
+                    sub_status,
+                    paths: Vec::new(),
+                    related: Vec::new(),
+                });
+                out.len() - 1
+            }
         };
-        return meta
-            .rules
-            .iter()
-            .map(|&name| RuleResult {
-                name,
-                status,
-                sub_status,
-                paths: Vec::new(),
-                related: Vec::new(),
-            })
-            .collect();
-    }
-    let mut names: Vec<&'static str> = meta.rules.to_vec();
-    for f in findings {
-        if !names.contains(&f.rule) {
-            names.push(f.rule);
+        if let Some(rule) = out.get_mut(index) {
+            rule.status = status;
+            rule.sub_status = sub_status;
+            if rule.paths.is_empty() {
+                rule.paths = finding.paths;
+            } else {
+                rule.paths.extend(finding.paths);
+            }
+            if rule.related.is_empty() {
+                rule.related = finding.related;
+            } else {
+                rule.related.extend(finding.related);
+            }
         }
     }
-    names
-        .into_iter()
-        .map(|name| {
-            let mine: Vec<&Finding> = findings.iter().filter(|f| f.rule == name).collect();
-            let (status, sub_status) = if mine.is_empty() && status != Status::Skipped {
-                (Status::Passed, None)
-            } else {
-                (status, sub_status)
-            };
-            RuleResult {
-                name,
-                status,
-                sub_status,
-                paths: mine.iter().flat_map(|f| f.paths.iter().cloned()).collect(),
-                related: mine
-                    .iter()
-                    .flat_map(|f| f.related.iter().cloned())
-                    .collect(),
-            }
-        })
-        .collect()
+    out
 }
 
 #[cfg(test)]

@@ -143,3 +143,62 @@ pub fn containers<'a>(pod: &PodSpec<'a>, which: Containers) -> Vec<ContainerRef<
     }
     out
 }
+
+/// `<pod_path>.<list>[<index>].<suffix>`: the path of a container field. Built by hand rather than with `format!`, because every finding on a
+/// container builds one or more of these.
+pub fn container_field_path(pod_path: &str, list: &str, index: usize, suffix: &str) -> String {
+    let mut out = String::with_capacity(pod_path.len() + list.len() + suffix.len() + 8);
+    out.push_str(pod_path);
+    out.push('.');
+    out.push_str(list);
+    push_index(&mut out, index);
+    out.push('.');
+    out.push_str(suffix);
+    out
+}
+
+/// Appends `[<index>]` to a path.
+pub fn push_index(out: &mut String, index: usize) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut n = index;
+    for slot in digits.iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        start -= 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push('[');
+    out.push_str(std::str::from_utf8(digits.get(start..).unwrap_or_default()).unwrap_or_default());
+    out.push(']');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_field_paths() {
+        assert_eq!(
+            container_field_path(
+                "spec.template.spec",
+                "containers",
+                0,
+                "securityContext.privileged"
+            ),
+            "spec.template.spec.containers[0].securityContext.privileged"
+        );
+        assert_eq!(
+            container_field_path("spec", "initContainers", 1234567, "image"),
+            "spec.initContainers[1234567].image"
+        );
+        let mut s = String::from("a");
+        push_index(&mut s, usize::MAX);
+        assert_eq!(s, format!("a[{}]", usize::MAX));
+        let mut s = String::new();
+        push_index(&mut s, 10);
+        assert_eq!(s, "[10]");
+    }
+}

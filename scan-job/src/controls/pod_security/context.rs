@@ -186,6 +186,61 @@ fn rule_privileged(pod: PodSpec<'_>, out: &mut Vec<Finding>) {
     }
 }
 
+/// Appends the findings of a rule that C-0211 shares with another control, computed once per
+/// evaluated object (see [`Context::shared_findings`]).
+fn shared(
+    cx: &Context<'_>,
+    obj: &K8sObject,
+    rule: &'static str,
+    out: &mut Vec<Finding>,
+    run: impl FnOnce(&mut Vec<Finding>),
+) {
+    let found = cx.shared_findings(obj, rule, || {
+        let mut findings = Vec::new();
+        run(&mut findings);
+        findings
+    });
+    out.extend(found.iter().cloned());
+}
+
+/// [`rule_non_root`], shared by C-0013 and C-0211.
+fn shared_non_root(cx: &Context<'_>, obj: &K8sObject, pod: PodSpec<'_>, out: &mut Vec<Finding>) {
+    shared(cx, obj, "non-root-containers", out, |f| {
+        rule_non_root(obj, pod, f);
+    });
+}
+
+/// [`rule_allow_privilege_escalation`], shared by C-0016 and C-0211.
+fn shared_allow_privilege_escalation(
+    cx: &Context<'_>,
+    obj: &K8sObject,
+    pod: PodSpec<'_>,
+    out: &mut Vec<Finding>,
+) {
+    shared(cx, obj, "rule-allow-privilege-escalation", out, |f| {
+        rule_allow_privilege_escalation(cx, pod, f);
+    });
+}
+
+/// [`rule_immutable_filesystem`], shared by C-0017 and C-0211.
+fn shared_immutable_filesystem(
+    cx: &Context<'_>,
+    obj: &K8sObject,
+    pod: PodSpec<'_>,
+    out: &mut Vec<Finding>,
+) {
+    shared(cx, obj, "immutable-container-filesystem", out, |f| {
+        rule_immutable_filesystem(obj, pod, f);
+    });
+}
+
+/// [`rule_privileged`], shared by C-0057 and C-0211.
+fn shared_privileged(cx: &Context<'_>, obj: &K8sObject, pod: PodSpec<'_>, out: &mut Vec<Finding>) {
+    shared(cx, obj, "rule-privilege-escalation", out, |f| {
+        rule_privileged(pod, f)
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Controls with one rule
 
@@ -226,8 +281,10 @@ impl Control for NonRootContainers {
         &NON_ROOT_CONTAINERS
     }
 
-    fn evaluate(&self, resource: Resource<'_>, _cx: &Context<'_>) -> Outcome {
-        check_pod(resource, rule_non_root)
+    fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
+        check_pod(resource, cx, |obj, pod, out| {
+            shared_non_root(cx, obj, pod, out)
+        })
     }
 }
 
@@ -260,8 +317,8 @@ impl Control for AllowPrivilegeEscalation {
     }
 
     fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
-        check_pod(resource, |_, pod, out| {
-            rule_allow_privilege_escalation(cx, pod, out);
+        check_pod(resource, cx, |obj, pod, out| {
+            shared_allow_privilege_escalation(cx, obj, pod, out);
         })
     }
 }
@@ -294,8 +351,10 @@ impl Control for ImmutableFilesystem {
         &IMMUTABLE_FILESYSTEM
     }
 
-    fn evaluate(&self, resource: Resource<'_>, _cx: &Context<'_>) -> Outcome {
-        check_pod(resource, rule_immutable_filesystem)
+    fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
+        check_pod(resource, cx, |obj, pod, out| {
+            shared_immutable_filesystem(cx, obj, pod, out);
+        })
     }
 }
 
@@ -333,8 +392,10 @@ impl Control for PrivilegedContainer {
         &PRIVILEGED_CONTAINER
     }
 
-    fn evaluate(&self, resource: Resource<'_>, _cx: &Context<'_>) -> Outcome {
-        check_pod(resource, |_, pod, out| rule_privileged(pod, out))
+    fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
+        check_pod(resource, cx, |obj, pod, out| {
+            shared_privileged(cx, obj, pod, out)
+        })
     }
 }
 
@@ -366,7 +427,7 @@ impl Control for InsecureCapabilities {
 
     fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
         let insecure = cx.inputs.get("insecureCapabilities");
-        check_pod(resource, |obj, pod, out| {
+        check_pod(resource, cx, |obj, pod, out| {
             for c in ctrs(pod, with_init_and_pod_ephemeral(obj)) {
                 let Some(caps) = c.sc().get("capabilities") else {
                     continue;
@@ -419,8 +480,8 @@ impl Control for LinuxHardening {
         &LINUX_HARDENING
     }
 
-    fn evaluate(&self, resource: Resource<'_>, _cx: &Context<'_>) -> Outcome {
-        check_pod(resource, |_, pod, out| {
+    fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
+        check_pod(resource, cx, |_, pod, out| {
             if has(pod_sc(pod), "seccompProfile") {
                 return;
             }
@@ -472,9 +533,9 @@ impl Control for SeccompRuntimeDefault {
         &SECCOMP_RUNTIME_DEFAULT
     }
 
-    fn evaluate(&self, resource: Resource<'_>, _cx: &Context<'_>) -> Outcome {
+    fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
         const RULE: &str = "set-seccomp-profile-RuntimeDefault";
-        check_pod(resource, |_, pod, out| {
+        check_pod(resource, cx, |_, pod, out| {
             let pod_type = seccomp_type(pod_sc(pod));
             for c in ctrs(pod, MAIN) {
                 let f = match (seccomp_type(c.sc()), pod_type) {
@@ -752,16 +813,16 @@ impl Control for SecurityContextApplied {
     }
 
     fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
-        check_pod(resource, |obj, pod, out| {
-            rule_privileged(pod, out);
-            rule_immutable_filesystem(obj, pod, out);
-            rule_non_root(obj, pod, out);
+        check_pod(resource, cx, |obj, pod, out| {
+            shared_privileged(cx, obj, pod, out);
+            shared_immutable_filesystem(cx, obj, pod, out);
+            shared_non_root(cx, obj, pod, out);
             rule_drop_net_raw(pod, out);
             rule_pod_or_containers("set-seLinuxOptions", "seLinuxOptions", pod, out);
             rule_pod_or_containers("set-seccomp-profile", "seccompProfile", pod, out);
             rule_proc_mount(cx, pod, out);
             rules_pod_level(pod, out);
-            rule_allow_privilege_escalation(cx, pod, out);
+            shared_allow_privilege_escalation(cx, obj, pod, out);
             if is_windows(pod) {
                 rule_pod_or_containers(
                     "set-gmsacredentialspecname-value",

@@ -50,8 +50,8 @@ impl Control for HostNetwork {
         &HOST_NETWORK
     }
 
-    fn evaluate(&self, resource: Resource<'_>, _cx: &Context<'_>) -> Outcome {
-        check_pod(resource, |_, pod, out| {
+    fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
+        check_pod(resource, cx, |_, pod, out| {
             host_flag("host-network-access", "hostNetwork", pod, out);
         })
     }
@@ -88,8 +88,8 @@ impl Control for HostPidIpc {
         &HOST_PID_IPC
     }
 
-    fn evaluate(&self, resource: Resource<'_>, _cx: &Context<'_>) -> Outcome {
-        check_pod(resource, |_, pod, out| {
+    fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
+        check_pod(resource, cx, |_, pod, out| {
             host_flag("host-pid-ipc-privileges", "hostPID", pod, out);
             host_flag("host-pid-ipc-privileges", "hostIPC", pod, out);
         })
@@ -120,8 +120,8 @@ impl Control for HostPid {
         &HOST_PID
     }
 
-    fn evaluate(&self, resource: Resource<'_>, _cx: &Context<'_>) -> Outcome {
-        check_pod(resource, |_, pod, out| {
+    fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
+        check_pod(resource, cx, |_, pod, out| {
             host_flag("host-pid-privileges", "hostPID", pod, out);
         })
     }
@@ -151,8 +151,8 @@ impl Control for HostIpc {
         &HOST_IPC
     }
 
-    fn evaluate(&self, resource: Resource<'_>, _cx: &Context<'_>) -> Outcome {
-        check_pod(resource, |_, pod, out| {
+    fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
+        check_pod(resource, cx, |_, pod, out| {
             host_flag("host-ipc-privileges", "hostIPC", pod, out);
         })
     }
@@ -195,8 +195,8 @@ impl Control for ContainerHostPort {
         &CONTAINER_HOST_PORT
     }
 
-    fn evaluate(&self, resource: Resource<'_>, _cx: &Context<'_>) -> Outcome {
-        check_pod(resource, |_, pod, out| {
+    fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
+        check_pod(resource, cx, |_, pod, out| {
             for c in ctrs(pod, MAIN) {
                 for (j, port) in array(c.value, "ports").iter().enumerate() {
                     if has(port, "hostPort") {
@@ -283,8 +283,8 @@ impl Control for HostPathMount {
         &HOST_PATH_MOUNT
     }
 
-    fn evaluate(&self, resource: Resource<'_>, _cx: &Context<'_>) -> Outcome {
-        check_pod(resource, |_, pod, out| {
+    fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
+        check_pod(resource, cx, |_, pod, out| {
             let volumes = array(pod.spec, "volumes");
             if !volumes.iter().any(|v| host_path(v).is_some())
                 || !some_container_mounts(pod, WITH_INIT)
@@ -332,8 +332,8 @@ impl Control for WritableHostPath {
         &WRITABLE_HOST_PATH
     }
 
-    fn evaluate(&self, resource: Resource<'_>, _cx: &Context<'_>) -> Outcome {
-        check_pod(resource, |_, pod, out| {
+    fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
+        check_pod(resource, cx, |_, pod, out| {
             for volume in array(pod.spec, "volumes") {
                 if !has(volume, "hostPath") {
                     continue;
@@ -387,8 +387,8 @@ impl Control for ContainerRuntimeSocket {
         &CONTAINER_RUNTIME_SOCKET
     }
 
-    fn evaluate(&self, resource: Resource<'_>, _cx: &Context<'_>) -> Outcome {
-        check_pod(resource, |_, pod, out| {
+    fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
+        check_pod(resource, cx, |_, pod, out| {
             for (i, volume) in array(pod.spec, "volumes").iter().enumerate() {
                 if host_path(volume).is_some_and(|p| RUNTIME_SOCKETS.contains(&p)) {
                     out.push(volume_with_mounts(
@@ -484,7 +484,7 @@ impl Control for MountServicePrincipal {
 
     fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
         let unsafe_paths = cx.cloud_provider.map(credential_paths).unwrap_or(&[]);
-        check_pod(resource, |_, pod, out| {
+        check_pod(resource, cx, |_, pod, out| {
             if unsafe_paths.is_empty() || !some_container_mounts(pod, MAIN) {
                 return;
             }

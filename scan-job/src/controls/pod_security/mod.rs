@@ -14,8 +14,8 @@ mod resources;
 use serde_json::Value;
 
 use crate::engine::object::array;
-use crate::engine::workload::{PodSpec, WORKLOAD_KINDS, pod_spec};
-use crate::engine::{Applies, Control, Finding, K8sObject, Outcome, Resource};
+use crate::engine::workload::{PodSpec, WORKLOAD_KINDS, container_field_path};
+use crate::engine::{Applies, Context, Control, Finding, K8sObject, Outcome, Resource};
 
 pub use context::{
     AllowPrivilegeEscalation, ImmutableFilesystem, InsecureCapabilities, LinuxHardening,
@@ -98,7 +98,7 @@ struct Ctr<'a> {
 impl<'a> Ctr<'a> {
     /// `<podspec>.<list>[<index>].<suffix>`.
     fn path(&self, suffix: &str) -> String {
-        format!("{}.{}[{}].{suffix}", self.pod_path, self.list, self.index)
+        container_field_path(self.pod_path, self.list, self.index, suffix)
     }
 
     /// The container's `securityContext`, or `Null`.
@@ -147,12 +147,13 @@ fn has(v: &Value, key: &str) -> bool {
 /// for these controls.
 fn check_pod(
     resource: Resource<'_>,
+    cx: &Context<'_>,
     check: impl FnOnce(&K8sObject, PodSpec<'_>, &mut Vec<Finding>),
 ) -> Outcome {
     let Resource::Object(obj) = resource else {
         return Outcome::NotApplicable;
     };
-    let Some(pod) = pod_spec(obj) else {
+    let Some(pod) = cx.pod_spec(obj) else {
         return Outcome::Passed;
     };
     let mut findings = Vec::new();
@@ -178,11 +179,7 @@ mod test_support {
             .collect();
         let inventory = Inventory::new(objects);
         let inputs = ControlInputs::default();
-        let cx = Context {
-            inventory: &inventory,
-            inputs: &inputs,
-            cloud_provider: None,
-        };
+        let cx = Context::new(&inventory, &inputs);
         let Some(first) = inventory.objects().first() else {
             return Vec::new();
         };

@@ -153,7 +153,7 @@ impl Control for MemoryLimitAndRequest {
     }
 
     fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
-        check_pod(resource, |_, pod, out| {
+        check_pod(resource, cx, |_, pod, out| {
             let limits = MEMORY.limits(cx.inputs);
             for c in ctrs(pod, MAIN) {
                 limits.check(&c, out);
@@ -193,7 +193,7 @@ impl Control for CpuLimitAndRequest {
     }
 
     fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
-        check_pod(resource, |_, pod, out| {
+        check_pod(resource, cx, |_, pod, out| {
             let limits = CPU.limits(cx.inputs);
             for c in ctrs(pod, MAIN) {
                 limits.check(&c, out);
@@ -229,8 +229,8 @@ impl Control for ResourceLimits {
         &RESOURCE_LIMITS
     }
 
-    fn evaluate(&self, resource: Resource<'_>, _cx: &Context<'_>) -> Outcome {
-        check_pod(resource, |_, pod, out| {
+    fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
+        check_pod(resource, cx, |_, pod, out| {
             for c in ctrs(pod, MAIN) {
                 let res = resources(&c);
                 let cpu = quantity_of(res, "limits", "cpu").is_none();
@@ -257,8 +257,9 @@ fn require_resource(
     section: &str,
     name: &str,
     resource: Resource<'_>,
+    cx: &Context<'_>,
 ) -> Outcome {
-    check_pod(resource, |_, pod, out| {
+    check_pod(resource, cx, |_, pod, out| {
         for c in ctrs(pod, MAIN) {
             if quantity_of(resources(&c), section, name).is_none() {
                 out.push(
@@ -294,8 +295,8 @@ impl Control for CpuRequests {
         &CPU_REQUESTS
     }
 
-    fn evaluate(&self, resource: Resource<'_>, _cx: &Context<'_>) -> Outcome {
-        require_resource("resources-cpu-requests", "requests", "cpu", resource)
+    fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
+        require_resource("resources-cpu-requests", "requests", "cpu", resource, cx)
     }
 }
 
@@ -323,8 +324,14 @@ impl Control for MemoryRequests {
         &MEMORY_REQUESTS
     }
 
-    fn evaluate(&self, resource: Resource<'_>, _cx: &Context<'_>) -> Outcome {
-        require_resource("resources-memory-requests", "requests", "memory", resource)
+    fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
+        require_resource(
+            "resources-memory-requests",
+            "requests",
+            "memory",
+            resource,
+            cx,
+        )
     }
 }
 
@@ -352,8 +359,8 @@ impl Control for CpuLimits {
         &CPU_LIMITS
     }
 
-    fn evaluate(&self, resource: Resource<'_>, _cx: &Context<'_>) -> Outcome {
-        require_resource("resources-cpu-limits", "limits", "cpu", resource)
+    fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
+        require_resource("resources-cpu-limits", "limits", "cpu", resource, cx)
     }
 }
 
@@ -381,14 +388,19 @@ impl Control for MemoryLimits {
         &MEMORY_LIMITS
     }
 
-    fn evaluate(&self, resource: Resource<'_>, _cx: &Context<'_>) -> Outcome {
-        require_resource("resources-memory-limits", "limits", "memory", resource)
+    fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
+        require_resource("resources-memory-limits", "limits", "memory", resource, cx)
     }
 }
 
 /// Per container: a fix path (`YOUR_VALUE`) when the probe `field` is missing.
-fn require_probe(rule: &'static str, field: &str, resource: Resource<'_>) -> Outcome {
-    check_pod(resource, |_, pod, out| {
+fn require_probe(
+    rule: &'static str,
+    field: &str,
+    resource: Resource<'_>,
+    cx: &Context<'_>,
+) -> Outcome {
+    check_pod(resource, cx, |_, pod, out| {
         for c in ctrs(pod, MAIN) {
             if !has(c.value, field) {
                 out.push(Finding::new(rule).fix(c.path(field), "YOUR_VALUE"));
@@ -422,8 +434,8 @@ impl Control for ReadinessProbe {
         &READINESS_PROBE
     }
 
-    fn evaluate(&self, resource: Resource<'_>, _cx: &Context<'_>) -> Outcome {
-        require_probe("configured-readiness-probe", "readinessProbe", resource)
+    fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
+        require_probe("configured-readiness-probe", "readinessProbe", resource, cx)
     }
 }
 
@@ -450,7 +462,7 @@ impl Control for LivenessProbe {
         &LIVENESS_PROBE
     }
 
-    fn evaluate(&self, resource: Resource<'_>, _cx: &Context<'_>) -> Outcome {
-        require_probe("configured-liveness-probe", "livenessProbe", resource)
+    fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
+        require_probe("configured-liveness-probe", "livenessProbe", resource, cx)
     }
 }

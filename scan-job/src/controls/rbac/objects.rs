@@ -316,6 +316,7 @@ mod tests {
             inventory: &inv,
             inputs: &inputs,
             cloud_provider: provider,
+            memo: None,
         };
         control.evaluate(Resource::Object(obj), &cx)
     }

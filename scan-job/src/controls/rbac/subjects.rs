@@ -248,6 +248,7 @@ mod tests {
             inventory: inv,
             inputs: &inputs,
             cloud_provider: None,
+            memo: None,
         };
         inv.triplets()
             .iter()

@@ -9,7 +9,6 @@ use super::{
     WL7, WL8, in_namespace_of, object, service_account_name, service_account_of, token_mounted,
 };
 use crate::engine::object::{array, str_at};
-use crate::engine::workload::pod_spec;
 use crate::engine::{Context, Control, ControlMeta, Finding, K8sObject, Needs, Outcome, Resource};
 
 // ---------------------------------------------------------------------------------------------
@@ -29,7 +28,7 @@ fn automount_service_account(resource: Resource<'_>, cx: &Context<'_>) -> Outcom
     let Some(wl) = object(resource) else {
         return Outcome::NotApplicable;
     };
-    let Some(pod) = pod_spec(wl) else {
+    let Some(pod) = cx.pod_spec(wl) else {
         return Outcome::Passed;
     };
     let path = || format!("{}.automountServiceAccountToken", pod.path);
@@ -215,7 +214,7 @@ impl Control for ServiceAccountTokenMounted {
         let Some(wl) = object(resource) else {
             return Outcome::NotApplicable;
         };
-        let Some(pod) = pod_spec(wl) else {
+        let Some(pod) = cx.pod_spec(wl) else {
             return Outcome::Passed;
         };
         let Some(sa) = service_account_of(cx, wl, pod.spec) else {
@@ -294,7 +293,7 @@ fn bound_role_findings(
     let Some(wl) = object(resource) else {
         return Outcome::NotApplicable;
     };
-    let Some(pod) = pod_spec(wl) else {
+    let Some(pod) = cx.pod_spec(wl) else {
         return Outcome::Passed;
     };
     let Some(sa) = service_account_of(cx, wl, pod.spec) else {
@@ -454,7 +453,7 @@ impl Control for NonExistentServiceAccount {
         let Some(wl) = object(resource) else {
             return Outcome::NotApplicable;
         };
-        let Some(pod) = pod_spec(wl) else {
+        let Some(pod) = cx.pod_spec(wl) else {
             return Outcome::Passed;
         };
         let name = service_account_name(pod.spec);

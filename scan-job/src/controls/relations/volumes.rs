@@ -4,7 +4,6 @@ use serde_json::Value;
 
 use super::{WL7, in_namespace_of, indexed, object};
 use crate::engine::object::{array, get_path};
-use crate::engine::workload::pod_spec;
 use crate::engine::{Context, Control, ControlMeta, Finding, Needs, Outcome, Resource};
 
 /// Which volume source a control looks for.
@@ -25,7 +24,7 @@ fn mounted_source(resource: Resource<'_>, cx: &Context<'_>, source: &Source) -> 
     let Some(wl) = object(resource) else {
         return Outcome::NotApplicable;
     };
-    let Some(pod) = pod_spec(wl) else {
+    let Some(pod) = cx.pod_spec(wl) else {
         return Outcome::Passed;
     };
     let mut findings = Vec::new();

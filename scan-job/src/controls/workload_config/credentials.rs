@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::regex_cache::{CredentialMatchers, credential_matchers};
 use super::{WL7, container_path, each_container, object_control};
 use crate::engine::object::{array, str_at};
-use crate::engine::workload::{Containers, PodSpec, pod_spec};
+use crate::engine::workload::{Containers, PodSpec};
 use crate::engine::{Applies, Context, ControlMeta, Finding, K8sObject, Needs, Outcome};
 
 const ENV_RULE: &str = "rule-credentials-in-env-var";
@@ -40,7 +40,7 @@ fn matchers(cx: &Context<'_>, values_case_insensitive: bool) -> Arc<CredentialMa
 /// `rule-credentials-in-env-var`: literal env values of `containers` that look like credentials,
 /// and `envFrom.secretRef` of `containers` and `initContainers`.
 fn credentials_in_env(obj: &K8sObject, cx: &Context<'_>) -> Vec<Finding> {
-    let Some(pod) = pod_spec(obj) else {
+    let Some(pod) = cx.pod_spec(obj) else {
         return Vec::new();
     };
     let mut findings = Vec::new();
@@ -69,6 +69,13 @@ fn credentials_in_env(obj: &K8sObject, cx: &Context<'_>) -> Vec<Finding> {
     }
     secret_env_from(&pod, ENV_RULE, &mut findings);
     findings
+}
+
+/// [`credentials_in_env`], computed once per evaluated object for C-0012 and C-0259.
+fn shared_credentials_in_env(obj: &K8sObject, cx: &Context<'_>) -> Vec<Finding> {
+    cx.shared_findings(obj, ENV_RULE, || credentials_in_env(obj, cx))
+        .as_ref()
+        .clone()
 }
 
 /// Every `envFrom[j].secretRef` of `containers` and `initContainers`: delete path
@@ -175,7 +182,7 @@ fn credentials(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     if obj.kind == "ConfigMap" {
         Outcome::from_findings(credentials_in_configmap(obj, cx))
     } else {
-        Outcome::from_findings(credentials_in_env(obj, cx))
+        Outcome::from_findings(shared_credentials_in_env(obj, cx))
     }
 }
 
@@ -203,7 +210,7 @@ static CREDENTIAL_ACCESS: ControlMeta = ControlMeta {
 object_control!(CredentialAccess, CREDENTIAL_ACCESS, credential_access);
 
 fn credential_access(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
-    Outcome::from_findings(credentials_in_env(obj, cx))
+    Outcome::from_findings(shared_credentials_in_env(obj, cx))
 }
 
 /// C-0207 Prefer using secrets as files over secrets as environment variables.
@@ -238,8 +245,8 @@ static SECRETS_IN_ENV: ControlMeta = ControlMeta {
 
 object_control!(SecretsInEnv, SECRETS_IN_ENV, secrets_in_env);
 
-fn secrets_in_env(obj: &K8sObject, _cx: &Context<'_>) -> Outcome {
-    let Some(pod) = pod_spec(obj) else {
+fn secrets_in_env(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
+    let Some(pod) = cx.pod_spec(obj) else {
         return Outcome::Passed;
     };
     let mut findings = Vec::new();

@@ -9,17 +9,18 @@ use super::{
     DEPLOYMENT, POD, WL7, container_path, each_container, integration_control, object_control,
 };
 use crate::engine::object::{array, get_path, str_at};
-use crate::engine::workload::{Containers, pod_spec};
+use crate::engine::workload::Containers;
 use crate::engine::{Context, ControlMeta, Finding, K8sObject, Needs, Outcome};
 
 /// Reports `<c>.image` (review + failed) for every container of a Deployment whose image
 /// satisfies `vulnerable` (the CVE rules inspect `containers` only).
 fn vulnerable_images(
     obj: &K8sObject,
+    cx: &Context<'_>,
     rule: &'static str,
     mut vulnerable: impl FnMut(&str) -> bool,
 ) -> Outcome {
-    let Some(pod) = pod_spec(obj) else {
+    let Some(pod) = cx.pod_spec(obj) else {
         return Outcome::Passed;
     };
     let mut findings = Vec::new();
@@ -94,7 +95,7 @@ fn kubelet_vulnerable(version: &str) -> bool {
 }
 
 fn subpath_symlink(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
-    let Some(pod) = pod_spec(obj) else {
+    let Some(pod) = cx.pod_spec(obj) else {
         return Outcome::Passed;
     };
     let mut findings = Vec::new();
@@ -182,6 +183,7 @@ fn nginx_snippet(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     let ns = obj.namespace_or_default();
     vulnerable_images(
         obj,
+        cx,
         "nginx-ingress-snippet-annotation-vulnerability",
         |image| {
             let nginx = ["nginx-controller", "ingress-controller", "ingress-nginx"]
@@ -239,8 +241,8 @@ fn argocd_vulnerable(image: &str) -> bool {
             })
 }
 
-fn argocd(obj: &K8sObject, _cx: &Context<'_>) -> Outcome {
-    vulnerable_images(obj, "CVE-2022-24348", argocd_vulnerable)
+fn argocd(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
+    vulnerable_images(obj, cx, "CVE-2022-24348", argocd_vulnerable)
 }
 
 /// C-0090 CVE-2022-39328-grafana-auth-bypass.
@@ -278,8 +280,8 @@ fn grafana_vulnerable(image: &str) -> bool {
         .is_some_and(|(major, minor, patch)| major == 9 && minor == 2 && patch < 4)
 }
 
-fn grafana(obj: &K8sObject, _cx: &Context<'_>) -> Outcome {
-    vulnerable_images(obj, "CVE-2022-39328", grafana_vulnerable)
+fn grafana(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
+    vulnerable_images(obj, cx, "CVE-2022-39328", grafana_vulnerable)
 }
 
 /// C-0091 CVE-2022-47633-kyverno-signature-bypass.
@@ -315,8 +317,8 @@ fn kyverno_vulnerable(image: &str) -> bool {
             })
 }
 
-fn kyverno(obj: &K8sObject, _cx: &Context<'_>) -> Outcome {
-    vulnerable_images(obj, "CVE-2022-47633", kyverno_vulnerable)
+fn kyverno(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
+    vulnerable_images(obj, cx, "CVE-2022-47633", kyverno_vulnerable)
 }
 
 /// C-0083 Workloads with Critical vulnerabilities exposed to external traffic.

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::engine::object::{array, get_path, str_at};
 use crate::engine::selectors::{expression_matches, map_subset};
-use crate::engine::workload::{Containers, pod_spec, template_path};
+use crate::engine::workload::{Containers, template_path};
 use crate::engine::{Applies, Context, ControlMeta, Finding, K8sObject, Needs, Outcome};
 
 /// C-0026 Kubernetes CronJob.
@@ -58,8 +58,8 @@ static SUDO: ControlMeta = ControlMeta {
 
 object_control!(SudoInEntrypoint, SUDO, sudo);
 
-fn sudo(obj: &K8sObject, _cx: &Context<'_>) -> Outcome {
-    let Some(pod) = pod_spec(obj) else {
+fn sudo(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
+    let Some(pod) = cx.pod_spec(obj) else {
         return Outcome::Passed;
     };
     let mut findings = Vec::new();
@@ -178,8 +178,8 @@ static DEPRECATED_SA: ControlMeta = ControlMeta {
 
 object_control!(DeprecatedServiceAccountField, DEPRECATED_SA, deprecated_sa);
 
-fn deprecated_sa(obj: &K8sObject, _cx: &Context<'_>) -> Outcome {
-    let Some(pod) = pod_spec(obj) else {
+fn deprecated_sa(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
+    let Some(pod) = cx.pod_spec(obj) else {
         return Outcome::Passed;
     };
     let Some(deprecated) = str_at(pod.spec, "serviceAccount").filter(|s| !s.is_empty()) else {
@@ -223,8 +223,8 @@ static DUPLICATE_ENV: ControlMeta = ControlMeta {
 
 object_control!(DuplicateEnvVar, DUPLICATE_ENV, duplicate_env);
 
-fn duplicate_env(obj: &K8sObject, _cx: &Context<'_>) -> Outcome {
-    let Some(pod) = pod_spec(obj) else {
+fn duplicate_env(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
+    let Some(pod) = cx.pod_spec(obj) else {
         return Outcome::Passed;
     };
     let mut findings = Vec::new();

@@ -9,17 +9,18 @@ use serde_json::Value;
 use super::image_ref::normalize;
 use super::{WL7, container_path, each_container, integration_control, object_control};
 use crate::engine::object::str_at;
-use crate::engine::workload::{Containers, pod_spec};
+use crate::engine::workload::Containers;
 use crate::engine::{Applies, Context, ControlMeta, Finding, K8sObject, Needs, Outcome};
 
 /// Reports `<c>.image` (review + failed) for every container whose image satisfies `bad`.
 fn image_findings(
     obj: &K8sObject,
+    cx: &Context<'_>,
     rule: &'static str,
     which: Containers,
     mut bad: impl FnMut(&str) -> bool,
 ) -> Outcome {
-    let Some(pod) = pod_spec(obj) else {
+    let Some(pod) = cx.pod_spec(obj) else {
         return Outcome::Passed;
     };
     let mut findings = Vec::new();
@@ -69,6 +70,7 @@ fn forbidden_registries(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     }
     image_findings(
         obj,
+        cx,
         "rule-identify-blocklisted-image-registries-v1",
         Containers::Main,
         |image| {
@@ -119,6 +121,7 @@ fn allowed_registries(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     }
     image_findings(
         obj,
+        cx,
         "container-image-repository-v1",
         Containers::Main,
         |image| !normalize(image).is_some_and(|name| allowed.iter().any(|r| name.starts_with(r))),
@@ -162,7 +165,7 @@ fn tag_and_digest(image: &str) -> (Option<&str>, bool) {
 }
 
 fn pull_policy(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
-    let Some(pod) = pod_spec(obj) else {
+    let Some(pod) = cx.pod_spec(obj) else {
         return Outcome::Passed;
     };
     let floating = cx.inputs.get("floatingImageTags");
@@ -250,6 +253,7 @@ fn images_not_pinned(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     let exempt = cx.inputs.get("imageDigestExemptRepositories");
     image_findings(
         obj,
+        cx,
         "image-not-pinned-to-digest",
         Containers::All,
         |image| !has_digest(image) && !digest_exempt(image, exempt),
@@ -283,12 +287,13 @@ object_control!(
     deprecated_registry
 );
 
-fn deprecated_registry(obj: &K8sObject, _cx: &Context<'_>) -> Outcome {
+fn deprecated_registry(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     if obj.metadata().get("namespace").and_then(Value::as_str) != Some("kube-system") {
         return Outcome::NotApplicable;
     }
     image_findings(
         obj,
+        cx,
         "rule-identify-old-k8s-registry",
         Containers::Main,
         |image| image.starts_with("k8s.gcr.io/"),
@@ -323,9 +328,10 @@ static NGINX_EOL: ControlMeta = ControlMeta {
 
 object_control!(NginxIngressEol, NGINX_EOL, nginx_eol);
 
-fn nginx_eol(obj: &K8sObject, _cx: &Context<'_>) -> Outcome {
+fn nginx_eol(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     image_findings(
         obj,
+        cx,
         "detect-nginx-ingress-controller-eol",
         Containers::Main,
         |image| {

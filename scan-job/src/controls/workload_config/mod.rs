@@ -169,7 +169,7 @@ fn each_container<'a>(
 
 /// `<podspec>.<list>[<index>].<suffix>`.
 fn container_path(pod: &PodSpec<'_>, list: &str, index: usize, suffix: &str) -> String {
-    format!("{}.{list}[{index}].{suffix}", pod.path)
+    crate::engine::workload::container_field_path(pod.path, list, index, suffix)
 }
 
 /// The dotted path of a workload's pod spec by kind, whether or not the object has one.
