@@ -159,20 +159,35 @@ async fn edited_and_deleted_results(client: Client, ns: String) -> Result<(), Bo
             },
         )
         .await?;
-        wait_control_status(&summaries, name, "C-0057", "failed", Duration::from_secs(30))
-            .await?;
-        let summary = summaries
-            .get(name)
-            .await
-            .map_err(kube_err(format!("reading wcss {ns}/{name}")))?;
-        if summary
-            .meta()
-            .labels
-            .as_ref()
-            .is_some_and(|l| l.contains_key("tampered"))
-        {
-            return Err(fail(&ns, format!("wcss keeps the hand-added label: {summary:?}")));
-        }
+        // The summary is applied (and replaced) after the scan by the same Job.
+        wait_for(
+            Duration::from_secs(60),
+            "the hand-edited wcss overwritten by the same scan",
+            || {
+                let summaries = summaries.clone();
+                async move {
+                    let wcss = summaries.get(name).await?;
+                    let tampered = wcss
+                        .meta()
+                        .labels
+                        .as_ref()
+                        .is_some_and(|l| l.contains_key("tampered"));
+                    let status = wcss
+                        .spec
+                        .controls
+                        .get("C-0057")
+                        .and_then(|c| serde_json::to_value(c.status.status).ok());
+                    Ok::<_, BoxError>(
+                        if !tampered && status == Some(json!("failed")) {
+                            Check::Done(())
+                        } else {
+                            Check::NotYet(format!("tampered label {tampered}, C-0057 {status:?}"))
+                        },
+                    )
+                }
+            },
+        )
+        .await?;
 
         // 2. Delete both results by hand: no event on the Deployment, so only the resync
         //    (15 s) brings them back, as new objects.
