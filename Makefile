@@ -70,3 +70,27 @@ scenarios: ## Scenario tests on the local real cluster (boots it when KUBECONFIG
 .PHONY: demo
 demo: ## Local cluster + kubevigil installed by Helm + a scanned demo namespace
 	bash scripts/demo.sh
+
+# cargo-fuzz needs nightly flags: the nightly toolchain when installed, else stable with
+# RUSTC_BOOTSTRAP=1. Built into target/fuzz (sanitizer builds cannot share target/debug).
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= manifests engine names
+.PHONY: fuzz
+fuzz: ## cargo-fuzz: each target (manifest parser, engine, names) for FUZZ_SECONDS (600), one at a time; not in `make test`
+	bash scripts/cargo-tool.sh cargo-fuzz 0.13.1 fuzz
+	if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then fuzz="$(CARGO) +nightly fuzz"; \
+	  else fuzz="env RUSTC_BOOTSTRAP=1 $(CARGO) fuzz"; fi; \
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz target $$t for $(FUZZ_SECONDS)s"; \
+	  $$fuzz run --target-dir $(TARGET_DIR)/fuzz $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 || exit 1; \
+	done
+
+# A cluster of its own, booted with a low in-flight limit so that the API server answers 429.
+PRESSURE_CLUSTER_DIR ?= $(HOME)/.cache/kubevigil/cluster-pressure
+.PHONY: api-pressure
+api-pressure: ## The scan pipeline on a cluster whose API server answers 429 (own cluster dir, --max-requests-inflight=2)
+	export KUBEVIGIL_CLUSTER_DIR=$(PRESSURE_CLUSTER_DIR) \
+	  KUBEVIGIL_APISERVER_EXTRA_ARGS="--max-requests-inflight=2 --max-mutating-requests-inflight=1"; \
+	  trap 'bash scripts/cluster.sh down' EXIT; \
+	  export KUBECONFIG="$$(bash scripts/cluster.sh up | tail -n1)"; \
+	  $(CARGO) test -p kind-tests --test api_pressure -- --ignored --nocapture

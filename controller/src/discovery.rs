@@ -242,4 +242,93 @@ mod tests {
             "resource widgets.example.com/v1 not found in API discovery"
         );
     }
+
+    /// Issue 8: a matchingRules entry for a kind that does not exist is not a config error (the
+    /// chart may be installed before a CRD); it resolves to `NotFound` with a message naming it,
+    /// while the other kinds of the same group-version resolve.
+    #[test]
+    fn a_rule_for_a_kind_that_does_not_exist_fails_alone() {
+        let c = config(
+            r#"[{apiGroups: [apps], apiVersions: [v1], resources: [deployments, frobnicators]}, {apiGroups: [nope.example.com], apiVersions: [v9], resources: [widgets]}]"#,
+        );
+        let all = specs(&c);
+        assert_eq!(all.len(), 3, "{all:?}");
+        let gvk = kube::core::GroupVersionKind::gvk("apps", "v1", "Deployment");
+        let discovered = [(
+            ApiResource::from_gvk_with_plural(&gvk, "deployments"),
+            ApiCapabilities {
+                scope: Scope::Namespaced,
+                subresources: vec![],
+                operations: vec!["list".into(), "watch".into()],
+            },
+        )];
+        let resolved: Vec<(String, Result<String, Failure>)> = all
+            .iter()
+            .filter(|s| s.group == "apps")
+            .map(|s| {
+                (
+                    s.to_string(),
+                    pick(&discovered, s)
+                        .map(|k| k.kind)
+                        .ok_or_else(|| Failure::not_found(s)),
+                )
+            })
+            .collect();
+        assert_eq!(
+            resolved,
+            vec![
+                (
+                    "deployments.apps/v1".to_string(),
+                    Ok("Deployment".to_string())
+                ),
+                (
+                    "frobnicators.apps/v1".to_string(),
+                    Err(Failure::NotFound(
+                        "resource frobnicators.apps/v1 not found in API discovery".into()
+                    ))
+                ),
+            ]
+        );
+        // A group that does not exist at all: discovery answers 404, classified as NotFound.
+        let widgets = all.iter().find(|s| s.resource == "widgets").unwrap();
+        let e = kube::Error::Api(Box::new(
+            kube::core::Status::failure(
+                "the server could not find the requested resource",
+                "NotFound",
+            )
+            .with_code(404),
+        ));
+        assert!(
+            matches!(Failure::from_error(widgets, &e), Failure::NotFound(m) if m.contains("widgets.nope.example.com/v9")),
+            "{:?}",
+            Failure::from_error(widgets, &e)
+        );
+    }
+
+    /// A malformed matchingRules entry is a startup error naming the field.
+    #[test]
+    fn malformed_rules_are_named() {
+        let parse = |rules: &str| {
+            Config::parse(
+                "config.yaml",
+                &format!(
+                    "continuousScanning:\n  matchingRules: {rules}\nscanJob: {{image: i, serviceAccountName: sa, batchSize: 5, maxConcurrentJobs: 1, ttlSecondsAfterFinished: 1, activeDeadlineSeconds: 1, backoffLimit: 0}}\n"
+                ),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        let e = parse("[{apiGroups: [apps], apiVersions: [v1], resources: deployments}]");
+        assert!(
+            e.contains("config.yaml")
+                && e.contains("continuousScanning.matchingRules[0].resources"),
+            "{e}"
+        );
+        let e = parse("[{apiGroups: [apps], apiVersion: [v1], resources: [deployments]}]");
+        assert!(e.contains("apiVersion"), "{e}");
+        let e = parse("[{apiGroups: [apps], apiVersions: [], resources: [deployments]}]");
+        assert!(e.contains("continuousScanning.matchingRules[0]"), "{e}");
+        let e = parse("[]");
+        assert!(e.contains("continuousScanning.matchingRules"), "{e}");
+    }
 }

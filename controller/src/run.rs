@@ -152,6 +152,12 @@ pub async fn build_client(config: &Config) -> Result<Client, Error> {
     let kube_config = kube::Config::infer()
         .await
         .map_err(|e| Error::Client(kube::Error::InferConfig(e)))?;
+    client_from(kube_config, config)
+}
+
+/// The kube client for `kube_config` with the client-side request limit. kube's own retry
+/// layer (on 429, 503 and 504, with backoff) stays on: `kube::Config::default_retry` is true.
+pub fn client_from(kube_config: kube::Config, config: &Config) -> Result<Client, Error> {
     let builder = kube::client::ClientBuilder::try_from(kube_config).map_err(Error::Client)?;
     let limit = RateLimitLayer::new(
         config.controller.kube_api_qps,

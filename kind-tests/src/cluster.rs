@@ -404,6 +404,19 @@ pub async fn controlplane_binary() -> Result<PathBuf, Error> {
     Ok(path)
 }
 
+/// The environment variable with extra kube-apiserver flags (whitespace separated), read when
+/// the cluster boots.
+pub const APISERVER_EXTRA_ARGS_ENV: &str = "KUBEVIGIL_APISERVER_EXTRA_ARGS";
+
+/// The extra kube-apiserver flags from [`APISERVER_EXTRA_ARGS_ENV`].
+pub fn apiserver_extra_args() -> Vec<String> {
+    std::env::var(APISERVER_EXTRA_ARGS_ENV)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Options of [`up`].
 #[derive(Debug, Clone)]
 pub struct UpOptions {
@@ -544,7 +557,7 @@ impl Boot<'_> {
 
         write_kubeconfig(&st.kubeconfig, st.apiserver_port, pki)?;
         let p = |path: &Path| path.display().to_string();
-        let apiserver_args = vec![
+        let mut apiserver_args = vec![
             "apiserver".to_owned(),
             format!("--etcd-servers=http://127.0.0.1:{}", st.etcd_port),
             "--bind-address=127.0.0.1".to_owned(),
@@ -565,6 +578,9 @@ impl Boot<'_> {
             "--enable-priority-and-fairness=false".to_owned(),
             "--profiling=false".to_owned(),
         ];
+        // Extra flags for fault scenarios, e.g. `--max-requests-inflight=2` to make the API
+        // server answer 429 under load (issue 8's API-pressure scenario); later flags win.
+        apiserver_args.extend(apiserver_extra_args());
         self.spawn("apiserver", controlplane, &apiserver_args)?;
         let kubeconfig = st.kubeconfig.clone();
         let client = client_for(&kubeconfig).await?;

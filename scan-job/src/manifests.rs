@@ -262,6 +262,13 @@ fn push_document(path: &str, what: &str, doc: Value, loaded: &mut Loaded) {
     }
     match K8sObject::from_value(doc) {
         Ok(o) => {
+            if let Some(problem) = shape_error(&o) {
+                loaded.errors.push(LoadError {
+                    path: path.to_string(),
+                    message: format!("{what}{} {}: {problem}", o.kind, display_name(&o)),
+                });
+                return;
+            }
             let origin = if what.is_empty() {
                 path.to_string()
             } else {
@@ -274,6 +281,191 @@ fn push_document(path: &str, what: &str, doc: Value, loaded: &mut Loaded) {
             message: format!("{what}{e}"),
         }),
     }
+}
+
+/// What a JSON value is, for messages (`found a string`).
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// The type a field must have.
+#[derive(Clone, Copy)]
+enum Shape {
+    Mapping,
+    List,
+    Str,
+    Bool,
+    Integer,
+    /// A mapping whose values are strings (labels, annotations).
+    StringMap,
+}
+
+impl Shape {
+    fn fits(self, v: &Value) -> bool {
+        match self {
+            Shape::Mapping => v.is_object(),
+            Shape::List => v.is_array(),
+            Shape::Str => v.is_string(),
+            Shape::Bool => v.is_boolean(),
+            Shape::Integer => v.is_i64() || v.is_u64(),
+            Shape::StringMap => v
+                .as_object()
+                .is_some_and(|m| m.values().all(|x| x.is_string() || x.is_null())),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Shape::Mapping => "a mapping",
+            Shape::List => "a list",
+            Shape::Str => "a string",
+            Shape::Bool => "a boolean",
+            Shape::Integer => "an integer",
+            Shape::StringMap => "a mapping of strings",
+        }
+    }
+}
+
+/// Checks `value.field` against `shape` (an absent or null field is fine, as the API server
+/// defaults it). The message names the full dotted path.
+fn check(value: &Value, base: &str, field: &str, shape: Shape) -> Result<(), String> {
+    let Some(v) = value.get(field).filter(|v| !v.is_null()) else {
+        return Ok(());
+    };
+    if shape.fits(v) {
+        return Ok(());
+    }
+    let at = if base.is_empty() {
+        field.to_string()
+    } else {
+        format!("{base}.{field}")
+    };
+    let found = match (shape, v) {
+        (Shape::StringMap, Value::Object(m)) => m
+            .iter()
+            .find(|(_, x)| !x.is_string() && !x.is_null())
+            .map(|(k, x)| format!("`{k}` is {}", type_name(x)))
+            .unwrap_or_default(),
+        _ => format!("found {}", type_name(v)),
+    };
+    Err(format!(
+        "field `{at}` must be {}, {found}",
+        shape.describe()
+    ))
+}
+
+/// The first field of a manifest whose type the API server would reject, among the fields the
+/// controls read (metadata, pod template, pod spec, containers). Such an object is reported
+/// rather than scanned: scanning it would silently treat the wrongly typed field as absent and
+/// could pass controls that the real object (once fixed) fails.
+pub fn shape_error(obj: &K8sObject) -> Option<String> {
+    shape_problem(obj).err()
+}
+
+fn shape_problem(obj: &K8sObject) -> Result<(), String> {
+    let root = &obj.value;
+    check(root, "", "metadata", Shape::Mapping)?;
+    check(root, "", "spec", Shape::Mapping)?;
+    let meta = |value: &Value, base: &str| -> Result<(), String> {
+        if let Some(m) = value.get("metadata") {
+            let at = if base.is_empty() {
+                "metadata".to_string()
+            } else {
+                format!("{base}.metadata")
+            };
+            check(m, &at, "labels", Shape::StringMap)?;
+            check(m, &at, "annotations", Shape::StringMap)?;
+        }
+        Ok(())
+    };
+    meta(root, "")?;
+    if let Some(spec) = root.get("spec") {
+        check(spec, "spec", "replicas", Shape::Integer)?;
+    }
+    let Some(template) = crate::engine::workload::template_path(&obj.kind) else {
+        return Ok(());
+    };
+    // Walk down to the pod template, checking each level is a mapping.
+    let mut node = root;
+    let mut at = String::new();
+    for part in template.split('.').filter(|p| !p.is_empty()) {
+        check(node, &at, part, Shape::Mapping)?;
+        match node.get(part) {
+            Some(next) if next.is_object() => node = next,
+            _ => return Ok(()),
+        }
+        at = if at.is_empty() {
+            part.to_string()
+        } else {
+            format!("{at}.{part}")
+        };
+    }
+    if !template.is_empty() {
+        check(node, &at, "metadata", Shape::Mapping)?;
+        meta(node, &at)?;
+        check(node, &at, "spec", Shape::Mapping)?;
+    }
+    let spec_at = if at.is_empty() {
+        "spec".to_string()
+    } else {
+        format!("{at}.spec")
+    };
+    let Some(pod) = node.get("spec").filter(|v| v.is_object()) else {
+        return Ok(());
+    };
+    for field in [
+        "hostNetwork",
+        "hostPID",
+        "hostIPC",
+        "automountServiceAccountToken",
+    ] {
+        check(pod, &spec_at, field, Shape::Bool)?;
+    }
+    check(pod, &spec_at, "serviceAccountName", Shape::Str)?;
+    check(pod, &spec_at, "securityContext", Shape::Mapping)?;
+    check(pod, &spec_at, "volumes", Shape::List)?;
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        check(pod, &spec_at, list, Shape::List)?;
+        for (i, c) in crate::engine::object::array(pod, list).iter().enumerate() {
+            let c_at = format!("{spec_at}.{list}[{i}]");
+            if !c.is_object() {
+                return Err(format!(
+                    "field `{c_at}` must be a mapping, found {}",
+                    type_name(c)
+                ));
+            }
+            check(c, &c_at, "name", Shape::Str)?;
+            check(c, &c_at, "image", Shape::Str)?;
+            check(c, &c_at, "securityContext", Shape::Mapping)?;
+            check(c, &c_at, "resources", Shape::Mapping)?;
+            check(c, &c_at, "env", Shape::List)?;
+            check(c, &c_at, "ports", Shape::List)?;
+            check(c, &c_at, "volumeMounts", Shape::List)?;
+            check(c, &c_at, "command", Shape::List)?;
+            check(c, &c_at, "args", Shape::List)?;
+            if let Some(sc) = c.get("securityContext").filter(|v| v.is_object()) {
+                let sc_at = format!("{c_at}.securityContext");
+                for field in [
+                    "privileged",
+                    "allowPrivilegeEscalation",
+                    "readOnlyRootFilesystem",
+                    "runAsNonRoot",
+                ] {
+                    check(sc, &sc_at, field, Shape::Bool)?;
+                }
+                check(sc, &sc_at, "runAsUser", Shape::Integer)?;
+                check(sc, &sc_at, "capabilities", Shape::Mapping)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -384,5 +576,73 @@ mod tests {
             "{:?}",
             l.warnings
         );
+    }
+
+    #[test]
+    fn wrongly_typed_fields_are_named_and_the_rest_is_kept() {
+        let cases = [
+            (
+                "kind: Deployment\nmetadata: {name: a}\nspec: {template: {spec: {containers: oops}}}\n",
+                "field `spec.template.spec.containers` must be a list, found a string",
+            ),
+            (
+                "kind: Pod\nmetadata: {name: a, labels: {app: [x]}}\n",
+                "field `metadata.labels` must be a mapping of strings, `app` is a list",
+            ),
+            (
+                "kind: Deployment\nmetadata: {name: a}\nspec: {replicas: three}\n",
+                "field `spec.replicas` must be an integer, found a string",
+            ),
+            (
+                "kind: CronJob\nmetadata: {name: a}\nspec: {jobTemplate: {spec: {template: {spec: {containers: [{name: c, securityContext: {privileged: 'yes'}}]}}}}}\n",
+                "field `spec.jobTemplate.spec.template.spec.containers[0].securityContext.privileged` must be a boolean, found a string",
+            ),
+            (
+                "kind: Pod\nmetadata: {name: a}\nspec: {containers: [5]}\n",
+                "field `spec.containers[0]` must be a mapping, found a number",
+            ),
+            (
+                "kind: Pod\nmetadata: {name: a}\nspec: {hostNetwork: 1}\n",
+                "field `spec.hostNetwork` must be a boolean, found a number",
+            ),
+            (
+                "kind: Pod\nmetadata: {name: a}\nspec: [1]\n",
+                "field `spec` must be a mapping, found a list",
+            ),
+            (
+                "kind: Deployment\nmetadata: {name: a}\nspec: {template: {metadata: {labels: {app: 1}}}}\n",
+                "field `spec.template.metadata.labels` must be a mapping of strings, `app` is a number",
+            ),
+        ];
+        for (text, expected) in cases {
+            let mut l = Loaded::default();
+            load_str(
+                "bad.yaml",
+                &format!("{text}---\nkind: Pod\nmetadata: {{name: good}}\n"),
+                &mut l,
+            );
+            assert_eq!(l.errors.len(), 1, "{text}: {:?}", l.errors);
+            assert_eq!(l.errors[0].path, "bad.yaml");
+            assert!(
+                l.errors[0].message.contains(expected)
+                    && l.errors[0].message.contains("document 1"),
+                "{text}: {:?}",
+                l.errors[0].message
+            );
+            assert_eq!(l.objects.len(), 1, "the good document is kept");
+            assert_eq!(l.objects[0].name, "good");
+        }
+    }
+
+    #[test]
+    fn nulls_and_well_typed_fields_pass_the_shape_check() {
+        let mut l = Loaded::default();
+        load_str(
+            "ok.yaml",
+            "kind: Deployment\nmetadata: {name: a, labels: {x: y}, annotations: null}\nspec: {replicas: 2, template: {metadata: {labels: {app: a}}, spec: {hostNetwork: null, containers: [{name: c, image: i, securityContext: {privileged: false, runAsUser: 1000}}]}}}\n---\nkind: ConfigMap\nmetadata: {name: b}\ndata: {k: v}\n",
+            &mut l,
+        );
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        assert_eq!(l.objects.len(), 2);
     }
 }

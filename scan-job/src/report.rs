@@ -177,7 +177,7 @@ pub fn build(result: &ResourceResult, inventory: &Inventory, cx: &ReportContext)
         Target::Object(_) => Vec::new(),
     };
     let evaluated = u32::try_from(result.controls.len()).unwrap_or(u32::MAX);
-    let scan = WorkloadConfigurationScan {
+    let mut scan = WorkloadConfigurationScan {
         metadata: metadata.clone(),
         spec: WorkloadConfigurationScanSpec {
             controls,
@@ -185,6 +185,7 @@ pub fn build(result: &ResourceResult, inventory: &Inventory, cx: &ReportContext)
             evaluated_controls: evaluated,
         },
     };
+    fit_size(&mut scan);
     let summary = WorkloadConfigurationScanSummary {
         metadata,
         spec: WorkloadConfigurationScanSummarySpec {
@@ -194,6 +195,60 @@ pub fn build(result: &ResourceResult, inventory: &Inventory, cx: &ReportContext)
         },
     };
     ResultObjects { scan, summary }
+}
+
+/// The most a WorkloadConfigurationScan may weigh as JSON. etcd refuses objects over 1.5 MiB
+/// (and the API server its requests over 3 MiB); a margin leaves room for metadata the server
+/// adds (managed fields).
+pub const MAX_SCAN_BYTES: usize = 1024 * 1024;
+
+fn json_len(scan: &WorkloadConfigurationScan) -> usize {
+    serde_json::to_vec(scan).map_or(usize::MAX, |v| v.len())
+}
+
+/// Keeps a scan under [`MAX_SCAN_BYTES`]: a huge workload (hundreds of containers, each failing
+/// several controls) would otherwise produce a result the API server refuses, and its result
+/// would be lost. The statuses stay exact; only the lists of paths of each rule are cut, longest
+/// first in rounds (halving the number kept), and each control that lost paths says so in its
+/// `status.info`.
+pub fn fit_size(scan: &mut WorkloadConfigurationScan) {
+    if json_len(scan) <= MAX_SCAN_BYTES {
+        return;
+    }
+    let longest = scan
+        .spec
+        .controls
+        .values()
+        .flat_map(|c| c.rules.iter().map(|r| r.paths.len()))
+        .max()
+        .unwrap_or(0);
+    let mut keep = longest;
+    while keep > 0 && json_len(scan) > MAX_SCAN_BYTES {
+        keep /= 2;
+        for control in scan.spec.controls.values_mut() {
+            let mut cut = 0usize;
+            for rule in &mut control.rules {
+                if rule.paths.len() > keep {
+                    cut += rule.paths.len() - keep;
+                    rule.paths.truncate(keep);
+                }
+            }
+            if cut > 0 {
+                let note = format!(
+                    "paths truncated to {keep} per rule to keep the result under the API server's size limit"
+                );
+                let info = control.status.info.get_or_insert_with(String::new);
+                if !info.contains("paths truncated") {
+                    if !info.is_empty() {
+                        info.push_str("; ");
+                    }
+                    info.push_str(&note);
+                } else if let Some(at) = info.find("paths truncated") {
+                    info.replace_range(at.., &note);
+                }
+            }
+        }
+    }
 }
 
 /// The object a result is about: the target object itself (`None` for a triplet).

@@ -6,7 +6,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable as _};
-use kube::api::{Api, DeleteParams, ListParams, ObjectList, PartialObjectMeta, Patch, PatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, ObjectList, PartialObjectMeta, Patch, PatchParams, PostParams,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::warn;
@@ -132,15 +134,57 @@ where
 /// Server-side applies the whole object with kubevigil's field manager, forcing ownership:
 /// the object replaces what this manager wrote before (fields and labels it no longer sets are
 /// removed).
+///
+/// Forcing only takes back the fields kubevigil sets. When someone else wrote into the result
+/// (a hand edit adding a control or a label), their fields survive an apply, so the object is
+/// then replaced once more with exactly what was applied and with kubevigil's field ownership
+/// only: a result always says what the last scan found and nothing else.
 pub async fn apply<K>(api: &Api<K>, name: &str, obj: &K, what: &str) -> Result<(), kube::Error>
 where
-    K: Clone + DeserializeOwned + Serialize + Debug,
+    K: Clone + DeserializeOwned + Serialize + Debug + kube::Resource,
 {
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     let patch = Patch::Apply(obj);
-    retrying(what, || api.patch(name, &pp, &patch))
-        .await
-        .map(|_| ())
+    let applied = retrying(what, || api.patch(name, &pp, &patch)).await?;
+    let Some(ours) = only_own_fields(applied.meta()) else {
+        return Ok(());
+    };
+    warn!(
+        "{what}: the result was changed by another field manager; replacing it with the scan's result"
+    );
+    let mut replacement = obj.clone();
+    let meta = replacement.meta_mut();
+    meta.resource_version = applied.meta().resource_version.clone();
+    meta.managed_fields = Some(ours);
+    let post = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    match api.replace(name, &post, &replacement).await {
+        Ok(_) => Ok(()),
+        // Someone wrote again meanwhile; the next scan replaces it.
+        Err(e) if status_code(&e) == Some(409) => {
+            warn!(error = %e, "{what}: replacing the hand-edited result conflicted");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// When fields of the object are owned by another manager than kubevigil's apply, the managed
+/// fields entries of kubevigil's apply alone (what the replacement keeps); `None` when only
+/// kubevigil owns fields.
+pub fn only_own_fields(
+    meta: &kube::core::ObjectMeta,
+) -> Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry>> {
+    let entries = meta.managed_fields.as_ref()?;
+    let is_ours = |e: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry| {
+        e.manager.as_deref() == Some(FIELD_MANAGER) && e.operation.as_deref() == Some("Apply")
+    };
+    if entries.iter().all(is_ours) {
+        return None;
+    }
+    Some(entries.iter().filter(|e| is_ours(e)).cloned().collect())
 }
 
 /// Deletes one object; `Ok(false)` when it did not exist.
@@ -180,5 +224,28 @@ mod tests {
         assert!(!is_transient(&kube::Error::LinesCodecMaxLineLengthExceeded));
         assert_eq!(status_code(&api_error(404)), Some(404));
         assert_eq!(status_code(&kube::Error::TlsRequired), None);
+    }
+
+    #[test]
+    fn foreign_field_managers_are_detected() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+        let entry = |manager: &str, op: &str| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some(op.into()),
+            ..ManagedFieldsEntry::default()
+        };
+        let mut meta = kube::core::ObjectMeta::default();
+        assert_eq!(only_own_fields(&meta), None);
+        meta.managed_fields = Some(vec![entry(FIELD_MANAGER, "Apply")]);
+        assert_eq!(only_own_fields(&meta), None);
+        meta.managed_fields = Some(vec![
+            entry(FIELD_MANAGER, "Apply"),
+            entry("kubectl-edit", "Update"),
+            entry(FIELD_MANAGER, "Update"),
+        ]);
+        assert_eq!(
+            only_own_fields(&meta),
+            Some(vec![entry(FIELD_MANAGER, "Apply")])
+        );
     }
 }
