@@ -315,7 +315,7 @@ async fn long_names_and_odd_labels(client: Client, ns: String) -> Result<(), Box
                             let l = w.meta().labels.clone().unwrap_or_default();
                             (
                                 l.get("kubevigil.io/workload-kind").cloned().unwrap_or_default(),
-                                l.get("kubevigil.io/rbac-resource").is_some(),
+                                l.contains_key("kubevigil.io/rbac-resource"),
                             )
                         })
                         .collect();
