@@ -7,10 +7,12 @@
 //! - [`tools`]: kubectl and helm from `scripts/tools.sh`.
 //! - [`scenario`]: `TestCluster::shared()`, `with_temp_ns`, bounded waits.
 //! - [`release`]: kubevigil installed by its chart, one release per scenario.
+//! - [`bench`]: `kv-bench`, the cluster benchmark (figures, not pass/fail).
 //!
 //! The binary `local-cluster` (`up`, `down`, `status`, `kubelet`) wraps [`cluster`] and
 //! [`kubelet`]; `scripts/cluster.sh up|down` builds everything and calls it.
 
+pub mod bench;
 pub mod certs;
 pub mod cluster;
 pub mod kubelet;
