@@ -391,9 +391,12 @@ impl Bench {
             let dp = DeleteParams::default();
             let lp = ListParams::default();
             let wcs: Api<WorkloadConfigurationScan> = Api::namespaced(self.client.clone(), ns);
-            wcs.delete_collection(&dp, &lp)
-                .await
-                .map_err(kube_err(format!("deleting the scans in {ns}")))?;
+            // 404: the CRDs are not installed yet (no release so far), so there is nothing to clear.
+            match wcs.delete_collection(&dp, &lp).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+                Err(e) => return Err(kube_err(format!("deleting the scans in {ns}"))(e)),
+            }
             let wcss: Api<WorkloadConfigurationScanSummary> =
                 Api::namespaced(self.client.clone(), ns);
             wcss.delete_collection(&dp, &lp)
