@@ -290,7 +290,7 @@ mod tests {
         t.row(vec!["rss".into(), mib(2048)]);
         assert_eq!(
             t.render(),
-            "| figure | value    |\n|--------|----------|\n| p50    | 1.50 s   |\n| rss    | 2.0 MiB  |\n"
+            "| figure | value   |\n|--------|---------|\n| p50    | 1.50 s  |\n| rss    | 2.0 MiB |\n"
         );
     }
 }
