@@ -2,6 +2,7 @@
 #
 #   make test   — everything CI runs, from a fresh machine (installs its own tools).
 #   make demo   — a local real cluster with kubevigil installed by Helm and a demo namespace.
+#   make bench  — the cluster benchmark (prints figures; not part of `make test`).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -66,6 +67,10 @@ cluster-down: ## Stop the local cluster, leaving no process or port behind
 .PHONY: scenarios
 scenarios: ## Scenario tests on the local real cluster (boots it when KUBECONFIG is unset)
 	$(CARGO) test -p kind-tests -- --test-threads=2
+
+.PHONY: bench
+bench: ## Cluster benchmark with release binaries on a fresh local cluster; prints figures (BENCHMARKS.md)
+	bash scripts/bench.sh $(BENCH_ARGS)
 
 .PHONY: demo
 demo: ## Local cluster + kubevigil installed by Helm + a scanned demo namespace

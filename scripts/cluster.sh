@@ -13,6 +13,11 @@
 # for controller and scan-job; the kubelet maps images to them) and runs `local-cluster up`.
 # State, logs and the kubeconfig live in ${KUBEVIGIL_CLUSTER_DIR:-$HOME/.cache/kubevigil/cluster}.
 # Everything listens on 127.0.0.1 only.
+#
+# KUBEVIGIL_BIN_PROFILE=release builds everything with --release and runs target/release's
+# local-cluster, so its kubelet maps the controller, scan-job and probe images to target/release
+# (benchmarks; `make bench` sets it). The mapping is fixed when the cluster boots: run `down`
+# first to switch a running cluster to the other profile.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,9 +28,19 @@ usage() {
   exit 2
 }
 
+profile="${KUBEVIGIL_BIN_PROFILE:-debug}"
+case "${profile}" in
+  debug) cargo_profile=() ;;
+  release) cargo_profile=(--release) ;;
+  *)
+    echo "cluster.sh: KUBEVIGIL_BIN_PROFILE must be debug or release, not ${profile}" >&2
+    exit 2
+    ;;
+esac
+
 # Cargo's target directory (honours CARGO_TARGET_DIR), then the profile directory.
 target_dir() {
-  printf '%s/debug\n' "${CARGO_TARGET_DIR:-${root}/target}"
+  printf '%s/%s\n' "${CARGO_TARGET_DIR:-${root}/target}" "${profile}"
 }
 
 local_cluster() {
@@ -33,7 +48,7 @@ local_cluster() {
   bin="$(target_dir)/local-cluster"
   if [[ ! -x "${bin}" ]]; then
     echo "cluster.sh: building local-cluster" >&2
-    cargo build --quiet -p kind-tests --bin local-cluster >&2
+    cargo build --quiet "${cargo_profile[@]}" -p kind-tests --bin local-cluster >&2
   fi
   "${bin}" "$@"
 }
@@ -44,11 +59,11 @@ case "$1" in
     echo "cluster.sh: building the control-plane binary (cached)" >&2
     controlplane="$(bash kind-tests/controlplane/build.sh)"
     echo "cluster.sh: building local-cluster and probe" >&2
-    cargo build --quiet -p kind-tests --bins >&2
+    cargo build --quiet "${cargo_profile[@]}" -p kind-tests --bins >&2
     # The controller and scan-job binaries are what the kubelet runs for kubevigil's images. The
     # cluster boots without them, so a build failure is reported loudly but does not stop `up`.
-    echo "cluster.sh: building the workspace binaries (cargo build --bins)" >&2
-    if ! cargo build --quiet --bins >&2; then
+    echo "cluster.sh: building the workspace binaries (cargo build ${cargo_profile[*]} --bins)" >&2
+    if ! cargo build --quiet "${cargo_profile[@]}" --bins >&2; then
       echo "cluster.sh: WARNING: cargo build --bins failed (output above); pods with the" \
         "controller or scan-job image will run an older binary or fail with ImageNotMapped" >&2
     fi

@@ -8,10 +8,12 @@
 //! - [`scenario`]: `TestCluster::shared()`, `with_temp_ns`, bounded waits.
 //! - [`release`]: kubevigil installed by its chart, one release per scenario.
 //! - [`pipeline`]: helpers of the pipeline scenarios (Deployments, a scan-Job watch, kubectl get).
+//! - [`bench`]: `kv-bench`, the cluster benchmark (figures, not pass/fail).
 //!
 //! The binary `local-cluster` (`up`, `down`, `status`, `kubelet`) wraps [`cluster`] and
 //! [`kubelet`]; `scripts/cluster.sh up|down` builds everything and calls it.
 
+pub mod bench;
 pub mod certs;
 pub mod cluster;
 pub mod kubelet;

@@ -1,5 +1,5 @@
-//! The API calls of a scan Job, each retried on transient errors: reads of live objects (one
-//! GET per target, paginated LISTs of related kinds), server-side apply of results, deletes.
+//! The API calls of a scan Job, each retried on transient errors: reads of live objects (GETs,
+//! paginated LISTs of targets and of related kinds), server-side apply of results, deletes.
 
 use std::fmt::Debug;
 use std::future::Future;

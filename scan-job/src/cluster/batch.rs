@@ -1,8 +1,13 @@
-//! One Job's batch of targets, start to end: parse, GET the targets, read the related objects
-//! once, build one inventory, then write (or delete) each target's results.
+//! One Job's batch of targets, start to end: parse, read the targets (one LIST for each group of
+//! at least [`LIST_THRESHOLD`] targets of one kind in one namespace, a GET for the others), read
+//! the related objects once, build one inventory, then write (or delete) each target's results.
+//! The API calls run [`IN_FLIGHT`] at a time: a batch is bound by round trips, not by the
+//! engine (BENCHMARKS.md, cluster section).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Debug;
+
+use futures::{StreamExt as _, stream};
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -33,6 +38,13 @@ use crate::report::{self, ReportContext};
 
 /// A progress line every this many targets, in batches larger than that.
 const PROGRESS_EVERY: usize = 10;
+
+/// API calls of one Job in flight at once (GETs, LISTs, applies): enough to hide the round
+/// trips of a 50-target batch, few enough not to look like a burst to API priority and fairness.
+const IN_FLIGHT: usize = 8;
+
+/// Targets of one kind in one namespace from which one LIST replaces their GETs.
+const LIST_THRESHOLD: usize = 8;
 
 /// A target whose live object was read.
 struct Live {
@@ -112,11 +124,15 @@ pub(super) async fn scan(client: Client, args: &RunArgs, settings: Settings) -> 
     let total = slots.len();
     let scan_time = annotate::now_rfc3339();
     let mut reports = Vec::with_capacity(total);
-    for (done, slot) in slots.into_iter().enumerate() {
+    // Each target's evaluation is CPU work on this task; its applies and deletes overlap with
+    // the next targets' (results in command-line order).
+    let client = &client;
+    let (inventory, evaluator, cx, scan_time) = (&inventory, &evaluator, &cx, &scan_time);
+    let mut outcomes = stream::iter(slots.into_iter().map(|slot| async move {
         let outcome = match (slot.state, &slot.key) {
             (State::Done(outcome), _) => outcome,
             (State::Gone, Some(key)) => {
-                match delete_results(&client, key, &cx.install_namespace).await {
+                match delete_results(client, key, &cx.install_namespace).await {
                     Ok(deleted) => {
                         info!(
                             "{} is gone: deleted {deleted} result objects",
@@ -130,7 +146,7 @@ pub(super) async fn scan(client: Client, args: &RunArgs, settings: Settings) -> 
             (State::Live(live), Some(key)) => match live.index {
                 Some(index) => {
                     write_target(
-                        &client, &inventory, index, key, &live.meta, &evaluator, &cx, &scan_time,
+                        client, inventory, index, key, &live.meta, evaluator, cx, scan_time,
                     )
                     .await
                 }
@@ -151,10 +167,15 @@ pub(super) async fn scan(client: Client, args: &RunArgs, settings: Settings) -> 
         if let TargetOutcome::Failed(e) = &outcome {
             warn!(scan_target = %slot.raw, "{e}");
         }
-        reports.push(TargetReport {
+        TargetReport {
             target: slot.raw,
             outcome,
-        });
+        }
+    }))
+    .buffered(IN_FLIGHT);
+    while let Some(report) = outcomes.next().await {
+        let done = reports.len();
+        reports.push(report);
         if total > PROGRESS_EVERY && ((done + 1) % PROGRESS_EVERY == 0 || done + 1 == total) {
             info!("progress: {}/{total} targets done", done + 1);
         }
@@ -190,28 +211,145 @@ fn parse_targets(raw: &[String]) -> Vec<Slot> {
     slots
 }
 
-/// GETs every parsed target.
+/// How the live objects of a batch are read: one LIST per (resource, namespace) that holds at
+/// least [`LIST_THRESHOLD`] targets, a GET for each other target. Pure: slot indexes in.
+#[derive(Debug, PartialEq, Eq)]
+enum TargetRead {
+    /// One LIST of the slots' kind in their namespace (cluster-wide for cluster-scoped kinds).
+    List {
+        /// The slots it reads.
+        slots: Vec<usize>,
+    },
+    /// A GET of one slot.
+    Get(usize),
+}
+
+fn plan_target_reads(keys: &[(usize, &TargetKey)]) -> Vec<TargetRead> {
+    let mut groups: BTreeMap<(String, Option<&str>), Vec<usize>> = BTreeMap::new();
+    for (i, key) in keys {
+        groups
+            .entry((
+                key.kind.api_version() + "/" + &key.kind.plural,
+                key.namespace.as_deref(),
+            ))
+            .or_default()
+            .push(*i);
+    }
+    let mut reads = Vec::new();
+    for slots in groups.into_values() {
+        // Groups are per namespace (namespaced kinds) or cluster-wide (cluster-scoped kinds), so
+        // a LIST never reads another namespace's objects.
+        if slots.len() >= LIST_THRESHOLD {
+            reads.push(TargetRead::List { slots });
+        } else {
+            reads.extend(slots.into_iter().map(TargetRead::Get));
+        }
+    }
+    reads
+}
+
+fn live_state(object: DynamicObject, resource: ApiResource) -> State {
+    State::Live(Box::new(Live {
+        meta: object.metadata.clone(),
+        object: Some(object),
+        resource,
+        index: None,
+    }))
+}
+
+/// Reads every parsed target: big same-namespace groups with one LIST, the rest with GETs,
+/// [`IN_FLIGHT`] calls at a time.
 async fn get_targets(client: &Client, slots: &mut [Slot]) {
-    for slot in slots.iter_mut() {
-        let (Some(key), State::Pending) = (&slot.key, &slot.state) else {
-            continue;
-        };
-        let resource = resource_of(key);
-        let api = dynamic_api(client, &resource, key.namespace.as_deref());
-        let what = format!("get {}", describe(key));
-        slot.state = match api::get_opt(&api, &key.name, &what).await {
-            Ok(Some(object)) => State::Live(Box::new(Live {
-                meta: object.metadata.clone(),
-                object: Some(object),
-                resource,
-                index: None,
-            })),
-            Ok(None) => State::Gone,
-            Err(source) => State::Done(TargetOutcome::Failed(TargetError::Get {
-                target: describe(key),
-                source,
-            })),
-        };
+    let keys: Vec<(usize, &TargetKey)> = slots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, slot)| match (&slot.key, &slot.state) {
+            (Some(key), State::Pending) => Some((i, key)),
+            _ => None,
+        })
+        .collect();
+    let reads = plan_target_reads(&keys);
+    let results: Vec<Vec<(usize, State)>> = stream::iter(reads.into_iter().map(|read| {
+        let keys = &keys;
+        async move {
+            let key_of = |i: usize| keys.iter().find(|(j, _)| *j == i).map(|(_, k)| *k);
+            match read {
+                TargetRead::Get(i) => {
+                    let Some(key) = key_of(i) else {
+                        return Vec::new();
+                    };
+                    let resource = resource_of(key);
+                    let api = dynamic_api(client, &resource, key.namespace.as_deref());
+                    let what = format!("get {}", describe(key));
+                    let state = match api::get_opt(&api, &key.name, &what).await {
+                        Ok(Some(object)) => live_state(object, resource),
+                        Ok(None) => State::Gone,
+                        Err(source) => State::Done(TargetOutcome::Failed(TargetError::Get {
+                            target: describe(key),
+                            source,
+                        })),
+                    };
+                    vec![(i, state)]
+                }
+                TargetRead::List { slots } => {
+                    let Some(first) = slots.first().and_then(|&i| key_of(i)) else {
+                        return Vec::new();
+                    };
+                    let resource = resource_of(first);
+                    let api = dynamic_api(client, &resource, first.namespace.as_deref());
+                    let scope = first
+                        .namespace
+                        .as_deref()
+                        .map_or_else(|| "cluster-wide".to_string(), |ns| format!("in {ns}"));
+                    let what = format!("list {} {scope}", resource.plural);
+                    match api::list_all(&api, None, &what).await {
+                        Ok(items) => {
+                            let mut by_name: std::collections::HashMap<String, DynamicObject> =
+                                items
+                                    .into_iter()
+                                    .filter_map(|o| Some((o.metadata.name.clone()?, o)))
+                                    .collect();
+                            slots
+                                .iter()
+                                .filter_map(|&i| {
+                                    let key = key_of(i)?;
+                                    Some(match by_name.remove(&key.name) {
+                                        Some(o) => (i, live_state(o, resource.clone())),
+                                        None => (i, State::Gone),
+                                    })
+                                })
+                                .collect()
+                        }
+                        Err(e) => {
+                            warn!("{what} failed: {e}");
+                            let message = e.to_string();
+                            slots
+                                .iter()
+                                .filter_map(|&i| {
+                                    let key = key_of(i)?;
+                                    Some((
+                                        i,
+                                        State::Done(TargetOutcome::Failed(TargetError::List {
+                                            kind: key.kind.kind.clone(),
+                                            scope: scope.clone(),
+                                            message: message.clone(),
+                                        })),
+                                    ))
+                                })
+                                .collect()
+                        }
+                    }
+                }
+            }
+        }
+    }))
+    .buffer_unordered(IN_FLIGHT)
+    .collect()
+    .await;
+    for (i, state) in results.into_iter().flatten() {
+        if let Some(slot) = slots.get_mut(i) {
+            slot.state = state;
+        }
     }
 }
 
@@ -250,7 +388,8 @@ async fn read_related(client: &Client, slots: &mut [Slot]) -> Vec<(K8sObject, Ap
 
     let mut out = Vec::new();
     let mut forbidden_warned: HashSet<&'static str> = HashSet::new();
-    for read in reads {
+    // The LISTs run concurrently; their results are taken in plan order.
+    let mut listed = stream::iter(reads.into_iter().map(|read| async move {
         let resource = read.kind.api_resource();
         let api = dynamic_api(client, &resource, read.namespace.as_deref());
         let scope = match &read.namespace {
@@ -258,7 +397,12 @@ async fn read_related(client: &Client, slots: &mut [Slot]) -> Vec<(K8sObject, Ap
             None => "cluster-wide".to_string(),
         };
         let what = format!("list {} {scope}", read.kind.plural);
-        match api::list_all(&api, None, &what).await {
+        let result = api::list_all(&api, None, &what).await;
+        (read, resource, scope, what, result)
+    }))
+    .buffered(IN_FLIGHT);
+    while let Some((read, resource, scope, what, result)) = listed.next().await {
+        match result {
             Ok(items) => {
                 debug!("{what}: {} objects", items.len());
                 for item in items {
@@ -438,10 +582,11 @@ async fn write_target(
         }
         let mut objects = report::build(r, inventory, cx);
         annotate::stamp(&mut objects, &stamp);
-        if let Err(e) = apply_result(client, &objects.scan).await {
-            return TargetOutcome::Failed(e);
-        }
-        if let Err(e) = apply_result(client, &objects.summary).await {
+        let (scan, summary) = futures::join!(
+            apply_result(client, &objects.scan),
+            apply_result(client, &objects.summary)
+        );
+        if let Err(e) = scan.and(summary) {
             return TargetOutcome::Failed(e);
         }
     }
@@ -630,6 +775,37 @@ mod tests {
         );
         assert_eq!(failed_summary(&[0; 5]), "0 failed controls");
         assert_eq!(severity_rank(Severity::Unknown), 4);
+    }
+
+    #[test]
+    fn big_same_namespace_groups_are_listed_the_rest_fetched() {
+        let mut raw: Vec<String> = (0..LIST_THRESHOLD)
+            .map(|i| format!("apps/v1/deployments/Deployment/shop/w{i}"))
+            .collect();
+        raw.push("apps/v1/deployments/Deployment/other/w0".into());
+        raw.push("apps/v1/statefulsets/StatefulSet/shop/db".into());
+        raw.push("/v1/namespaces/Namespace//shop".into());
+        let keys: Vec<TargetKey> = raw.iter().map(|r| TargetKey::parse(r).unwrap()).collect();
+        let indexed: Vec<(usize, &TargetKey)> = keys.iter().enumerate().collect();
+        let reads = plan_target_reads(&indexed);
+        let n = LIST_THRESHOLD;
+        assert!(reads.contains(&TargetRead::List {
+            slots: (0..n).collect()
+        }));
+        for single in [n, n + 1, n + 2] {
+            assert!(
+                reads.contains(&TargetRead::Get(single)),
+                "{single}: {reads:?}"
+            );
+        }
+        assert_eq!(reads.len(), 4);
+        // Below the threshold, GETs only.
+        let few: Vec<(usize, &TargetKey)> = indexed[..LIST_THRESHOLD - 1].to_vec();
+        assert!(
+            plan_target_reads(&few)
+                .iter()
+                .all(|r| matches!(r, TargetRead::Get(_)))
+        );
     }
 
     #[test]

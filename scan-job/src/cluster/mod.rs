@@ -1,5 +1,6 @@
-//! `scan-job run`: the in-cluster edge. For each target named by the controller: GET the live
-//! object, read the related objects its controls need (in batch, once per Job), evaluate, and
+//! `scan-job run`: the in-cluster edge. For each target named by the controller: read the live
+//! object (GET, or one LIST for many targets of a namespace), read the related objects its
+//! controls need (in batch, once per Job), evaluate, and
 //! server-side apply the WorkloadConfigurationScan and its Summary; a target deleted meanwhile
 //! gets its results deleted instead. Every target ends in a written result, a deletion or a
 //! reported failure.
