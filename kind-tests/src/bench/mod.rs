@@ -725,7 +725,7 @@ impl Bench {
             if before.contains(&job) {
                 continue;
             }
-            if targets.iter().any(|t| *t == target) {
+            if targets.contains(&target) {
                 mine += 1;
             } else {
                 other += 1;
