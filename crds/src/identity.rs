@@ -601,21 +601,7 @@ pub fn fingerprint(input: &FingerprintInput<'_>) -> String {
 pub fn object_fingerprint(
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
 ) -> String {
-    let controller_uid = meta
-        .owner_references
-        .as_deref()
-        .unwrap_or(&[])
-        .iter()
-        .find(|o| o.controller == Some(true))
-        .map(|o| o.uid.as_str());
-    fingerprint(&FingerprintInput {
-        uid: meta.uid.as_deref().unwrap_or(""),
-        generation: meta.generation,
-        resource_version: meta.resource_version.as_deref().unwrap_or(""),
-        labels: meta.labels.as_ref(),
-        controller_uid,
-        spec: None,
-    })
+    object_fingerprint_with_spec(meta, None)
 }
 
 /// [`object_fingerprint`] with a scalable kind's [`spec_hash`] in place of its generation.
@@ -623,9 +609,6 @@ pub fn object_fingerprint_with_spec(
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     spec_hash: Option<&str>,
 ) -> String {
-    let Some(spec) = spec_hash else {
-        return object_fingerprint(meta);
-    };
     let controller_uid = meta
         .owner_references
         .as_deref()
@@ -639,7 +622,7 @@ pub fn object_fingerprint_with_spec(
         resource_version: meta.resource_version.as_deref().unwrap_or(""),
         labels: meta.labels.as_ref(),
         controller_uid,
-        spec: Some(spec),
+        spec: spec_hash,
     })
 }
 

@@ -452,3 +452,29 @@ pub async fn resyncs_logged(cluster: &TestCluster, release: &Release) -> Result<
     }
     Ok(n)
 }
+
+/// `kubectl get wcss -n NS -o jsonpath`: each summary's name to the value at `field` (a jsonpath
+/// below the item, e.g. `.metadata.uid` or `.spec.controls.C-0057.status.status`).
+pub async fn wcss_field_by_name(
+    cluster: &TestCluster,
+    ns: &str,
+    field: &str,
+) -> Result<BTreeMap<String, String>, Error> {
+    let out = cluster
+        .kubectl([
+            "get",
+            "wcss",
+            "-n",
+            ns,
+            "-o",
+            &format!(
+                r#"jsonpath={{range .items[*]}}{{.metadata.name}}{{" "}}{{{field}}}{{"\n"}}{{end}}"#
+            ),
+        ])
+        .await?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect())
+}

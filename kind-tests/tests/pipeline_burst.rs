@@ -23,21 +23,8 @@ const SLACK: usize = 4;
 
 /// `kubectl get wcss -n NS`: name to the status of C-0057.
 async fn c0057_by_name(cluster: &TestCluster, ns: &str) -> Result<BTreeMap<String, String>, Error> {
-    let out = cluster
-        .kubectl([
-            "get",
-            "wcss",
-            "-n",
-            ns,
-            "-o",
-            r#"jsonpath={range .items[*]}{.metadata.name}{" "}{.spec.controls.C-0057.status.status}{"\n"}{end}"#,
-        ])
-        .await?;
-    Ok(out
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(n, s)| (n.to_owned(), s.to_owned()))
-        .collect())
+    kind_tests::pipeline::wcss_field_by_name(cluster, ns, ".spec.controls.C-0057.status.status")
+        .await
 }
 
 async fn burst(client: Client, ns: String) -> Result<(), BoxError> {

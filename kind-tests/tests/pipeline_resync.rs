@@ -70,21 +70,7 @@ async fn wait_results(
 
 /// The uids of every wcss in `ns` (`kubectl get wcss -o jsonpath`).
 async fn wcss_uids(cluster: &TestCluster, ns: &str) -> Result<BTreeMap<String, String>, Error> {
-    let out = cluster
-        .kubectl([
-            "get",
-            "wcss",
-            "-n",
-            ns,
-            "-o",
-            r#"jsonpath={range .items[*]}{.metadata.name}{" "}{.metadata.uid}{"\n"}{end}"#,
-        ])
-        .await?;
-    Ok(out
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(n, u)| (n.to_owned(), u.to_owned()))
-        .collect())
+    kind_tests::pipeline::wcss_field_by_name(cluster, ns, ".metadata.uid").await
 }
 
 async fn strip_owners(cluster: &TestCluster, ns: &str, name: &str) -> Result<(), Error> {
