@@ -19,6 +19,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kubevigil_crds::identity::labels;
 use kubevigil_crds::identity::{
     BindingRef, RoleRef, Subject, SubjectKind, Target, binding_fingerprint,
     object_fingerprint_with_spec,
@@ -533,8 +534,7 @@ impl Index {
 fn is_own_scan_job(meta: &ObjectMeta) -> bool {
     meta.labels.as_ref().is_some_and(|l| {
         l.get(crate::jobs::COMPONENT_LABEL).map(String::as_str) == Some(crate::jobs::COMPONENT)
-            && l.get(crate::jobs::MANAGED_BY_LABEL).map(String::as_str)
-                == Some(crate::jobs::MANAGED_BY)
+            && l.get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGED_BY_VALUE)
     })
 }
 
@@ -826,7 +826,7 @@ mod tests {
             "kubevigil-scan-1a2b3c4d",
             &[
                 (crate::jobs::COMPONENT_LABEL, crate::jobs::COMPONENT),
-                (crate::jobs::MANAGED_BY_LABEL, crate::jobs::MANAGED_BY),
+                (labels::MANAGED_BY, labels::MANAGED_BY_VALUE),
             ],
         );
         let own_key = key(&job, Some("kubevigil"), "kubevigil-scan-1a2b3c4d");

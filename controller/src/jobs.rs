@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{
     SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kubevigil_crds::identity::labels::{MANAGED_BY, MANAGED_BY_VALUE};
 use kubevigil_crds::identity::{sanitize_label_value, short_hash};
 use kubevigil_crds::target::TargetKey;
 
@@ -22,10 +23,6 @@ use crate::config::Config;
 pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 /// Value of [`COMPONENT_LABEL`] on scan Jobs.
 pub const COMPONENT: &str = "scan-job";
-/// Label naming the tool that manages an object (Kubernetes' recommended label).
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// Value of [`MANAGED_BY_LABEL`] on everything kubevigil creates.
-pub const MANAGED_BY: &str = "kubevigil";
 /// Annotation listing every target of a Job, one per line.
 pub const TARGETS_ANNOTATION: &str = "kubevigil.io/targets";
 /// Label with the kind of a one-target Job's target.
@@ -136,7 +133,7 @@ pub fn build_job(
     let mut labels: BTreeMap<String, String> = sj.labels.clone();
     labels.insert("app.kubernetes.io/name".into(), "kubevigil".into());
     labels.insert(COMPONENT_LABEL.into(), COMPONENT.into());
-    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
+    labels.insert(MANAGED_BY.into(), MANAGED_BY_VALUE.into());
     let mut job_labels = labels.clone();
     if let [only] = batch {
         job_labels.insert(
