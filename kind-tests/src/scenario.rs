@@ -236,28 +236,27 @@ fn local_cluster_exe() -> Result<PathBuf, Error> {
     if let Some(bin) = std::env::var_os(LOCAL_CLUSTER_BIN_ENV).filter(|b| !b.is_empty()) {
         return Ok(PathBuf::from(bin));
     }
-    let exe = std::env::current_exe().map_err(|e| Error::Boot {
+    workspace_binary("local-cluster").map_err(|detail| Error::Boot {
         command: "local-cluster up".to_owned(),
-        detail: format!("locating the test binary: {e}"),
-    })?;
-    // Integration tests live in target/<profile>/deps/, binaries in target/<profile>/.
+        detail: format!("{detail}; run `cargo build -p kind-tests` or set {LOCAL_CLUSTER_BIN_ENV}"),
+    })
+}
+
+/// A binary of this workspace next to the running test: integration tests live in
+/// `target/<profile>/deps/`, binaries in `target/<profile>/`. The error says where it looked.
+pub fn workspace_binary(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("locating the test binary: {e}"))?;
     let candidates: Vec<PathBuf> = exe
         .ancestors()
         .skip(1)
         .take(2)
-        .map(|dir| dir.join("local-cluster"))
+        .map(|dir| dir.join(name))
         .collect();
     candidates
         .iter()
         .find(|c| c.is_file())
         .cloned()
-        .ok_or_else(|| Error::Boot {
-            command: "local-cluster up".to_owned(),
-            detail: format!(
-                "no local-cluster binary at {candidates:?}; run `cargo build -p kind-tests` or set \
-                 {LOCAL_CLUSTER_BIN_ENV}"
-            ),
-        })
+        .ok_or_else(|| format!("no {name} binary at {candidates:?}"))
 }
 
 /// A fresh random namespace name, `kv-test-<hex>`.

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kind_tests::release::{SCAN_JOB_SELECTOR, chart_dir, controller_get, metric_value};
-use kind_tests::scenario::{BoxError, Check, TestCluster, dump_namespace, wait_for};
+use kind_tests::scenario::{
+    BoxError, Check, TestCluster, dump_namespace, wait_for, workspace_binary,
+};
 use kind_tests::tools;
 
 const INSTALL_NS: &str = "kubevigil";
@@ -100,14 +102,8 @@ async fn can_i(cluster: &TestCluster, sa: &str, args: &[&str]) -> bool {
 /// Runs `scan-job scan --severity-threshold high -f FILE`: `Ok` when no High or Critical control
 /// failed, else the report.
 fn self_scan(file: &Path) -> Result<(), String> {
-    let exe = std::env::current_exe().unwrap();
-    let scan_job = exe
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(|d| d.join("scan-job"))
-        .find(|p| p.is_file())
-        .expect("target/<profile>/scan-job (cargo build --bins)");
+    let scan_job =
+        workspace_binary("scan-job").unwrap_or_else(|e| panic!("{e} (cargo build --bins)"));
     let out = std::process::Command::new(&scan_job)
         .args(["scan", "--severity-threshold", "high", "-f"])
         .arg(file)
