@@ -1,4 +1,3 @@
-// LEAD NOTE for the engineer in wt-scen (delete this line): my prompt to you was cut off; read /tmp/common.md NOW (project context, cluster usage with KUBEVIGIL_CLUSTER_DIR=/root/.cache/kubevigil/cluster-scen, standards, report format).
 //! kubevigil installed by its Helm chart, as a scenario test needs it.
 //!
 //! Each scenario gets its own release (own name, own install namespace) that only includes the

@@ -37,7 +37,7 @@ use kube::api::{
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
-use kubevigil_crds::identity::{annotations, object_fingerprint};
+use kubevigil_crds::identity::{annotations, object_fingerprint_with_spec, spec_hash};
 use kubevigil_crds::{WorkloadConfigurationScan, WorkloadConfigurationScanSummary};
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -420,7 +420,7 @@ impl Bench {
             .limit(500);
         loop {
             let page = api
-                .list_metadata(&lp)
+                .list(&lp)
                 .await
                 .map_err(kube_err("listing the benchmark Deployments"))?;
             for d in page.items {
@@ -429,7 +429,7 @@ impl Bench {
                     continue;
                 }
                 let name = d.metadata.name.clone().unwrap_or_default();
-                out.insert((ns, summary_name(&name)), object_fingerprint(&d.metadata));
+                out.insert((ns, summary_name(&name)), deployment_fingerprint(&d)?);
             }
             match page.metadata.continue_ {
                 Some(t) if !t.is_empty() => lp = lp.continue_token(&t),
@@ -617,7 +617,7 @@ impl Bench {
                     .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
                     .map_err(kube_err(format!("editing {ns}/{name}")))?;
-                let fp = object_fingerprint(&d.metadata);
+                let fp = deployment_fingerprint(&d)?;
                 Ok::<_, Error>(
                     summaries
                         .wait_fingerprint(
@@ -684,7 +684,7 @@ impl Bench {
         .await?;
         eprintln!("kv-bench: churn: waiting for {CHURN_REPLICAS} replicas and the first scan");
         wait_rollout(&api, name, Duration::from_secs(600)).await?;
-        let fp = object_fingerprint(&created.metadata);
+        let fp = deployment_fingerprint(&created)?;
         summaries
             .wait_fingerprint(
                 (CHURN_NS.into(), summary_name(name)),
@@ -710,7 +710,7 @@ impl Bench {
         summaries
             .wait_fingerprint(
                 (CHURN_NS.into(), summary_name(name)),
-                object_fingerprint(&rolled.metadata),
+                deployment_fingerprint(&rolled)?,
                 t0,
                 Duration::from_secs(300),
             )
@@ -771,6 +771,22 @@ impl Bench {
         }
         Ok(())
     }
+}
+
+/// The fingerprint the results of `d` carry when current: Deployments are a scalable kind, so
+/// it covers the spec without `replicas` (`kubevigil_crds::identity::spec_hash`), not the
+/// generation.
+fn deployment_fingerprint(d: &Deployment) -> Result<String, Error> {
+    let spec = serde_json::to_value(&d.spec).map_err(|e| {
+        Error::Bench(format!(
+            "serializing the spec of deployment {}: {e}",
+            d.metadata.name.as_deref().unwrap_or_default()
+        ))
+    })?;
+    Ok(object_fingerprint_with_spec(
+        &d.metadata,
+        Some(&spec_hash(&spec)),
+    ))
 }
 
 async fn wait_rollout(api: &Api<Deployment>, name: &str, timeout: Duration) -> Result<(), Error> {
