@@ -31,8 +31,13 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadConfigurationScanSpec {
-    /// Every evaluated control, keyed by control ID (for example `C-0057`).
+    /// Every evaluated control, keyed by control ID (for example `C-0057`). Each scan replaces
+    /// the whole map.
+    // Atomic for server-side apply: the API server neither tracks nor merges the map's fields
+    // one by one (applies cost less, managedFields stay small), and a control added by hand
+    // does not survive the next scan.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-map-type" = "atomic"))]
     pub controls: BTreeMap<String, ScannedControl>,
     /// The objects that make up an RBAC result besides its subject: the role and the binding.
     /// Empty for ordinary targets.

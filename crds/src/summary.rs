@@ -78,8 +78,10 @@ impl SeveritySummary {
 pub struct WorkloadConfigurationScanSummarySpec {
     /// Failed controls per severity (one count per failed control).
     pub severities: SeveritySummary,
-    /// Every evaluated control's status, keyed by control ID.
+    /// Every evaluated control's status, keyed by control ID. Each scan replaces the whole map.
+    // Atomic for server-side apply, like WorkloadConfigurationScanSpec::controls.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-map-type" = "atomic"))]
     pub controls: BTreeMap<String, ControlSummary>,
     /// Compliance score in percent: passed controls over passed plus failed controls.
     /// Skipped controls are not counted; 100 when nothing was decided.
