@@ -192,10 +192,6 @@ pub fn expected_results(objects: &[LiveObject], scope: &Scope) -> Expectation {
         if o.group == RBAC && (o.kind == "Role" || o.kind == "ClusterRole") {
             continue;
         }
-        if o.meta.deletion_timestamp.is_some() {
-            out.unsettled.push(o.describe());
-            continue;
-        }
         let owned_by_watched = o
             .meta
             .owner_references
@@ -211,6 +207,11 @@ pub fn expected_results(objects: &[LiveObject], scope: &Scope) -> Expectation {
                 && l.get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGED_BY_VALUE)
         });
         if owned_by_watched || own_scan_job {
+            continue;
+        }
+        if o.meta.deletion_timestamp.is_some() {
+            // Its delete event is still to come; a child of a watched owner never counts.
+            out.unsettled.push(o.describe());
             continue;
         }
         *out.targets.entry(o.kind.clone()).or_default() += 1;
@@ -704,6 +705,10 @@ mod tests {
         assert_eq!(e.unsettled, vec![format!("Deployment {NS}/d0")]);
         let r = check(&e, &[], &scope());
         assert!(!r.holds());
+        // A child of a watched owner being deleted is no target: nothing to wait for.
+        let mut objects = world();
+        objects[2].meta.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+        assert!(expected_results(&objects, &scope()).unsettled.is_empty());
     }
 
     #[test]
