@@ -29,13 +29,13 @@ const RESYNC: Duration = Duration::from_secs(60);
 /// Beyond one resync period: the scan Jobs that resync starts must also finish.
 const MARGIN: Duration = Duration::from_secs(90);
 
-fn env_number(name: &str, default: u64) -> u64 {
+fn env_number(name: &str, default: u64) -> Result<u64, String> {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => v
             .trim()
             .parse()
-            .unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}")),
-        _ => default,
+            .map_err(|e| format!("{name}={v:?} is not a number: {e}")),
+        _ => Ok(default),
     }
 }
 
@@ -52,8 +52,8 @@ async fn chaos(client: Client, ns: String) -> Result<(), BoxError> {
         "the chaos scenario restarts kube-apiserver and kills pod processes: it needs the local \
          cluster (unset KUBECONFIG or point it into $KUBEVIGIL_CLUSTER_DIR)",
     )?;
-    let seed = env_number("KUBEVIGIL_CHAOS_SEED", 1);
-    let ops = usize::try_from(env_number("KUBEVIGIL_CHAOS_OPS", 300))?;
+    let seed = env_number("KUBEVIGIL_CHAOS_SEED", 1)?;
+    let ops = usize::try_from(env_number("KUBEVIGIL_CHAOS_OPS", 300)?)?;
     let plan = Plan::generate(seed, ops, &probe_image());
     let release = Release::new(&format!("{ns}-kv"), &[&ns])
         .set(&format!(

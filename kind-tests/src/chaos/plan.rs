@@ -619,7 +619,7 @@ impl Plan {
             .into_iter()
             .enumerate()
         {
-            let mode = if (i + first_mode) % 2 == 0 {
+            let mode = if (i + first_mode).is_multiple_of(2) {
                 KillMode::Sigkill
             } else {
                 KillMode::DeletePod
