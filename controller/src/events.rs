@@ -9,7 +9,7 @@
 //! | add / modify | RoleBinding / ClusterRoleBinding | scan it (its triplets); delete results of removed subjects |
 //! | add / modify | Role / ClusterRole | rescan the bindings that reference it |
 //! | delete | simple resource | delete its results |
-//! | delete | Role / ClusterRole | delete the triplet results of the bindings that reference it and rescan them (their fingerprint covers the role's) |
+//! | delete | Role / ClusterRole | no delete; rescan the bindings that reference it (their fingerprint covers the role's) |
 //! | delete | RoleBinding / ClusterRoleBinding | delete the results of its subjects and its own |
 //!
 //! A deleted ServiceAccount loses its own result; the triplet results of bindings that still name
@@ -478,29 +478,20 @@ impl Index {
             if self.roles.remove(&rk).is_none() {
                 return Vec::new();
             }
-            // The bindings that name it keep their own results (the role may come back), but
-            // their fingerprint covers the role's and without a role they grant nothing: their
-            // triplet results go (as a resync would collect them) and they are rescanned, so
-            // that their results no longer describe the deleted role's rules.
+            // Nothing is deleted (the role may come back; the resync collects the triplet
+            // results of a binding without a role). But the bindings' fingerprint covers the
+            // role's: they are rescanned, so that their results stop describing the deleted
+            // role (found by the chaos scenario: they counted as current while this controller
+            // ran, and were rescanned only by a restarted one).
             let bindings: Vec<TargetKey> = self
                 .role_bindings
                 .get(&rk)
                 .map(|s| s.iter().cloned().collect())
                 .unwrap_or_default();
-            let mut actions = Vec::new();
-            for b in bindings {
-                if let Some(spec) = self.bindings.get(&b) {
-                    let triplets = self.triplet_refs(&b, spec, &spec.subjects);
-                    if !triplets.is_empty() {
-                        for r in &triplets {
-                            self.results.remove(r);
-                        }
-                        actions.push(Action::DeleteResults(triplets));
-                    }
-                }
-                actions.extend(self.rescore(b));
-            }
-            return actions;
+            return bindings
+                .into_iter()
+                .filter_map(|b| self.rescore(b))
+                .collect();
         }
         if let Some(spec) = binding {
             self.bindings.entry(key.clone()).or_insert(spec);
@@ -988,7 +979,7 @@ mod tests {
     }
 
     #[test]
-    fn role_change_and_role_delete_rescan_its_bindings() {
+    fn role_change_and_role_delete_rescan_its_bindings_and_delete_nothing() {
         let (mut idx, b) = index_with_binding(&["ci-bot"]);
         let other = key(&role_binding(), Some("ci"), "unrelated");
         let unrelated_spec = BindingSpec::from_json(
@@ -1012,17 +1003,11 @@ mod tests {
             vec![Action::Scan(b.clone())]
         );
         let fp_before = idx.expected_fingerprint(&b).map(str::to_string);
-        // Deleted: its binding grants nothing now. Its triplet results go and it is rescanned
-        // (its fingerprint covered the role's), the other binding is untouched.
+        // Deleted: no result is deleted, but its binding is rescanned (its fingerprint covered
+        // the role's); the other binding is untouched.
         assert_eq!(
             idx.deleted(role.clone(), None),
-            vec![
-                Action::DeleteResults(vec![result(
-                    "ci",
-                    "serviceaccount-ci-bot-clusterrole-edit-rolebinding-ci-edit"
-                )]),
-                Action::Scan(b.clone()),
-            ]
+            vec![Action::Scan(b.clone())]
         );
         let fp_without = idx.expected_fingerprint(&b).map(str::to_string);
         assert_ne!(fp_without, fp_before);
