@@ -99,3 +99,20 @@ api-pressure: ## The scan pipeline on a cluster whose API server answers 429 (ow
 	  trap 'bash scripts/cluster.sh down' EXIT; \
 	  export KUBECONFIG="$$(bash scripts/cluster.sh up | tail -n1)"; \
 	  $(CARGO) test -p kind-tests --test api_pressure -- --ignored --nocapture
+
+# The chaos scenario (issue 8), once per seed, one seed after another, on a cluster of its own
+# (it restarts that cluster's kube-apiserver). Each seed prints its operation counts, the faults
+# injected and the invariant counts.
+CHAOS_CLUSTER_DIR ?= $(HOME)/.cache/kubevigil/cluster-chaos
+SEEDS ?= 1 2 3
+CHAOS_OPS ?= 300
+.PHONY: chaos
+chaos: ## Chaos scenario for each of SEEDS ("1 2 3"): ~300 ops, controller kills, API server restart, killed scan pods and Jobs; then the convergence invariant
+	export KUBEVIGIL_CLUSTER_DIR=$(CHAOS_CLUSTER_DIR); \
+	  trap 'bash scripts/cluster.sh down' EXIT; \
+	  export KUBECONFIG="$$(bash scripts/cluster.sh up | tail -n1)"; \
+	  for seed in $(SEEDS); do \
+	    echo "==> chaos seed $$seed ($(CHAOS_OPS) operations)"; \
+	    KUBEVIGIL_CHAOS_SEED=$$seed KUBEVIGIL_CHAOS_OPS=$(CHAOS_OPS) \
+	      $(CARGO) test -p kind-tests --test chaos -- --ignored --nocapture || exit 1; \
+	  done

@@ -9,7 +9,7 @@
 //! | add / modify | RoleBinding / ClusterRoleBinding | scan it (its triplets); delete results of removed subjects |
 //! | add / modify | Role / ClusterRole | rescan the bindings that reference it |
 //! | delete | simple resource | delete its results |
-//! | delete | Role / ClusterRole | nothing |
+//! | delete | Role / ClusterRole | no delete; rescan the bindings that reference it (their fingerprint covers the role's) |
 //! | delete | RoleBinding / ClusterRoleBinding | delete the results of its subjects and its own |
 //!
 //! A deleted ServiceAccount loses its own result; the triplet results of bindings that still name
@@ -474,9 +474,24 @@ impl Index {
     /// An object was deleted. `binding` holds a binding's last spec from the delete event.
     pub fn deleted(&mut self, key: TargetKey, binding: Option<BindingSpec>) -> Vec<Action> {
         if key.kind.is_role() {
-            self.roles
-                .remove(&role_key_of(&key.kind, key.namespace.as_deref(), &key.name));
-            return Vec::new();
+            let rk = role_key_of(&key.kind, key.namespace.as_deref(), &key.name);
+            if self.roles.remove(&rk).is_none() {
+                return Vec::new();
+            }
+            // Nothing is deleted (the role may come back; the resync collects the triplet
+            // results of a binding without a role). But the bindings' fingerprint covers the
+            // role's: they are rescanned, so that their results stop describing the deleted
+            // role (found by the chaos scenario: they counted as current while this controller
+            // ran, and were rescanned only by a restarted one).
+            let bindings: Vec<TargetKey> = self
+                .role_bindings
+                .get(&rk)
+                .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default();
+            return bindings
+                .into_iter()
+                .filter_map(|b| self.rescore(b))
+                .collect();
         }
         if let Some(spec) = binding {
             self.bindings.entry(key.clone()).or_insert(spec);
@@ -964,7 +979,7 @@ mod tests {
     }
 
     #[test]
-    fn role_change_rescans_its_bindings_and_role_delete_does_nothing() {
+    fn role_change_and_role_delete_rescan_its_bindings_and_delete_nothing() {
         let (mut idx, b) = index_with_binding(&["ci-bot"]);
         let other = key(&role_binding(), Some("ci"), "unrelated");
         let unrelated_spec = BindingSpec::from_json(
@@ -988,17 +1003,57 @@ mod tests {
             vec![Action::Scan(b.clone())]
         );
         let fp_before = idx.expected_fingerprint(&b).map(str::to_string);
-        assert!(idx.deleted(role, None).is_empty());
-        assert_eq!(idx.expected_fingerprint(&b).map(str::to_string), fp_before);
+        // Deleted: no result is deleted, but its binding is rescanned (its fingerprint covered
+        // the role's); the other binding is untouched.
+        assert_eq!(
+            idx.deleted(role.clone(), None),
+            vec![Action::Scan(b.clone())]
+        );
+        let fp_without = idx.expected_fingerprint(&b).map(str::to_string);
+        assert_ne!(fp_without, fp_before);
+        assert_eq!(
+            fp_without.as_deref(),
+            Some(
+                binding_fingerprint(
+                    &kubevigil_crds::identity::object_fingerprint(&meta("ci-edit", None, "10")),
+                    None
+                )
+                .as_str()
+            ),
+            "what a scan Job writes for a binding whose role is gone"
+        );
+        // Deleting it again (a re-list after a watch restart) does nothing more.
+        assert!(idx.deleted(role.clone(), None).is_empty());
+        // Recreated: rescanned with the new role's fingerprint.
+        assert_eq!(
+            idx.applied(role, &meta("edit", None, "5"), None),
+            vec![Action::Scan(b)]
+        );
+    }
+
+    /// Found by the chaos scenario: a binding whose role was deleted kept the fingerprint of
+    /// its role, so its results (describing the deleted role's rules) counted as current for
+    /// as long as the controller ran, while a restarted controller rescanned them.
+    #[test]
+    fn a_running_controller_and_a_restarted_one_agree_after_a_role_delete() {
+        let (mut running, b) = index_with_binding(&["ci-bot"]);
+        running.deleted(key(&cluster_role(), None, "edit"), None);
+        let mut restarted = index();
+        restarted.applied(
+            b.clone(),
+            &meta("ci-edit", None, "10"),
+            Some(binding_spec(&["ci-bot"])),
+        );
+        assert_eq!(
+            running.expected_fingerprint(&b),
+            restarted.expected_fingerprint(&b)
+        );
     }
 
     #[test]
     fn binding_deleted_after_its_role_deletes_every_subjects_result() {
         let (mut idx, b) = index_with_binding(&["ci-bot"]);
-        assert!(
-            idx.deleted(key(&cluster_role(), None, "edit"), None)
-                .is_empty()
-        );
+        idx.deleted(key(&cluster_role(), None, "edit"), None);
         assert_eq!(
             idx.deleted(b.clone(), Some(binding_spec(&["ci-bot"]))),
             vec![
@@ -1084,9 +1139,15 @@ mod tests {
             (triplet.clone(), info(&fp)),
         ]));
         assert_eq!(idx.resync(), (vec![], vec![]));
-        // Role deleted: the binding grants nothing, its triplet results become orphans.
+        // Role deleted behind the controller's back (its results listed as they were): the
+        // binding grants nothing, its triplet results are orphans, and its own result (with
+        // the deleted role's fingerprint) is stale.
         idx.deleted(key(&cluster_role(), None, "edit"), None);
-        assert_eq!(idx.resync(), (vec![], vec![triplet]));
+        idx.set_results(HashMap::from([
+            (result("ci", "rolebinding-ci-edit"), info(&fp)),
+            (triplet.clone(), info(&fp)),
+        ]));
+        assert_eq!(idx.resync(), (vec![b], vec![triplet]));
     }
 
     #[test]

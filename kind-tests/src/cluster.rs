@@ -170,6 +170,16 @@ pub enum Error {
         /// Its PID.
         pid: u32,
     },
+    /// A recorded process is needed but the state file does not name it (or no cluster is up).
+    #[error("no running {name} is recorded in {path}: {detail}")]
+    NotRecorded {
+        /// Which component.
+        name: &'static str,
+        /// The state file.
+        path: PathBuf,
+        /// What was found instead.
+        detail: String,
+    },
     /// A port still accepts connections after its process stopped.
     #[error("port 127.0.0.1:{port} of {name} still accepts connections after stopping it")]
     PortStillOpen {
@@ -272,6 +282,13 @@ pub struct ProcessRecord {
     pub pid: u32,
     /// A string its command line contains, checked before signalling (guards against PID reuse).
     pub marker: String,
+    /// The program it runs (absent in state files written before restarts were supported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<PathBuf>,
+    /// Its arguments, so that it can be restarted exactly as it was started
+    /// ([`restart_apiserver`]); empty in older state files, where `/proc/<pid>/cmdline` is read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
 }
 
 /// What `up` records in `cluster.json`.
@@ -525,6 +542,40 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     }
 }
 
+/// Starts `program args` in its own process group, with stdout and stderr appended to the log of
+/// `name` in the state directory.
+fn spawn_logged(
+    dir: &StateDir,
+    name: &'static str,
+    program: &Path,
+    args: &[String],
+) -> Result<Child, Error> {
+    use std::os::unix::process::CommandExt as _;
+    let log_path = dir.log(name);
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(io_err("opening", &log_path))?;
+    let log2 = log.try_clone().map_err(io_err("duplicating", &log_path))?;
+    info!(name, log = %log_path.display(), "starting");
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .current_dir(dir.root())
+        // Its own process group: a Ctrl-C on the terminal of `up` does not reach it, and
+        // `down` can signal the whole group.
+        .process_group(0)
+        .spawn()
+        .map_err(|source| Error::Spawn {
+            name,
+            program: program.to_path_buf(),
+            source,
+        })
+}
+
 struct Boot<'a> {
     dir: &'a StateDir,
     state: ClusterState,
@@ -643,34 +694,13 @@ impl Boot<'_> {
     }
 
     fn spawn(&mut self, name: &'static str, program: &Path, args: &[String]) -> Result<(), Error> {
-        use std::os::unix::process::CommandExt as _;
-        let log_path = self.dir.log(name);
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io_err("opening", &log_path))?;
-        let log2 = log.try_clone().map_err(io_err("duplicating", &log_path))?;
-        info!(name, log = %log_path.display(), "starting");
-        let child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .current_dir(self.dir.root())
-            // Its own process group: a Ctrl-C on the terminal of `up` does not reach it, and
-            // `down` can signal the whole group.
-            .process_group(0)
-            .spawn()
-            .map_err(|source| Error::Spawn {
-                name,
-                program: program.to_path_buf(),
-                source,
-            })?;
+        let child = spawn_logged(self.dir, name, program, args)?;
         self.state.processes.push(ProcessRecord {
             name: name.to_owned(),
             pid: child.id(),
             marker: program.display().to_string(),
+            program: Some(program.to_path_buf()),
+            args: args.to_vec(),
         });
         write_state(self.dir, &self.state)?;
         self.children.push((name, child));
@@ -960,4 +990,125 @@ pub async fn status(dir: &StateDir) -> Result<Status, Error> {
         processes,
         health,
     })
+}
+
+/// What [`restart_apiserver`] did.
+#[derive(Debug, Clone)]
+pub struct ApiserverRestart {
+    /// PID of the stopped kube-apiserver.
+    pub old_pid: u32,
+    /// How it ended (SIGTERM within the grace period, or SIGKILL).
+    pub stopped: procs::Ended,
+    /// PID of the new kube-apiserver (recorded in `cluster.json`).
+    pub new_pid: u32,
+    /// From the stop signal to `/readyz` answering `ok` again.
+    pub outage: Duration,
+}
+
+impl fmt::Display for ApiserverRestart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "kube-apiserver restarted: pid {} ({:?}) -> pid {}, ready again after {:.1}s",
+            self.old_pid,
+            self.stopped,
+            self.new_pid,
+            self.outage.as_secs_f64()
+        )
+    }
+}
+
+/// Restarts the kube-apiserver of the running local cluster in `dir`: SIGTERM (SIGKILL after
+/// the grace period), wait until its port is closed, start it again with the same program and
+/// arguments (same port, certificates and etcd), record the new PID in `cluster.json` (so that
+/// `status` and `down` keep working), and wait for `/readyz`. Holds the state lock throughout, so
+/// that an `up` meanwhile waits instead of taking the outage for a broken cluster.
+pub async fn restart_apiserver(dir: &StateDir) -> Result<ApiserverRestart, Error> {
+    const NAME: &str = "apiserver";
+    let _lock = StateLock::acquire(dir).await?;
+    let not_recorded = |detail: String| Error::NotRecorded {
+        name: NAME,
+        path: dir.state_file(),
+        detail,
+    };
+    let mut state = read_state(dir)?.ok_or_else(|| not_recorded("no state file".to_owned()))?;
+    let index = state
+        .processes
+        .iter()
+        .position(|p| p.name == NAME)
+        .ok_or_else(|| not_recorded("the cluster did not finish booting".to_owned()))?;
+    let record = state.processes[index].clone();
+    if !procs::is_alive_with(record.pid, &record.marker) {
+        return Err(not_recorded(format!("pid {} is not running", record.pid)));
+    }
+    let (program, args) = match (&record.program, record.args.is_empty()) {
+        (Some(program), false) => (program.clone(), record.args.clone()),
+        // A state file of an older `up`: the running process's own command line.
+        _ => {
+            let mut cmdline = procs::cmdline(record.pid)
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| not_recorded(format!("pid {} has no command line", record.pid)))?;
+            let program = PathBuf::from(cmdline.remove(0));
+            (program, cmdline)
+        }
+    };
+    info!(pid = record.pid, "stopping kube-apiserver for a restart");
+    let start = Instant::now();
+    let stopped = procs::terminate(record.pid, true, STOP_GRACE).await;
+    if stopped == procs::Ended::Stuck {
+        return Err(Error::Stuck {
+            name: NAME.to_owned(),
+            pid: record.pid,
+        });
+    }
+    if !procs::wait_port_closed(state.apiserver_port, Duration::from_secs(10)).await {
+        return Err(Error::PortStillOpen {
+            name: NAME,
+            port: state.apiserver_port,
+        });
+    }
+    let mut child = spawn_logged(dir, NAME, &program, &args)?;
+    let new_pid = child.id();
+    state.processes[index] = ProcessRecord {
+        name: NAME.to_owned(),
+        pid: new_pid,
+        marker: record.marker.clone(),
+        program: Some(program),
+        args,
+    };
+    write_state(dir, &state)?;
+    let client = client_for(&state.kubeconfig).await?;
+    let mut last;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = dir.log(NAME);
+            return Err(Error::Exited {
+                name: NAME,
+                status: status.to_string(),
+                tail: log_tail(&log, 30),
+                log,
+            });
+        }
+        match tokio::time::timeout(Duration::from_secs(10), readyz(&client)).await {
+            Ok(Ok(())) => break,
+            Ok(Err(e)) => last = e,
+            Err(_) => last = "/readyz did not answer within 10s".to_owned(),
+        }
+        if start.elapsed() >= APISERVER_TIMEOUT {
+            return Err(Error::NotReady {
+                what: "the restarted kube-apiserver's /readyz",
+                waited: APISERVER_TIMEOUT,
+                last,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let report = ApiserverRestart {
+        old_pid: record.pid,
+        stopped,
+        new_pid,
+        outage: start.elapsed(),
+    };
+    info!(%report, "kube-apiserver is back");
+    Ok(report)
 }

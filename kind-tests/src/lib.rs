@@ -8,6 +8,7 @@
 //! - [`scenario`]: `TestCluster::shared()`, `with_temp_ns`, bounded waits.
 //! - [`release`]: kubevigil installed by its chart, one release per scenario.
 //! - [`pipeline`]: helpers of the pipeline scenarios (Deployments, a scan-Job watch, kubectl get).
+//! - [`chaos`]: the chaos scenario: seeded plan, fault injection, the convergence invariant.
 //! - [`bench`]: `kv-bench`, the cluster benchmark (figures, not pass/fail).
 //!
 //! The binary `local-cluster` (`up`, `down`, `status`, `kubelet`) wraps [`cluster`] and
@@ -15,6 +16,7 @@
 
 pub mod bench;
 pub mod certs;
+pub mod chaos;
 pub mod cluster;
 pub mod kubelet;
 pub mod pipeline;

@@ -468,6 +468,18 @@ async fn least_privilege(cluster: &TestCluster) {
             ],
             true,
         ),
+        // A binding deleted before its scan ran: the Job lists its triplet results to delete
+        // them (found by the chaos scenario: without list, such Jobs failed with 403).
+        (
+            SCAN_JOB_SA,
+            &[
+                "list",
+                "workloadconfigurationscans.kubevigil.io",
+                "-n",
+                DEMO_NS,
+            ],
+            true,
+        ),
         (SCAN_JOB_SA, &["get", "secrets", "-A"], false),
         (SCAN_JOB_SA, &["create", "pods", "-n", INSTALL_NS], false),
         (SCAN_JOB_SA, &["create", "pods", "-n", DEMO_NS], false),

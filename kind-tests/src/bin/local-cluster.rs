@@ -4,6 +4,8 @@
 //! local-cluster up        boot (or reuse) the cluster; prints only the kubeconfig path on stdout
 //! local-cluster down      stop every process of the cluster and its pods
 //! local-cluster status    show the processes and whether /readyz is ok
+//! local-cluster restart-apiserver
+//!                         stop kube-apiserver and start it again with the same arguments
 //! local-cluster kubelet   the process kubelet itself (started by `up`)
 //! ```
 //!
@@ -57,6 +59,9 @@ enum Command {
     Down,
     /// Show whether the cluster is up.
     Status,
+    /// Restart kube-apiserver with the same arguments (ports, certificates, etcd) and wait for
+    /// /readyz; `status` and `down` follow the new PID (fault scenarios).
+    RestartApiserver,
     /// Run the process kubelet (started by `up`).
     Kubelet {
         /// Admin kubeconfig.
@@ -173,6 +178,11 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             } else {
                 ExitCode::from(3)
             })
+        }
+        Command::RestartApiserver => {
+            let report = cluster::restart_apiserver(&state).await?;
+            eprintln!("{report}");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Kubelet {
             kubeconfig,

@@ -72,6 +72,9 @@ pub fn entrypoint(container: &Container, binary: &Path) -> (String, Vec<String>)
     }
 }
 
+/// How long a status report is retried while the API server cannot be reached.
+const STATUS_RETRY_BOUND: Duration = Duration::from_secs(120);
+
 /// Restart back-off: 1 s doubling per restart, at most 30 s.
 pub fn backoff(restarts: i32) -> Duration {
     let exp = u32::try_from(restarts.clamp(0, 5)).unwrap_or(5);
@@ -273,22 +276,45 @@ impl Worker {
         }
     }
 
+    /// Reports the pod's status. Like a real kubelet's status manager, it retries while the
+    /// API server cannot be reached (a restart of it, found by the chaos scenario: a lost
+    /// "Failed" left a scan pod Running forever), at most [`STATUS_RETRY_BOUND`]; an answer
+    /// other than 429 or 5xx (the pod is gone, say) ends it.
     async fn patch(&mut self) {
         let body = self.state.to_patch();
         if self.last_patch.as_ref() == Some(&body) {
             return;
         }
-        match self
-            .api
-            .patch_status(
-                &self.name,
-                &PatchParams::default(),
-                &Patch::Strategic(&body),
-            )
-            .await
-        {
-            Ok(_) => self.last_patch = Some(body),
-            Err(e) => warn!(pod = %self.key(), error = %e, "patching pod status"),
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match self
+                .api
+                .patch_status(
+                    &self.name,
+                    &PatchParams::default(),
+                    &Patch::Strategic(&body),
+                )
+                .await
+            {
+                Ok(_) => {
+                    self.last_patch = Some(body);
+                    return;
+                }
+                Err(kube::Error::Api(s)) if s.code != 429 && s.code < 500 => {
+                    warn!(pod = %self.key(), error = %s, "patching pod status");
+                    return;
+                }
+                Err(e) => {
+                    if *self.shutdown.borrow() || start.elapsed() + pause > STATUS_RETRY_BOUND {
+                        warn!(pod = %self.key(), error = %e, "patching pod status; giving up");
+                        return;
+                    }
+                    warn!(pod = %self.key(), error = %e, "patching pod status; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+            }
         }
     }
 

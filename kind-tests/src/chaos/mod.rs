@@ -1,0 +1,602 @@
+//! The chaos scenario (issue 8): a seeded, bounded, repeatable mix of operations on workloads,
+//! ServiceAccounts, Roles and RoleBindings, with faults injected at seeded positions (controller
+//! kills, a kube-apiserver restart, scan pods killed mid-run, a running scan Job deleted), then
+//! SPEC's convergence invariant. `kind-tests/tests/chaos.rs` runs it; `make chaos` runs it for
+//! several seeds.
+//!
+//! - [`plan`]: the seeded plan (pure).
+//! - [`invariant`]: expected results from live objects, compared with the listed ones (pure).
+//! - [`Driver`]: runs operations with bounded retries (through the API server's restart) and
+//!   injects the faults on the local cluster, where pods are processes (`local://<pid>`).
+
+pub mod invariant;
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+    PostParams,
+};
+use kube::{Api, Client};
+use kubevigil_crds::identity::annotations;
+use kubevigil_crds::{WorkloadConfigurationScan, WorkloadConfigurationScanSummary};
+use nix::sys::signal::Signal;
+use tokio::time::Instant;
+
+use self::invariant::{LiveObject, ObservedResult, ResultKind, Scope};
+use self::plan::{Action, Fault, KillMode, Kind, Op};
+use crate::cluster::{POD_MARKER_ENV, StateDir};
+use crate::procs;
+use crate::release::{Release, SCAN_JOB_SELECTOR};
+use crate::scenario::{BoxError, Check, Error, wait_for};
+
+/// Label selector of the controller's pods.
+pub const CONTROLLER_SELECTOR: &str = "app.kubernetes.io/component=controller";
+/// How long one API call may keep failing (the API server's restart included) before the
+/// scenario gives up.
+pub const RETRY_BOUND: Duration = Duration::from_secs(120);
+/// Bound of one attempt of an API call.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a scan-pod or Job fault waits for a scan pod to be running.
+const FAULT_WINDOW: Duration = Duration::from_secs(25);
+
+/// Whether an API error is worth retrying: transport errors, timeouts, 429 and 5xx. Other 4xx
+/// answers are final.
+pub fn transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+        _ => true,
+    }
+}
+
+fn test_err(ns: &str, msg: impl Into<String>) -> Error {
+    Error::Test {
+        namespace: ns.to_owned(),
+        source: msg.into().into(),
+    }
+}
+
+/// Counters of the operation driver.
+#[derive(Clone, Debug, Default)]
+pub struct DriverStats {
+    /// Failed attempts that were retried.
+    pub retries: usize,
+    /// Operations that needed more than one attempt.
+    pub ops_retried: usize,
+    /// Creates answered AlreadyExists (or deletes answered NotFound) after a retried attempt:
+    /// the lost attempt had landed.
+    pub landed_before: usize,
+    /// The longest an operation took, retries included.
+    pub slowest_op: Duration,
+}
+
+/// One fault as injected.
+#[derive(Clone, Debug)]
+pub struct FaultRecord {
+    /// Seconds since the start of the operations.
+    pub at: f64,
+    /// The operation it preceded.
+    pub before_op: usize,
+    /// The fault.
+    pub fault: Fault,
+    /// How many were hit (pods killed, Jobs deleted; 1 for the others); 0 when nothing was
+    /// running within the fault's window.
+    pub hits: usize,
+    /// What exactly was done.
+    pub detail: String,
+}
+
+/// Runs the plan's operations and faults against one namespace and one release.
+pub struct Driver {
+    client: Client,
+    namespace: String,
+    release: Release,
+    state: StateDir,
+    /// Counters of the operations.
+    pub stats: DriverStats,
+    /// The faults as injected.
+    pub faults: Vec<FaultRecord>,
+    started: Instant,
+}
+
+fn api_resource(kind: Kind) -> ApiResource {
+    let (group, version, kind, plural) = kind.api();
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+/// Runs `call` until it succeeds, fails with a final error, or [`RETRY_BOUND`] passes.
+/// Returns the value and the number of attempts; a final error comes with its attempt number.
+pub async fn retry<T, F, Fut>(
+    what: &str,
+    mut call: F,
+) -> Result<(T, usize), (Result<kube::Error, String>, usize)>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, kube::Error>>,
+{
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(200);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let last = match tokio::time::timeout(ATTEMPT_TIMEOUT, call()).await {
+            Ok(Ok(v)) => return Ok((v, attempts)),
+            Ok(Err(e)) if !transient(&e) => return Err((Ok(e), attempts)),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {ATTEMPT_TIMEOUT:?}"),
+        };
+        if start.elapsed() + pause > RETRY_BOUND {
+            return Err((
+                Err(format!(
+                    "{what}: still failing after {attempts} attempts in {:?}: {last}",
+                    start.elapsed()
+                )),
+                attempts,
+            ));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// The pid of the first running container of `pod` (`local://<pid>`), if it is alive and
+/// really that pod's process (the kubelet marks each pod process with its pod directory).
+pub fn pod_process(state: &StateDir, pod: &Pod) -> Option<u32> {
+    let ns = pod.metadata.namespace.as_deref()?;
+    let name = pod.metadata.name.as_deref()?;
+    let pid = pod
+        .status
+        .as_ref()?
+        .container_statuses
+        .iter()
+        .flatten()
+        .filter(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        .find_map(|c| {
+            c.container_id
+                .as_deref()?
+                .strip_prefix("local://")?
+                .parse::<u32>()
+                .ok()
+        })?;
+    let prefix = state.pods().join(format!("{ns}_{name}_"));
+    procs::processes_with_env(POD_MARKER_ENV, &prefix)
+        .contains(&pid)
+        .then_some(pid)
+}
+
+fn ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn job_finished(job: &Job) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        })
+}
+
+impl Driver {
+    /// A driver for the test namespace `namespace` and `release`, on the local cluster `state`.
+    pub fn new(client: Client, namespace: &str, release: &Release, state: &StateDir) -> Self {
+        Driver {
+            client,
+            namespace: namespace.to_owned(),
+            release: release.clone(),
+            state: state.clone(),
+            stats: DriverStats::default(),
+            faults: Vec::new(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Seconds since the driver started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn fail(&self, msg: impl Into<String>) -> Error {
+        test_err(&self.namespace, msg)
+    }
+
+    /// Runs one operation, retrying through transient failures (bounded).
+    pub async fn run_op(&mut self, op: &Op) -> Result<(), Error> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &self.namespace, &api_resource(op.kind));
+        let what = op.to_string();
+        let start = Instant::now();
+        let outcome = match &op.action {
+            Action::Create(body) => {
+                let obj: DynamicObject = serde_json::from_value(body.clone())
+                    .map_err(|e| self.fail(format!("{what}: bad body: {e}")))?;
+                let pp = PostParams::default();
+                retry(&what, || api.create(&pp, &obj)).await.map(|(_, n)| n)
+            }
+            Action::Update { patch, .. } => {
+                let (pp, patch) = (PatchParams::default(), Patch::Merge(patch));
+                retry(&what, || api.patch(&op.name, &pp, &patch))
+                    .await
+                    .map(|(_, n)| n)
+            }
+            Action::Delete => {
+                let dp = DeleteParams::background();
+                retry(&what, || api.delete(&op.name, &dp))
+                    .await
+                    .map(|(_, n)| n)
+            }
+        };
+        let attempts = match outcome {
+            Ok(n) => n,
+            // A retried create or delete whose lost attempt had landed.
+            Err((Ok(kube::Error::Api(s)), n))
+                if n > 1
+                    && ((s.code == 409 && matches!(op.action, Action::Create(_)))
+                        || (s.code == 404 && matches!(op.action, Action::Delete))) =>
+            {
+                self.stats.landed_before += 1;
+                n
+            }
+            Err((Ok(e), n)) => {
+                return Err(self.fail(format!("{what} (attempt {n}): {e}")));
+            }
+            Err((Err(msg), _)) => return Err(self.fail(msg)),
+        };
+        if attempts > 1 {
+            self.stats.ops_retried += 1;
+            self.stats.retries += attempts - 1;
+        }
+        self.stats.slowest_op = self.stats.slowest_op.max(start.elapsed());
+        Ok(())
+    }
+
+    fn record(&mut self, before_op: usize, fault: Fault, hits: usize, detail: String) {
+        let at = self.started.elapsed().as_secs_f64();
+        eprintln!(
+            "[chaos t+{at:6.1}s] before op #{before_op}: {} x{hits}: {detail}",
+            fault.label()
+        );
+        self.faults.push(FaultRecord {
+            at,
+            before_op,
+            fault,
+            hits,
+            detail,
+        });
+    }
+
+    /// Records the kube-apiserver restart (run concurrently by the caller).
+    pub fn record_apiserver_restart(&mut self, before_op: usize, at: f64, detail: String) {
+        eprintln!("[chaos t+{at:6.1}s] before op #{before_op}: kube-apiserver restart: {detail}");
+        self.faults.push(FaultRecord {
+            at,
+            before_op,
+            fault: Fault::RestartApiserver,
+            hits: 1,
+            detail,
+        });
+    }
+
+    async fn pods(&self, namespace: &str, selector: &str) -> Result<Vec<Pod>, Error> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let lp = ListParams::default().labels(selector);
+        retry("listing pods", || api.list(&lp))
+            .await
+            .map(|(l, _)| l.items)
+            .map_err(|(e, _)| {
+                self.fail(format!(
+                    "listing pods {selector} in {namespace}: {}",
+                    e.map_or_else(|m| m, |e| e.to_string())
+                ))
+            })
+    }
+
+    /// Kills the controller (waiting, bounded, for a ready one with a live process first).
+    pub async fn kill_controller(&mut self, before_op: usize, mode: KillMode) -> Result<(), Error> {
+        let ns = self.release.namespace.clone();
+        let found = wait_for(
+            Duration::from_secs(180),
+            &format!("a ready controller pod in {ns} with a live process"),
+            || async {
+                let pods = self.pods(&ns, CONTROLLER_SELECTOR).await?;
+                let live: Vec<(String, u32)> = pods
+                    .iter()
+                    .filter(|p| p.metadata.deletion_timestamp.is_none() && ready(p))
+                    .filter_map(|p| Some((p.metadata.name.clone()?, pod_process(&self.state, p)?)))
+                    .collect();
+                Ok::<_, BoxError>(match live.first() {
+                    Some(x) => Check::Done(x.clone()),
+                    None => Check::NotYet(format!(
+                        "{} controller pods, none ready with a live process",
+                        pods.len()
+                    )),
+                })
+            },
+        )
+        .await?;
+        let (pod, pid) = found;
+        let detail = match mode {
+            KillMode::Sigkill => {
+                procs::signal_group(pid, Signal::SIGKILL);
+                format!("SIGKILL to pod {pod}'s process group {pid}")
+            }
+            KillMode::DeletePod => {
+                let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+                let dp = DeleteParams {
+                    grace_period_seconds: Some(0),
+                    ..DeleteParams::default()
+                };
+                retry("deleting the controller pod", || api.delete(&pod, &dp))
+                    .await
+                    .map_err(|(e, _)| {
+                        self.fail(format!(
+                            "deleting controller pod {pod}: {}",
+                            e.map_or_else(|m| m, |e| e.to_string())
+                        ))
+                    })?;
+                format!("deleted pod {pod} (pid {pid}) with grace period 0")
+            }
+        };
+        self.record(before_op, Fault::KillController(mode), 1, detail);
+        Ok(())
+    }
+
+    /// Running scan pods with their live process, waiting up to [`FAULT_WINDOW`] for one.
+    async fn running_scan_pods(&self) -> Result<Vec<(Pod, u32)>, Error> {
+        let deadline = Instant::now() + FAULT_WINDOW;
+        loop {
+            let pods = self
+                .pods(&self.release.namespace, SCAN_JOB_SELECTOR)
+                .await?;
+            let running: Vec<(Pod, u32)> = pods
+                .into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .filter_map(|p| {
+                    let pid = pod_process(&self.state, &p)?;
+                    Some((p, pid))
+                })
+                .collect();
+            if !running.is_empty() || Instant::now() >= deadline {
+                return Ok(running);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILLs every scan pod running now (waiting up to [`FAULT_WINDOW`] for one).
+    pub async fn kill_scan_pods(&mut self, before_op: usize) -> Result<(), Error> {
+        let running = self.running_scan_pods().await?;
+        let mut killed = Vec::new();
+        for (pod, pid) in &running {
+            procs::signal_group(*pid, Signal::SIGKILL);
+            killed.push(format!(
+                "{} (pid {pid})",
+                pod.metadata.name.as_deref().unwrap_or_default()
+            ));
+        }
+        let detail = if killed.is_empty() {
+            format!("no scan pod was running within {FAULT_WINDOW:?}")
+        } else {
+            killed.join(", ")
+        };
+        self.record(before_op, Fault::KillScanPods, killed.len(), detail);
+        Ok(())
+    }
+
+    /// Deletes a scan Job whose pod is running (waiting up to [`FAULT_WINDOW`] for one).
+    pub async fn delete_running_job(&mut self, before_op: usize) -> Result<(), Error> {
+        let running = self.running_scan_pods().await?;
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.release.namespace);
+        let mut deleted = None;
+        for (pod, pid) in &running {
+            let Some(job_name) = pod.metadata.labels.as_ref().and_then(|l| {
+                l.get("batch.kubernetes.io/job-name")
+                    .or_else(|| l.get("job-name"))
+                    .cloned()
+            }) else {
+                continue;
+            };
+            let job = match retry("reading a scan Job", || jobs.get_opt(&job_name)).await {
+                Ok((Some(job), _)) => job,
+                _ => continue,
+            };
+            if job_finished(&job) || job.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let targets = job
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::pipeline::TARGETS_ANNOTATION))
+                .map(|t| t.lines().count())
+                .unwrap_or_default();
+            let dp = DeleteParams::background();
+            retry("deleting a running scan Job", || {
+                jobs.delete(&job_name, &dp)
+            })
+            .await
+            .map_err(|(e, _)| {
+                self.fail(format!(
+                    "deleting scan Job {job_name}: {}",
+                    e.map_or_else(|m| m, |e| e.to_string())
+                ))
+            })?;
+            deleted = Some(format!(
+                "Job {job_name} ({targets} targets) while its pod {} (pid {pid}) ran",
+                pod.metadata.name.as_deref().unwrap_or_default()
+            ));
+            break;
+        }
+        let hits = usize::from(deleted.is_some());
+        let detail =
+            deleted.unwrap_or_else(|| format!("no scan Job was running within {FAULT_WINDOW:?}"));
+        self.record(before_op, Fault::DeleteRunningJob, hits, detail);
+        Ok(())
+    }
+
+    /// Injects one fault (all but the API server restart, which the caller runs concurrently).
+    pub async fn inject(&mut self, before_op: usize, fault: Fault) -> Result<(), Error> {
+        match fault {
+            Fault::KillController(mode) => self.kill_controller(before_op, mode).await,
+            Fault::KillScanPods => self.kill_scan_pods(before_op).await,
+            Fault::DeleteRunningJob => self.delete_running_job(before_op).await,
+            Fault::RestartApiserver => Err(self.fail(
+                "the kube-apiserver restart runs concurrently with the operations: the caller starts it",
+            )),
+        }
+    }
+
+    /// Faults injected, by label, counting hits.
+    pub fn fault_counts(&self) -> BTreeMap<&'static str, (usize, usize)> {
+        let mut out: BTreeMap<&'static str, (usize, usize)> = BTreeMap::new();
+        for f in &self.faults {
+            let e = out.entry(f.fault.label()).or_default();
+            e.0 += 1;
+            e.1 += f.hits;
+        }
+        out
+    }
+}
+
+/// (group, version, kind, plural, namespaced) of the chart's default watched kinds.
+const WATCHED_RESOURCES: &[(&str, &str, &str, &str, bool)] = &[
+    ("apps", "v1", "Deployment", "deployments", true),
+    ("apps", "v1", "StatefulSet", "statefulsets", true),
+    ("apps", "v1", "DaemonSet", "daemonsets", true),
+    ("apps", "v1", "ReplicaSet", "replicasets", true),
+    ("batch", "v1", "Job", "jobs", true),
+    ("batch", "v1", "CronJob", "cronjobs", true),
+    ("", "v1", "Pod", "pods", true),
+    (
+        "",
+        "v1",
+        "ReplicationController",
+        "replicationcontrollers",
+        true,
+    ),
+    ("", "v1", "ServiceAccount", "serviceaccounts", true),
+    ("", "v1", "Namespace", "namespaces", false),
+    ("rbac.authorization.k8s.io", "v1", "Role", "roles", true),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        false,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        true,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        false,
+    ),
+];
+
+/// Lists every object of the watched kinds in `scope` (namespaced kinds in its namespaces,
+/// cluster-scoped kinds everywhere).
+pub async fn list_live(client: &Client, scope: &Scope) -> Result<Vec<LiveObject>, BoxError> {
+    let mut out = Vec::new();
+    for (group, version, kind, plural, namespaced) in WATCHED_RESOURCES {
+        let ar =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+        let apis: Vec<Api<DynamicObject>> = if *namespaced {
+            scope
+                .namespaces
+                .iter()
+                .map(|ns| Api::namespaced_with(client.clone(), ns, &ar))
+                .collect()
+        } else {
+            vec![Api::all_with(client.clone(), &ar)]
+        };
+        for api in apis {
+            for o in api.list(&ListParams::default()).await?.items {
+                out.push(LiveObject {
+                    group: (*group).to_owned(),
+                    version: (*version).to_owned(),
+                    kind: (*kind).to_owned(),
+                    meta: o.metadata,
+                    data: o.data,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Lists the scans and summaries in the scope's namespaces and its install namespace.
+pub async fn list_results(client: &Client, scope: &Scope) -> Result<Vec<ObservedResult>, BoxError> {
+    let mut namespaces = scope.namespaces.clone();
+    namespaces.insert(scope.install_namespace.clone());
+    let mut out = Vec::new();
+    for ns in &namespaces {
+        let scans: Api<WorkloadConfigurationScan> = Api::namespaced(client.clone(), ns);
+        let summaries: Api<WorkloadConfigurationScanSummary> = Api::namespaced(client.clone(), ns);
+        let lp = ListParams::default();
+        let metas = [
+            (
+                ResultKind::Scan,
+                scans
+                    .list_metadata(&lp)
+                    .await?
+                    .items
+                    .into_iter()
+                    .map(|i| i.metadata)
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                ResultKind::Summary,
+                summaries
+                    .list_metadata(&lp)
+                    .await?
+                    .items
+                    .into_iter()
+                    .map(|i| i.metadata)
+                    .collect(),
+            ),
+        ];
+        for (kind, items) in metas {
+            for m in items {
+                out.push(ObservedResult {
+                    kind,
+                    namespace: ns.clone(),
+                    name: m.name.clone().unwrap_or_default(),
+                    fingerprint: m
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(annotations::FINGERPRINT))
+                        .cloned(),
+                    labels: m.labels.unwrap_or_default(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One check of the invariant against the cluster.
+pub async fn check_invariant(
+    client: &Client,
+    scope: &Scope,
+) -> Result<invariant::Report, BoxError> {
+    let live = list_live(client, scope).await?;
+    let results = list_results(client, scope).await?;
+    let expectation = invariant::expected_results(&live, scope);
+    Ok(invariant::check(&expectation, &results, scope))
+}
