@@ -223,6 +223,8 @@ impl Bench {
         let t = Instant::now();
         self.ensure_workloads(0..20).await?;
         self.ensure_namespace(CHURN_NS).await?;
+        self.wait_deployments_observed(Duration::from_secs(1800))
+            .await?;
         eprintln!("kv-bench: workloads ready in {}", secs(t.elapsed()));
 
         if self.wants("scan-job") {
@@ -268,6 +270,8 @@ impl Bench {
             eprintln!("kv-bench: creating workloads up to {}", n * PER_NAMESPACE);
             let t = Instant::now();
             self.ensure_workloads(0..n).await?;
+            self.wait_deployments_observed(Duration::from_secs(3600))
+                .await?;
             eprintln!("kv-bench: workloads ready in {}", secs(t.elapsed()));
             let ns: Vec<String> = (0..n).map(bench_ns).collect();
             let release = self.release("kvb-r10k", &ns);
@@ -383,6 +387,48 @@ impl Bench {
             .try_collect::<Vec<()>>()
             .await?;
         Ok(())
+    }
+
+    /// Waits until kube-controller-manager has caught up with the benchmark Deployments (each
+    /// one's `status.observedGeneration` reached its generation, so its ReplicaSet exists):
+    /// otherwise the controller's own Deployment queues behind thousands of them and gets no
+    /// pod within Helm's timeout. Polls every 10 s from the API server's watch cache, printing
+    /// progress.
+    pub async fn wait_deployments_observed(&self, timeout: Duration) -> Result<(), Error> {
+        let api: Api<Deployment> = Api::all(self.client.clone());
+        let lp = ListParams::default()
+            .labels(&format!("{WORKLOAD_LABEL}=workload"))
+            .match_any();
+        let t0 = Instant::now();
+        loop {
+            let list = api
+                .list(&lp)
+                .await
+                .map_err(kube_err("listing the benchmark Deployments"))?;
+            let total = list.items.len();
+            let observed = list
+                .items
+                .iter()
+                .filter(|d| {
+                    let observed = d.status.as_ref().and_then(|s| s.observed_generation);
+                    observed.is_some() && observed >= d.metadata.generation
+                })
+                .count();
+            if observed == total {
+                return Ok(());
+            }
+            if t0.elapsed() >= timeout {
+                return Err(Error::Bench(format!(
+                    "kube-controller-manager observed {observed} of {total} benchmark Deployments after {}",
+                    secs(timeout)
+                )));
+            }
+            eprintln!(
+                "kv-bench: kube-controller-manager has observed {observed}/{total} Deployments after {}",
+                secs(t0.elapsed())
+            );
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
     }
 
     /// Deletes every scan result in `namespaces`, so that the next controller starts cold.
