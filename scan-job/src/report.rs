@@ -143,7 +143,7 @@ pub fn build(result: &ResourceResult, inventory: &Inventory, cx: &ReportContext)
         let status = ControlStatus {
             status: c.status,
             sub_status: c.sub_status,
-            info: c.info.clone(),
+            info: c.info.as_deref().map(str::to_string),
         };
         match c.status {
             Status::Passed => passed += 1,

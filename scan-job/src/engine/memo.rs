@@ -1,5 +1,6 @@
 //! What the controls evaluating one object share, so that the catalog does not redo the same
-//! work once per control: the workload's pod spec (found once instead of by every control), and
+//! work once per control: the workload's pod spec with its containers and security contexts
+//! (found once instead of by every control, see [`PodView`]), and
 //! the findings of rules that several controls run (C-0211 reuses the rules of C-0013, C-0016,
 //! C-0017 and C-0057; C-0012 and C-0259 run the same env rule), computed by the first control
 //! that needs them.
@@ -16,6 +17,7 @@ use std::rc::Rc;
 
 use super::control::Finding;
 use super::object::K8sObject;
+use super::pod_view::PodView;
 use super::workload::{PodSpec, pod_spec};
 
 /// The findings of one shared rule, by rule name.
@@ -27,6 +29,8 @@ pub struct Memo<'a> {
     object: Option<&'a K8sObject>,
     /// Its pod spec, looked up once.
     pod: Option<PodSpec<'a>>,
+    /// The containers and security context of `pod`, looked up once.
+    view: Option<PodView<'a>>,
     /// Findings of shared rules on `object`, by rule name.
     rules: RefCell<Vec<SharedRule>>,
 }
@@ -46,15 +50,18 @@ impl<'a> Memo<'a> {
         Memo {
             object: None,
             pod: None,
+            view: None,
             rules: RefCell::new(Vec::new()),
         }
     }
 
     /// A memo for the evaluation of `object`.
     pub fn for_object(object: &'a K8sObject) -> Self {
+        let pod = pod_spec(object);
         Memo {
             object: Some(object),
-            pod: pod_spec(object),
+            view: pod.map(|p| PodView::of(p.spec)),
+            pod,
             rules: RefCell::new(Vec::new()),
         }
     }
@@ -67,7 +74,10 @@ impl<'a> Memo<'a> {
     /// [`pod_spec`] of `obj`, from the memo when `obj` is its object.
     pub fn pod_spec<'s>(&'s self, obj: &'s K8sObject) -> Option<PodSpec<'s>> {
         if self.owns(obj) {
-            self.pod
+            self.pod.map(|pod| PodSpec {
+                view: self.view.as_ref(),
+                ..pod
+            })
         } else {
             pod_spec(obj)
         }
@@ -85,7 +95,9 @@ impl<'a> Memo<'a> {
         if !self.owns(obj) {
             return Rc::new(compute());
         }
-        if let Some((_, found)) = self.rules.borrow().iter().find(|(r, _)| *r == rule) {
+        if let Some((_, found)) = self.rules.borrow().iter().find(|(r, _)| {
+            r.len() == rule.len() && (ptr::eq(r.as_ptr(), rule.as_ptr()) || *r == rule)
+        }) {
             return Rc::clone(found);
         }
         let computed = Rc::new(compute());

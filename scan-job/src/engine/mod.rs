@@ -9,11 +9,12 @@ pub mod inputs;
 pub mod inventory;
 pub mod memo;
 pub mod object;
+pub mod pod_view;
 pub mod selectors;
 pub mod workload;
 
 pub use control::{Applies, Context, Control, ControlMeta, Finding, Needs, Outcome, Resource};
-pub use evaluate::{ControlResult, Evaluator, ResourceResult, RuleResult};
+pub use evaluate::{ControlResult, Evaluator, ResourceResult, RuleResult, RuleResults};
 pub use exceptions::Exceptions;
 pub use inputs::ControlInputs;
 pub use inventory::{BINDING_PATH, Inventory, ROLE_PATH, Triplet};

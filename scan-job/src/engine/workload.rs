@@ -1,8 +1,11 @@
 //! Where a workload keeps its pod spec, and iteration over its containers with their paths.
 
+use std::ptr;
+
 use serde_json::Value;
 
 use super::object::{K8sObject, array, get_path};
+use super::pod_view::{CONTAINER_LISTS, ContainerView, PodView, containers_of};
 
 /// The seven workload kinds most controls inspect (Kubescape's WL7).
 pub const WORKLOAD_KINDS: &[&str] = &[
@@ -50,6 +53,45 @@ pub struct PodSpec<'a> {
     pub spec: &'a Value,
     /// Its path from the object root, e.g. `spec.template.spec` or `spec` for a Pod.
     pub path: &'static str,
+    /// Its containers and security context, looked up once per evaluated object (set when the
+    /// pod spec comes from the [`super::Memo`]; `None` means "look them up").
+    pub view: Option<&'a PodView<'a>>,
+}
+
+impl<'a> PodSpec<'a> {
+    /// The pod-level `securityContext`, or `Null`.
+    pub fn security_context(self) -> &'a Value {
+        match self.view {
+            Some(view) => view.security_context,
+            None => self.spec.get("securityContext").unwrap_or(&Value::Null),
+        }
+    }
+
+    /// The containers of `lists` (container lists, in [`CONTAINER_LISTS`] order, e.g.
+    /// `["containers", "initContainers"]`), in list order; entries that are not objects are
+    /// left out. From the precomputed view when there is one and `lists` is a prefix of
+    /// [`CONTAINER_LISTS`], else looked up.
+    pub fn containers_in(
+        self,
+        lists: &'static [&'static str],
+    ) -> impl Iterator<Item = ContainerView<'a>> + 'a {
+        let (viewed, direct) = match self.view {
+            Some(view) if is_list_prefix(lists) => {
+                (view.first_lists(lists.len()).iter().copied(), None)
+            }
+            _ => ([].iter().copied(), Some(containers_of(self.spec, lists))),
+        };
+        viewed.chain(direct.into_iter().flatten())
+    }
+}
+
+/// Whether `lists` names the first `lists.len()` entries of [`CONTAINER_LISTS`].
+fn is_list_prefix(lists: &[&str]) -> bool {
+    lists.len() <= CONTAINER_LISTS.len()
+        && lists
+            .iter()
+            .zip(CONTAINER_LISTS)
+            .all(|(a, b)| (ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()) || *a == b)
 }
 
 /// The pod spec of a workload object, if it is a workload and has one.
@@ -67,7 +109,11 @@ pub fn pod_spec(obj: &K8sObject) -> Option<PodSpec<'_>> {
     };
     get_path(&obj.value, path)
         .filter(|v| v.is_object())
-        .map(|spec| PodSpec { spec, path })
+        .map(|spec| PodSpec {
+            spec,
+            path,
+            view: None,
+        })
 }
 
 /// The labels the workload's pods get: a Pod's own labels, or the template's labels.
@@ -144,16 +190,56 @@ pub fn containers<'a>(pod: &PodSpec<'a>, which: Containers) -> Vec<ContainerRef<
     out
 }
 
-/// `<pod_path>.<list>[<index>].<suffix>`: the path of a container field. Built by hand rather than with `format!`, because every finding on a
-/// container builds one or more of these.
+/// `<pod_path>.<list>[<index>].<suffix>`: the path of a container field. Built by hand rather
+/// than with `format!`, because every finding on a container builds one or more of these.
 pub fn container_field_path(pod_path: &str, list: &str, index: usize, suffix: &str) -> String {
-    let mut out = String::with_capacity(pod_path.len() + list.len() + suffix.len() + 8);
+    container_field_path_parts(pod_path, list, index, &[suffix])
+}
+
+/// [`container_field_path`] with the suffix given in parts (`["securityContext.", key]`), so
+/// that callers need no temporary `format!` for it.
+pub fn container_field_path_parts(
+    pod_path: &str,
+    list: &str,
+    index: usize,
+    suffix: &[&str],
+) -> String {
+    let suffix_len: usize = suffix.iter().map(|p| p.len()).sum();
+    let mut out = String::with_capacity(pod_path.len() + list.len() + suffix_len + 8);
     out.push_str(pod_path);
     out.push('.');
     out.push_str(list);
     push_index(&mut out, index);
     out.push('.');
-    out.push_str(suffix);
+    for part in suffix {
+        out.push_str(part);
+    }
+    out
+}
+
+/// `<pod_path>.<list>[<index>].<field>[<entry>]`, followed by `.<rest>` unless `rest` is empty:
+/// the path of a list entry of a container (`env[2].name`), without temporary strings.
+pub fn container_entry_path(
+    pod_path: &str,
+    list: &str,
+    index: usize,
+    field: &str,
+    entry: usize,
+    rest: &str,
+) -> String {
+    let mut out =
+        String::with_capacity(pod_path.len() + list.len() + field.len() + rest.len() + 16);
+    out.push_str(pod_path);
+    out.push('.');
+    out.push_str(list);
+    push_index(&mut out, index);
+    out.push('.');
+    out.push_str(field);
+    push_index(&mut out, entry);
+    if !rest.is_empty() {
+        out.push('.');
+        out.push_str(rest);
+    }
     out
 }
 
@@ -193,6 +279,14 @@ mod tests {
         assert_eq!(
             container_field_path("spec", "initContainers", 1234567, "image"),
             "spec.initContainers[1234567].image"
+        );
+        assert_eq!(
+            container_entry_path("spec", "containers", 1, "env", 12, "name"),
+            "spec.containers[1].env[12].name"
+        );
+        assert_eq!(
+            container_entry_path("spec", "containers", 0, "volumeMounts", 3, ""),
+            "spec.containers[0].volumeMounts[3]"
         );
         let mut s = String::from("a");
         push_index(&mut s, usize::MAX);

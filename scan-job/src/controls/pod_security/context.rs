@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::{
-    ALL, Ctr, MAIN, WITH_INIT, WL7, check_pod, ctrs, has, pod_path, pod_sc,
+    ALL, Ctr, MAIN, WITH_INIT, WL7, check_pod, ctrs, has, pod_path, pod_path_parts, pod_sc,
     with_init_and_pod_ephemeral,
 };
 use crate::engine::object::{array, get_path, is_false, is_true, str_at};
@@ -41,8 +41,8 @@ fn resolve<'a>(
 /// The path of `securityContext.<key>` at a level.
 fn level_path(level: Level, c: &Ctr<'_>, pod: PodSpec<'_>, key: &str) -> String {
     match level {
-        Level::Container => c.path(&format!("securityContext.{key}")),
-        Level::Pod => pod_path(pod, &format!("securityContext.{key}")),
+        Level::Container => c.path_parts(&["securityContext.", key]),
+        Level::Pod => pod_path_parts(pod, &["securityContext.", key]),
     }
 }
 
@@ -176,7 +176,7 @@ fn rule_privileged(pod: PodSpec<'_>, out: &mut Vec<Finding>) {
         let mut f = Finding::new(RULE);
         for (k, a) in adds.iter().enumerate() {
             if a.as_str() == Some("SYS_ADMIN") {
-                f = f.delete(c.path(&format!("securityContext.capabilities.add[{k}]")));
+                f = f.delete(c.path_index("securityContext.capabilities.add", k));
             }
         }
         if privileged {
@@ -440,7 +440,7 @@ impl Control for InsecureCapabilities {
                 let mut f = Finding::new("insecure-capabilities");
                 for (k, a) in adds.iter().enumerate() {
                     if bad(a) {
-                        f = f.delete(c.path(&format!("securityContext.capabilities.add[{k}]")));
+                        f = f.delete(c.path_index("securityContext.capabilities.add", k));
                     }
                 }
                 out.push(f);
@@ -591,7 +591,7 @@ fn rule_pod_or_containers(
     for c in ctrs(pod, MAIN) {
         if unset(c.sc(), path) {
             out.push(
-                Finding::new(rule).fix(c.path(&format!("securityContext.{path}")), "YOUR_VALUE"),
+                Finding::new(rule).fix(c.path_parts(&["securityContext.", path]), "YOUR_VALUE"),
             );
         }
     }
@@ -609,10 +609,7 @@ fn rule_drop_net_raw(pod: PodSpec<'_>, out: &mut Vec<Finding>) {
         let drops_all = dropped("ALL") || dropped("all");
         if !dropped("NET_RAW") && !drops_all {
             out.push(Finding::new(RULE).fix(
-                c.path(&format!(
-                    "securityContext.capabilities.drop[{}]",
-                    drop.len()
-                )),
+                c.path_index("securityContext.capabilities.drop", drop.len()),
                 "NET_RAW",
             ));
         } else if drops_all

@@ -240,7 +240,7 @@ fn volume_with_mounts(
     for c in ctrs(pod, lists) {
         for (k, mount) in array(c.value, "volumeMounts").iter().enumerate() {
             if same_name(mount, volume) {
-                finding = finding.delete(c.path(&format!("volumeMounts[{k}]")));
+                finding = finding.delete(c.path_index("volumeMounts", k));
             }
         }
     }

@@ -13,8 +13,9 @@ mod resources;
 
 use serde_json::Value;
 
-use crate::engine::object::array;
-use crate::engine::workload::{PodSpec, WORKLOAD_KINDS, container_field_path};
+use crate::engine::workload::{
+    PodSpec, WORKLOAD_KINDS, container_field_path, container_field_path_parts, push_index,
+};
 use crate::engine::{Applies, Context, Control, Finding, K8sObject, Outcome, Resource};
 
 pub use context::{
@@ -93,6 +94,8 @@ struct Ctr<'a> {
     pod_path: &'static str,
     list: &'static str,
     index: usize,
+    /// The container's `securityContext`, or `Null`.
+    sc: &'a Value,
 }
 
 impl<'a> Ctr<'a> {
@@ -101,9 +104,21 @@ impl<'a> Ctr<'a> {
         container_field_path(self.pod_path, self.list, self.index, suffix)
     }
 
+    /// [`Self::path`] of the suffix given in parts (no temporary string for the suffix).
+    fn path_parts(&self, suffix: &[&str]) -> String {
+        container_field_path_parts(self.pod_path, self.list, self.index, suffix)
+    }
+
+    /// `<podspec>.<list>[<index>].<prefix>[<k>]`: a list entry of a container field.
+    fn path_index(&self, prefix: &str, k: usize) -> String {
+        let mut path = self.path(prefix);
+        push_index(&mut path, k);
+        path
+    }
+
     /// The container's `securityContext`, or `Null`.
     fn sc(&self) -> &'a Value {
-        self.value.get("securityContext").unwrap_or(&Value::Null)
+        self.sc
     }
 
     /// Whether this is an ephemeral container.
@@ -112,30 +127,38 @@ impl<'a> Ctr<'a> {
     }
 }
 
-/// The containers of the given lists, in list order. Non-object entries are skipped.
+/// The containers of the given lists, in list order. Non-object entries are skipped. From the
+/// per-object view when the pod spec has one (see [`PodSpec::containers_in`]).
 fn ctrs<'a>(pod: PodSpec<'a>, lists: &'static [&'static str]) -> impl Iterator<Item = Ctr<'a>> {
-    lists.iter().flat_map(move |list| {
-        array(pod.spec, list)
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.is_object())
-            .map(move |(index, value)| Ctr {
-                value,
-                pod_path: pod.path,
-                list,
-                index,
-            })
+    pod.containers_in(lists).map(move |c| Ctr {
+        value: c.value,
+        pod_path: pod.path,
+        list: c.list,
+        index: c.index,
+        sc: c.security_context,
     })
 }
 
 /// The pod spec's `securityContext`, or `Null`.
 fn pod_sc(pod: PodSpec<'_>) -> &Value {
-    pod.spec.get("securityContext").unwrap_or(&Value::Null)
+    pod.security_context()
 }
 
 /// `<podspec>.<suffix>`.
 fn pod_path(pod: PodSpec<'_>, suffix: &str) -> String {
-    format!("{}.{suffix}", pod.path)
+    pod_path_parts(pod, &[suffix])
+}
+
+/// `<podspec>.<suffix>`, the suffix given in parts (no temporary string for it).
+fn pod_path_parts(pod: PodSpec<'_>, suffix: &[&str]) -> String {
+    let suffix_len: usize = suffix.iter().map(|p| p.len()).sum();
+    let mut path = String::with_capacity(pod.path.len() + 1 + suffix_len);
+    path.push_str(pod.path);
+    path.push('.');
+    for part in suffix {
+        path.push_str(part);
+    }
+    path
 }
 
 /// Whether `v` at `key` is present and not JSON `null` (Rego's "defined").

@@ -99,7 +99,7 @@ impl Limits {
         for (section, max, min) in self.sections {
             let Some(v) = quantity_of(res, section, b.name) else {
                 out.push(Finding::new(b.rule).fix(
-                    c.path(&format!("resources.{section}.{}", b.name)),
+                    c.path_parts(&["resources.", section, ".", b.name]),
                     "YOUR_VALUE",
                 ));
                 continue;
@@ -111,9 +111,12 @@ impl Limits {
                 max.is_some_and(|m| given > m) || min.is_some_and(|m| given < m)
             });
             if out_of_bounds {
-                out.push(
-                    Finding::new(b.rule).review(c.path(&format!("resources.{section}.{}", b.name))),
-                );
+                out.push(Finding::new(b.rule).review(c.path_parts(&[
+                    "resources.",
+                    section,
+                    ".",
+                    b.name,
+                ])));
             }
         }
     }
@@ -262,10 +265,10 @@ fn require_resource(
     check_pod(resource, cx, |_, pod, out| {
         for c in ctrs(pod, MAIN) {
             if quantity_of(resources(&c), section, name).is_none() {
-                out.push(
-                    Finding::new(rule)
-                        .fix(c.path(&format!("resources.{section}.{name}")), "YOUR_VALUE"),
-                );
+                out.push(Finding::new(rule).fix(
+                    c.path_parts(&["resources.", section, ".", name]),
+                    "YOUR_VALUE",
+                ));
             }
         }
     })

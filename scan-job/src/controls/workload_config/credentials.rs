@@ -8,7 +8,7 @@ use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
 use serde_json::Value;
 
 use super::regex_cache::{CredentialMatchers, credential_matchers};
-use super::{WL7, container_path, each_container, object_control};
+use super::{WL7, container_entry_path, each_container, object_control};
 use crate::engine::object::{array, str_at};
 use crate::engine::workload::{Containers, PodSpec};
 use crate::engine::{Applies, Context, ControlMeta, Finding, K8sObject, Needs, Outcome};
@@ -62,8 +62,8 @@ fn credentials_in_env(obj: &K8sObject, cx: &Context<'_>) -> Vec<Finding> {
             }
             findings.push(
                 Finding::new(ENV_RULE)
-                    .delete(container_path(&pod, list, i, &format!("env[{j}].name")))
-                    .delete(container_path(&pod, list, i, &format!("env[{j}].value"))),
+                    .delete(container_entry_path(&pod, list, i, "env", j, "name"))
+                    .delete(container_entry_path(&pod, list, i, "env", j, "value")),
             );
         }
     }
@@ -84,11 +84,13 @@ fn secret_env_from(pod: &PodSpec<'_>, rule: &'static str, findings: &mut Vec<Fin
     for (list, i, c) in each_container(pod, Containers::WithInit) {
         for (j, from) in array(c, "envFrom").iter().enumerate() {
             if from.get("secretRef").is_some_and(|r| !r.is_null()) {
-                findings.push(Finding::new(rule).delete(container_path(
+                findings.push(Finding::new(rule).delete(container_entry_path(
                     pod,
                     list,
                     i,
-                    &format!("envFrom[{j}].secretRef"),
+                    "envFrom",
+                    j,
+                    "secretRef",
                 )));
             }
         }
@@ -257,12 +259,10 @@ fn secrets_in_env(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
                 .and_then(|v| v.get("secretKeyRef"))
                 .is_some_and(|r| !r.is_null());
             if secret_ref {
-                findings.push(Finding::new(SECRETS_ENV_RULE).delete(container_path(
-                    &pod,
-                    list,
-                    i,
-                    &format!("env[{j}].name"),
-                )));
+                findings.push(
+                    Finding::new(SECRETS_ENV_RULE)
+                        .delete(container_entry_path(&pod, list, i, "env", j, "name")),
+                );
             }
         }
     }

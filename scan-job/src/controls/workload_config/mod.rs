@@ -9,7 +9,6 @@
 use kubevigil_crds::SubStatus;
 use serde_json::Value;
 
-use crate::engine::object::array;
 use crate::engine::workload::{Containers, PodSpec};
 use crate::engine::{Applies, Control, Outcome};
 
@@ -157,19 +156,25 @@ fn each_container<'a>(
     pod: &PodSpec<'a>,
     which: Containers,
 ) -> impl Iterator<Item = (&'static str, usize, &'a Value)> + 'a {
-    let spec = pod.spec;
-    lists(which).iter().flat_map(move |list| {
-        array(spec, list)
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.is_object())
-            .map(move |(i, c)| (*list, i, c))
-    })
+    pod.containers_in(lists(which))
+        .map(|c| (c.list, c.index, c.value))
 }
 
 /// `<podspec>.<list>[<index>].<suffix>`.
 fn container_path(pod: &PodSpec<'_>, list: &str, index: usize, suffix: &str) -> String {
     crate::engine::workload::container_field_path(pod.path, list, index, suffix)
+}
+
+/// `<podspec>.<list>[<index>].<field>[<entry>].<rest>` (no `.<rest>` when empty).
+fn container_entry_path(
+    pod: &PodSpec<'_>,
+    list: &str,
+    index: usize,
+    field: &str,
+    entry: usize,
+    rest: &str,
+) -> String {
+    crate::engine::workload::container_entry_path(pod.path, list, index, field, entry, rest)
 }
 
 /// The dotted path of a workload's pod spec by kind, whether or not the object has one.
