@@ -788,6 +788,20 @@ impl Bench {
 
     /// `scan-job run` of 50 workloads as a local process, twice.
     async fn scan_job_phase(&self) -> Result<ScanJobFigures, Error> {
+        // No release has installed the result CRDs yet on a fresh cluster.
+        let crds = crate::cluster::repo_root().join("charts/kubevigil/crds");
+        self.cluster
+            .kubectl(["apply", "--server-side", "-f", &crds.display().to_string()])
+            .await?;
+        self.cluster
+            .kubectl([
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "-f",
+                &crds.display().to_string(),
+            ])
+            .await?;
         let ns = bench_ns(0);
         self.clear_results(std::slice::from_ref(&ns)).await?;
         let targets: Vec<String> = (0..50)
