@@ -187,6 +187,12 @@ pub fn only_own_fields(
     Some(entries.iter().filter(|e| is_ours(e)).cloned().collect())
 }
 
+/// A 404 without a Status body: the API server has no such resource at all (a missing CRD),
+/// unlike the `NotFound` Status of a missing object or namespace.
+pub fn is_unserved_resource(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404 && s.message.contains("page not found"))
+}
+
 /// Deletes one object; `Ok(false)` when it did not exist.
 pub async fn delete<K>(api: &Api<K>, name: &str, what: &str) -> Result<bool, kube::Error>
 where
@@ -208,6 +214,18 @@ mod tests {
 
     fn api_error(code: u16) -> kube::Error {
         kube::Error::Api(Status::failure("x", "y").with_code(code).boxed())
+    }
+
+    #[test]
+    fn a_missing_crd_is_told_from_a_missing_object() {
+        let page = kube::Error::Api(
+            Status::failure("404 page not found", "Failed to parse error data")
+                .with_code(404)
+                .boxed(),
+        );
+        assert!(is_unserved_resource(&page));
+        assert!(!is_unserved_resource(&api_error(404)));
+        assert!(!is_unserved_resource(&api_error(500)));
     }
 
     #[test]

@@ -660,10 +660,16 @@ async fn apply_result<K: ResultKind>(client: &Client, obj: &K) -> Result<(), Tar
     let api: Api<K> = Api::namespaced(client.clone(), &namespace);
     api::apply(&api, &name, obj, &format!("apply {kind} {object}"))
         .await
-        .map_err(|source| TargetError::Apply {
-            kind,
-            object,
-            source,
+        .map_err(|source| {
+            if api::is_unserved_resource(&source) {
+                TargetError::MissingCrd { kind, object }
+            } else {
+                TargetError::Apply {
+                    kind,
+                    object,
+                    source,
+                }
+            }
         })
 }
 

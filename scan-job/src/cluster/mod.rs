@@ -123,6 +123,16 @@ pub enum TargetError {
         /// The API error.
         source: kube::Error,
     },
+    /// The API server does not serve the result kind: its CRD is not installed.
+    #[error(
+        "failed to apply {kind} {object}: the API server does not serve {kind} (404 page not found); install kubevigil's CRDs (the Helm chart, or kubectl apply -f charts/kubevigil/crds)"
+    )]
+    MissingCrd {
+        /// `WorkloadConfigurationScan` or `WorkloadConfigurationScanSummary`.
+        kind: String,
+        /// `namespace/name` of the result.
+        object: String,
+    },
     /// A result of a deleted target could not be deleted.
     #[error("failed to delete {kind} {object}: {source}")]
     Delete {
