@@ -21,8 +21,7 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubevigil_crds::identity::labels;
 use kubevigil_crds::identity::{
-    BindingRef, RoleRef, Subject, SubjectKind, Target, binding_fingerprint,
-    object_fingerprint_with_spec,
+    BindingRef, RoleRef, Subject, Target, binding_fingerprint, object_fingerprint_with_spec,
 };
 use kubevigil_crds::target::{KindInfo, TargetKey};
 use serde_json::Value;
@@ -99,23 +98,7 @@ impl BindingSpec {
             .map(Vec::as_slice)
             .unwrap_or(&[])
             .iter()
-            .filter_map(|s| {
-                let kind = SubjectKind::parse(s.get("kind")?.as_str()?)?;
-                let name = s.get("name")?.as_str()?.to_string();
-                let namespace = (kind == SubjectKind::ServiceAccount).then(|| {
-                    s.get("namespace")
-                        .and_then(Value::as_str)
-                        .filter(|ns| !ns.is_empty())
-                        .or(binding_namespace)
-                        .unwrap_or("default")
-                        .to_string()
-                });
-                Some(Subject {
-                    kind,
-                    name,
-                    namespace,
-                })
-            })
+            .filter_map(|s| Subject::from_json(s, binding_namespace))
             .collect();
         BindingSpec {
             cluster_role: str_of(role_ref, "kind") == "ClusterRole",
@@ -396,15 +379,7 @@ impl Index {
                 return Vec::new();
             }
             self.roles.insert(rk.clone(), own_fp);
-            let bindings: Vec<TargetKey> = self
-                .role_bindings
-                .get(&rk)
-                .map(|s| s.iter().cloned().collect())
-                .unwrap_or_default();
-            return bindings
-                .into_iter()
-                .filter_map(|b| self.rescore(b))
-                .collect();
+            return self.rescore_bindings_of(&rk);
         }
         if self.owned_by_watched(meta) || is_own_scan_job(meta) {
             // The owner is scanned; a child that was scanned before its adoption keeps nothing.
@@ -460,6 +435,19 @@ impl Index {
         actions
     }
 
+    /// Rescores every binding that names the role `rk` (its fingerprint covers the role's).
+    fn rescore_bindings_of(&mut self, rk: &RoleKey) -> Vec<Action> {
+        let bindings: Vec<TargetKey> = self
+            .role_bindings
+            .get(rk)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        bindings
+            .into_iter()
+            .filter_map(|b| self.rescore(b))
+            .collect()
+    }
+
     /// Recomputes a binding's fingerprint after its role changed; a scan when it differs.
     fn rescore(&mut self, binding: TargetKey) -> Option<Action> {
         let own = self.binding_own.get(&binding)?.clone();
@@ -483,15 +471,7 @@ impl Index {
             // role's: they are rescanned, so that their results stop describing the deleted
             // role (found by the chaos scenario: they counted as current while this controller
             // ran, and were rescanned only by a restarted one).
-            let bindings: Vec<TargetKey> = self
-                .role_bindings
-                .get(&rk)
-                .map(|s| s.iter().cloned().collect())
-                .unwrap_or_default();
-            return bindings
-                .into_iter()
-                .filter_map(|b| self.rescore(b))
-                .collect();
+            return self.rescore_bindings_of(&rk);
         }
         if let Some(spec) = binding {
             self.bindings.entry(key.clone()).or_insert(spec);

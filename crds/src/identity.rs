@@ -173,6 +173,31 @@ pub struct Subject {
     pub namespace: Option<String>,
 }
 
+impl Subject {
+    /// One entry of a binding's `subjects` as JSON; `None` for an unknown kind or a missing
+    /// name. A ServiceAccount without a namespace is in the binding's (or `default`), as the
+    /// API server resolves it. The controller and the tests read subjects through this alone.
+    pub fn from_json(subject: &serde_json::Value, binding_namespace: Option<&str>) -> Option<Self> {
+        use serde_json::Value;
+        let kind = SubjectKind::parse(subject.get("kind")?.as_str()?)?;
+        let name = subject.get("name")?.as_str()?.to_string();
+        let namespace = (kind == SubjectKind::ServiceAccount).then(|| {
+            subject
+                .get("namespace")
+                .and_then(Value::as_str)
+                .filter(|ns| !ns.is_empty())
+                .or(binding_namespace)
+                .unwrap_or("default")
+                .to_string()
+        });
+        Some(Subject {
+            kind,
+            name,
+            namespace,
+        })
+    }
+}
+
 /// A Role or ClusterRole named by a binding's `roleRef`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RoleRef {

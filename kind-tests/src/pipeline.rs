@@ -115,7 +115,8 @@ pub struct JobWatch {
     task: JoinHandle<()>,
 }
 
-fn job_finished(job: &Job) -> bool {
+/// Whether a Job has finished (a `Complete` or `Failed` condition that is true).
+pub fn job_finished(job: &Job) -> bool {
     job.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())

@@ -17,7 +17,7 @@ use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubevigil_crds::identity::{
-    BindingRef, ObjectRef, RoleRef, Subject, SubjectKind, Target, binding_fingerprint, labels,
+    BindingRef, ObjectRef, RoleRef, Subject, Target, binding_fingerprint, labels,
     object_fingerprint, object_fingerprint_with_spec, scalable_kind, spec_hash,
 };
 use serde_json::Value;
@@ -151,23 +151,7 @@ fn subjects(data: &Value, binding_namespace: Option<&str>) -> BTreeSet<Subject> 
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|s| {
-            let kind = SubjectKind::parse(s.get("kind")?.as_str()?)?;
-            let name = s.get("name")?.as_str()?.to_owned();
-            let namespace = (kind == SubjectKind::ServiceAccount).then(|| {
-                s.get("namespace")
-                    .and_then(Value::as_str)
-                    .filter(|ns| !ns.is_empty())
-                    .or(binding_namespace)
-                    .unwrap_or("default")
-                    .to_owned()
-            });
-            Some(Subject {
-                kind,
-                name,
-                namespace,
-            })
-        })
+        .filter_map(|s| Subject::from_json(s, binding_namespace))
         .collect()
 }
 

@@ -31,6 +31,7 @@ use tokio::time::Instant;
 use self::invariant::{LiveObject, ObservedResult, ResultKind, Scope};
 use self::plan::{Action, Fault, KillMode, Kind, Op};
 use crate::cluster::{POD_MARKER_ENV, StateDir};
+use crate::pipeline::job_finished;
 use crate::procs;
 use crate::release::{Release, SCAN_JOB_SELECTOR};
 use crate::scenario::{BoxError, Check, Error, wait_for};
@@ -174,16 +175,6 @@ fn ready(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-fn job_finished(job: &Job) -> bool {
-    job.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-        })
 }
 
 impl Driver {
