@@ -61,6 +61,17 @@ fn assert_valid_metadata(items: &[Value]) {
     }
 }
 
+/// Scans `list` as JSON from stdin; the scan must succeed (exit 0, or 1 for failed controls).
+fn scan_list(list: &Value) -> Vec<Value> {
+    let out = scan_job(&["scan", "-f", "-", "-o", "json"], &list.to_string());
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "stderr: {}",
+        stderr(&out)
+    );
+    items(&out)
+}
+
 /// A DNS-1123 subdomain of exactly `len` characters starting with `prefix`.
 fn long_name(prefix: &str, len: usize) -> String {
     let mut s = prefix.to_owned();
@@ -99,13 +110,7 @@ fn names_at_the_253_limit_are_scanned() {
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": n},
          "subjects": [{"kind": "ServiceAccount", "name": n, "namespace": "ns1"}]},
     ]});
-    let out = scan_job(&["scan", "-f", "-", "-o", "json"], &list.to_string());
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "stderr: {}",
-        stderr(&out)
-    );
-    let items = items(&out);
+    let items = scan_list(&list);
     assert_valid_metadata(&items);
     let kinds: Vec<&str> = items
         .iter()
@@ -171,13 +176,7 @@ fn unicode_and_odd_label_values_give_valid_result_labels() {
         {"apiVersion": "v1", "kind": "ServiceAccount",
          "metadata": {"name": "Ünï_Cødé:SA", "namespace": "ns1", "labels": labels}},
     ]});
-    let out = scan_job(&["scan", "-f", "-", "-o", "json"], &list.to_string());
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "stderr: {}",
-        stderr(&out)
-    );
-    let items = items(&out);
+    let items = scan_list(&list);
     assert_eq!(items.len(), 2, "{items:#?}");
     assert_valid_metadata(&items);
     let sa = items
