@@ -1,6 +1,7 @@
 //! Offline input: manifest files and directories (YAML with several documents, JSON, `List`
 //! kinds) turned into objects. A bad file is reported with its path and does not stop the rest.
 
+use crate::engine::object::type_name;
 use std::collections::HashMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -280,18 +281,6 @@ fn push_document(path: &str, what: &str, doc: Value, loaded: &mut Loaded) {
             path: path.to_string(),
             message: format!("{what}{e}"),
         }),
-    }
-}
-
-/// What a JSON value is, for messages (`found a string`).
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
     }
 }
 

@@ -2,6 +2,7 @@
 //! (control-input overrides) and `exceptions` (posture exceptions). Every other key belongs to
 //! the controller and is ignored here.
 
+use crate::engine::object::type_name;
 use std::path::Path;
 
 use serde_json::Value;
@@ -58,7 +59,10 @@ impl Settings {
             other => {
                 return Err(RunError::ParseConfig {
                     path: path.to_string(),
-                    message: format!("expected a mapping at the top level, found {}", kind(other)),
+                    message: format!(
+                        "expected a mapping at the top level, found {}",
+                        type_name(other)
+                    ),
                 });
             }
         };
@@ -76,17 +80,6 @@ impl Settings {
             }
         };
         Ok(Settings { inputs, exceptions })
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
     }
 }
 

@@ -1,5 +1,6 @@
 //! Control configuration inputs (Kubescape's `postureControlInputs`), with Kubescape's defaults.
 
+use super::object::type_name;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
@@ -238,7 +239,7 @@ impl ControlInputs {
                 .as_array()
                 .ok_or_else(|| InputsError::NotAStringList {
                     key: key.clone(),
-                    found: json_type(value).into(),
+                    found: type_name(value).into(),
                 })?;
             let mut out = Vec::with_capacity(items.len());
             for item in items {
@@ -248,7 +249,7 @@ impl ControlInputs {
                     other => {
                         return Err(InputsError::NotAStringList {
                             key: key.clone(),
-                            found: format!("a list containing {}", json_type(other)),
+                            found: format!("a list containing {}", type_name(other)),
                         });
                     }
                 }
@@ -256,16 +257,5 @@ impl ControlInputs {
             self.values.insert(key.clone(), out);
         }
         Ok(())
-    }
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
     }
 }

@@ -128,6 +128,18 @@ pub fn is_false(value: &Value, key: &str) -> bool {
     value.get(key).and_then(Value::as_bool) == Some(false)
 }
 
+/// What a JSON value is, for messages (`found a string`).
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
 /// The elements of the array at `key`, or nothing when absent or not an array.
 pub fn array<'a>(value: &'a Value, key: &str) -> &'a [Value] {
     value
