@@ -72,6 +72,35 @@ async fn foreground_deletion_removes_replicaset_and_pods() -> Result<(), Error> 
         .await?;
         assert_eq!(running.len(), 2);
         assert_eq!(replicasets.list(&lp).await?.items.len(), 1);
+        // "Running" is reported when the process is spawned; the SIGTERM check below needs
+        // each probe to have started and logged first.
+        if let Some(state) = cluster.local_state() {
+            let prefix = format!("{ns}_sleeper-");
+            let pods_dir = state.pods();
+            wait_for(
+                Duration::from_secs(30),
+                "both sleepers to log their start",
+                || {
+                    let (prefix, pods_dir) = (prefix.clone(), pods_dir.clone());
+                    async move {
+                        let started = std::fs::read_dir(&pods_dir)?
+                            .flatten()
+                            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                            .filter(|e| {
+                                std::fs::read_to_string(e.path().join("sleeper.log"))
+                                    .is_ok_and(|l| l.contains("sleeping until SIGTERM"))
+                            })
+                            .count();
+                        Ok(if started == 2 {
+                            Check::Done(())
+                        } else {
+                            Check::NotYet(format!("{started} of 2 started"))
+                        })
+                    }
+                },
+            )
+            .await?;
+        }
 
         deployments
             .delete("sleeper", &DeleteParams::foreground())
