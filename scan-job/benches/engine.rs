@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! taskset -c 0 cargo bench -p scan-job --bench engine
+//! # profile one benchmark alone:
+//! KUBEVIGIL_BENCH_NO_SUMMARY=1 perf record -g -- target/release/deps/engine-* --bench 'deployment/evaluate_object$' --profile-time 10
 //! ```
 //!
 //! Groups:
@@ -39,6 +41,10 @@ use scan_job::engine::{
 };
 use scan_job::report::{self, ReportContext};
 use serde_json::{Value, json};
+
+/// The allocator of the `scan-job` binary, so that the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The realistic Deployment and its neighbours (ServiceAccount, Service, NetworkPolicy).
 fn deployment_inventory() -> Inventory {
@@ -601,11 +607,46 @@ fn breakdown() {
 
 criterion_group!(benches, deployment, mixed, overhead);
 
+/// `KUBEVIGIL_BENCH_ITERS=N`: only `evaluate_object` on the Deployment, N times, for
+/// `perf stat` or `valgrind --tool=cachegrind` (instruction counts are steadier than times on a
+/// shared machine).
+fn fixed_iterations() -> bool {
+    let Some(n) = std::env::var("KUBEVIGIL_BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return false;
+    };
+    let inventory = deployment_inventory();
+    // `KUBEVIGIL_BENCH_CONTROL=C-0012`: that control alone.
+    let only = std::env::var("KUBEVIGIL_BENCH_CONTROL").ok();
+    let controls = catalog::all()
+        .into_iter()
+        .filter(|c| only.as_deref().is_none_or(|id| c.meta().id == id))
+        .collect();
+    let ev = evaluator(controls);
+    let start = Instant::now();
+    for _ in 0..n {
+        drop(black_box(ev.evaluate_object(black_box(&inventory), 0)));
+    }
+    println!(
+        "{n} x evaluate_object: {:.2} us per call",
+        start.elapsed().as_nanos() as f64 / n as f64 / 1e3
+    );
+    true
+}
+
 fn main() {
+    if fixed_iterations() {
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
     // `cargo test --benches` runs each benchmark once without `--bench`: no summary then.
-    if std::env::args().any(|a| a == "--bench") {
+    // `KUBEVIGIL_BENCH_NO_SUMMARY=1` leaves them out too, so that a profiler sees only the
+    // benchmarks selected by the filter.
+    let no_summary = std::env::var_os("KUBEVIGIL_BENCH_NO_SUMMARY").is_some_and(|v| v == "1");
+    if std::env::args().any(|a| a == "--bench") && !no_summary {
         summary();
         breakdown();
     }

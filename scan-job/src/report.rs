@@ -25,7 +25,7 @@ use kubevigil_crds::{
 };
 use serde_json::Value;
 
-use crate::engine::{ControlResult, Evaluator, Inventory, K8sObject, ResourceResult};
+use crate::engine::{ControlResult, Evaluator, FindingPath, Inventory, K8sObject, ResourceResult};
 
 /// The scanner version written into every result; a change makes older results stale.
 pub const SCANNER_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -332,7 +332,7 @@ fn rules_of(c: &ControlResult) -> Vec<ScannedRule> {
                 sub_status: r.sub_status,
             },
             control_configurations: BTreeMap::clone(&c.configurations),
-            paths: r.paths.clone(),
+            paths: r.paths.iter().map(FindingPath::to_rule_path).collect(),
             related_resources_ids: r.related.clone(),
         })
         .collect()

@@ -1,5 +1,6 @@
 //! What a control is: its metadata and an evaluation that returns a status with paths.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use kubevigil_crds::{RulePath, Severity, SubStatus};
@@ -145,13 +146,87 @@ impl<'a> Context<'a> {
     }
 }
 
+/// What a [`FindingPath`] is, that is, which fields of the CRD's `RulePath` carry it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathKind {
+    /// `failedPath` only (legacy paths).
+    Failed,
+    /// `reviewPath`, and `failedPath` too when `also_failed` (Kubescape repeats most review
+    /// paths there).
+    Review {
+        /// Whether the path is repeated as `failedPath`.
+        also_failed: bool,
+    },
+    /// `deletePath`, and `failedPath` too when `also_failed`.
+    Delete {
+        /// Whether the path is repeated as `failedPath`.
+        also_failed: bool,
+    },
+    /// `fixPath`, with the value to set (`fixPathValue`). Most values are constants, so they
+    /// are borrowed rather than allocated for every finding.
+    Fix(Cow<'static, str>),
+}
+
+/// One path of a finding as the engine keeps it: the path once, with what kind of path it is.
+/// [`FindingPath::to_rule_path`] expands it into the CRD's `RulePath` (where a review or delete
+/// path is usually written twice). Keeping one string per path instead of two, and constant fix
+/// values unallocated, is what makes failing controls cheap to evaluate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FindingPath {
+    /// The dotted path (`spec.template.spec.containers[0].securityContext.privileged`).
+    pub path: String,
+    /// Which `RulePath` fields carry it.
+    pub kind: PathKind,
+    /// The related object the path belongs to; `None` for the evaluated resource itself.
+    pub resource_id: Option<String>,
+}
+
+impl FindingPath {
+    /// A path on the evaluated resource.
+    pub fn new(path: impl Into<String>, kind: PathKind) -> Self {
+        FindingPath {
+            path: path.into(),
+            kind,
+            resource_id: None,
+        }
+    }
+
+    /// The CRD form of the path.
+    pub fn to_rule_path(&self) -> RulePath {
+        let path = Some(self.path.clone());
+        let mut out = match &self.kind {
+            PathKind::Failed => RulePath {
+                failed_path: path,
+                ..RulePath::default()
+            },
+            PathKind::Review { also_failed } => RulePath {
+                failed_path: also_failed.then(|| self.path.clone()),
+                review_path: path,
+                ..RulePath::default()
+            },
+            PathKind::Delete { also_failed } => RulePath {
+                failed_path: also_failed.then(|| self.path.clone()),
+                delete_path: path,
+                ..RulePath::default()
+            },
+            PathKind::Fix(value) => RulePath {
+                fix_path: path,
+                fix_path_value: Some(value.to_string()),
+                ..RulePath::default()
+            },
+        };
+        out.resource_id.clone_from(&self.resource_id);
+        out
+    }
+}
+
 /// One failure found by a rule, with its paths.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Finding {
     /// The rule that found it (one of [`ControlMeta::rules`]).
     pub rule: &'static str,
     /// Paths on the resource (and on related objects, with `resource_id` set).
-    pub paths: Vec<RulePath>,
+    pub paths: Vec<FindingPath>,
     /// Resource IDs of related objects that took part.
     pub related: Vec<String>,
 }
@@ -167,42 +242,32 @@ impl Finding {
 
     /// Adds a path that is only reported as failed (legacy `failedPaths`).
     pub fn failed(mut self, path: impl Into<String>) -> Self {
-        self.paths.push(RulePath {
-            failed_path: Some(path.into()),
-            ..RulePath::default()
-        });
+        self.paths.push(FindingPath::new(path, PathKind::Failed));
         self
     }
 
     /// Adds a path to review (reported as both `reviewPath` and `failedPath`).
     pub fn review(mut self, path: impl Into<String>) -> Self {
-        let path = path.into();
-        self.paths.push(RulePath {
-            failed_path: Some(path.clone()),
-            review_path: Some(path),
-            ..RulePath::default()
-        });
+        self.paths.push(FindingPath::new(
+            path,
+            PathKind::Review { also_failed: true },
+        ));
         self
     }
 
     /// Adds a path whose removal fixes the finding (`deletePath` and `failedPath`).
     pub fn delete(mut self, path: impl Into<String>) -> Self {
-        let path = path.into();
-        self.paths.push(RulePath {
-            failed_path: Some(path.clone()),
-            delete_path: Some(path),
-            ..RulePath::default()
-        });
+        self.paths.push(FindingPath::new(
+            path,
+            PathKind::Delete { also_failed: true },
+        ));
         self
     }
 
     /// Adds a field to set, with its value.
-    pub fn fix(mut self, path: impl Into<String>, value: impl Into<String>) -> Self {
-        self.paths.push(RulePath {
-            fix_path: Some(path.into()),
-            fix_path_value: Some(value.into()),
-            ..RulePath::default()
-        });
+    pub fn fix(mut self, path: impl Into<String>, value: impl Into<Cow<'static, str>>) -> Self {
+        self.paths
+            .push(FindingPath::new(path, PathKind::Fix(value.into())));
         self
     }
 
@@ -213,7 +278,7 @@ impl Finding {
     }
 
     /// Adds a path on a related object.
-    pub fn related_path(mut self, resource_id: &str, mut path: RulePath) -> Self {
+    pub fn related_path(mut self, resource_id: &str, mut path: FindingPath) -> Self {
         path.resource_id = Some(resource_id.to_string());
         self.paths.push(path);
         self

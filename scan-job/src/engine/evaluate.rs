@@ -6,10 +6,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use kubevigil_crds::identity::Target;
-use kubevigil_crds::{RulePath, Status, SubStatus};
+use kubevigil_crds::{Status, SubStatus};
 use smallvec::SmallVec;
 
-use super::control::{Applies, Context, Control, ControlMeta, Finding, Needs, Outcome, Resource};
+use super::control::{
+    Applies, Context, Control, ControlMeta, Finding, FindingPath, Needs, Outcome, Resource,
+};
 use super::exceptions::Exceptions;
 use super::inputs::ControlInputs;
 use super::inventory::{Inventory, Triplet};
@@ -25,7 +27,7 @@ pub struct RuleResult {
     /// Reason for a pass or skip.
     pub sub_status: Option<SubStatus>,
     /// Paths of the rule's findings.
-    pub paths: Vec<RulePath>,
+    pub paths: Vec<FindingPath>,
     /// Related resource IDs of the rule's findings.
     pub related: Vec<String>,
 }

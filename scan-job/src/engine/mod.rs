@@ -13,7 +13,10 @@ pub mod pod_view;
 pub mod selectors;
 pub mod workload;
 
-pub use control::{Applies, Context, Control, ControlMeta, Finding, Needs, Outcome, Resource};
+pub use control::{
+    Applies, Context, Control, ControlMeta, Finding, FindingPath, Needs, Outcome, PathKind,
+    Resource,
+};
 pub use evaluate::{ControlResult, Evaluator, ResourceResult, RuleResult, RuleResults};
 pub use exceptions::Exceptions;
 pub use inputs::ControlInputs;

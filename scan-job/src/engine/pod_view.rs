@@ -13,7 +13,9 @@ use super::object::array;
 /// The container lists of a pod spec, in the order the controls inspect them.
 pub const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
 
-/// One container of a pod spec (a JSON object entry of one of its lists).
+/// One container of a pod spec (a JSON object entry of one of its lists), with the fields the
+/// controls read most, found in one pass over the container's keys. Each field is exactly what
+/// `value.get(key)` returns, so a control reads the same JSON either way.
 #[derive(Clone, Copy, Debug)]
 pub struct ContainerView<'a> {
     /// The container value (always a JSON object).
@@ -24,17 +26,93 @@ pub struct ContainerView<'a> {
     pub index: usize,
     /// Its `securityContext`, or `Null` when absent.
     pub security_context: &'a Value,
+    /// `name`.
+    pub name: Option<&'a Value>,
+    /// `image`.
+    pub image: Option<&'a Value>,
+    /// `imagePullPolicy`.
+    pub image_pull_policy: Option<&'a Value>,
+    /// `env`.
+    pub env: Option<&'a Value>,
+    /// `envFrom`.
+    pub env_from: Option<&'a Value>,
+    /// `volumeMounts`.
+    pub volume_mounts: Option<&'a Value>,
+    /// `ports`.
+    pub ports: Option<&'a Value>,
+    /// `resources`.
+    pub resources: Option<&'a Value>,
+    /// `livenessProbe`.
+    pub liveness_probe: Option<&'a Value>,
+    /// `readinessProbe`.
+    pub readiness_probe: Option<&'a Value>,
+    /// `command`.
+    pub command: Option<&'a Value>,
 }
 
 impl<'a> ContainerView<'a> {
     /// The view of one list entry, `None` for entries that are not JSON objects.
     fn of(value: &'a Value, list: &'static str, index: usize) -> Option<Self> {
-        value.is_object().then(|| ContainerView {
+        let map = value.as_object()?;
+        let mut view = ContainerView {
             value,
             list,
             index,
-            security_context: value.get("securityContext").unwrap_or(&Value::Null),
-        })
+            security_context: &Value::Null,
+            name: None,
+            image: None,
+            image_pull_policy: None,
+            env: None,
+            env_from: None,
+            volume_mounts: None,
+            ports: None,
+            resources: None,
+            liveness_probe: None,
+            readiness_probe: None,
+            command: None,
+        };
+        // One walk over the keys instead of a map search per field and control.
+        for (key, field) in map {
+            let slot = match key.as_str() {
+                "securityContext" => {
+                    view.security_context = field;
+                    continue;
+                }
+                "name" => &mut view.name,
+                "image" => &mut view.image,
+                "imagePullPolicy" => &mut view.image_pull_policy,
+                "env" => &mut view.env,
+                "envFrom" => &mut view.env_from,
+                "volumeMounts" => &mut view.volume_mounts,
+                "ports" => &mut view.ports,
+                "resources" => &mut view.resources,
+                "livenessProbe" => &mut view.liveness_probe,
+                "readinessProbe" => &mut view.readiness_probe,
+                "command" => &mut view.command,
+                _ => continue,
+            };
+            *slot = Some(field);
+        }
+        Some(view)
+    }
+
+    /// The list at `field` (one of this view's fields), or an empty slice when it is absent or
+    /// not a list.
+    pub fn list_of(field: Option<&'a Value>) -> &'a [Value] {
+        field
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// The container's `name` if it is a string.
+    pub fn name_str(&self) -> Option<&'a str> {
+        self.name.and_then(Value::as_str)
+    }
+
+    /// The container's `image` if it is a string.
+    pub fn image_str(&self) -> Option<&'a str> {
+        self.image.and_then(Value::as_str)
     }
 }
 

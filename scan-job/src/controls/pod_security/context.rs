@@ -925,7 +925,7 @@ mod tests {
         let review: Vec<_> = f[0]
             .paths
             .iter()
-            .filter_map(|p| p.review_path.clone())
+            .filter_map(|p| p.to_rule_path().review_path)
             .collect();
         assert_eq!(
             review,
@@ -951,7 +951,7 @@ mod tests {
         let f = findings(&SeccompRuntimeDefault, vec![cron]);
         assert_eq!(f.len(), 1);
         assert_eq!(
-            f[0].paths[0].review_path.as_deref(),
+            f[0].paths[0].to_rule_path().review_path.as_deref(),
             Some("spec.jobTemplate.spec.template.spec.securityContext.seccompProfile.type")
         );
     }

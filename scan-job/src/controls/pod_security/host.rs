@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::{MAIN, WITH_INIT, WL7, check_pod, ctrs, has, pod_path};
 use crate::engine::object::{array, is_true, str_at};
+use crate::engine::pod_view::ContainerView;
 use crate::engine::workload::PodSpec;
 use crate::engine::{Context, Control, ControlMeta, Finding, Needs, Outcome, Resource};
 
@@ -198,7 +199,7 @@ impl Control for ContainerHostPort {
     fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
         check_pod(resource, cx, |_, pod, out| {
             for c in ctrs(pod, MAIN) {
-                for (j, port) in array(c.value, "ports").iter().enumerate() {
+                for (j, port) in ContainerView::list_of(c.view.ports).iter().enumerate() {
                     if has(port, "hostPort") {
                         out.push(
                             Finding::new("container-hostPort")
@@ -238,7 +239,10 @@ fn volume_with_mounts(
 ) -> Finding {
     finding = finding.delete(pod_path(pod, &format!("volumes[{i}]")));
     for c in ctrs(pod, lists) {
-        for (k, mount) in array(c.value, "volumeMounts").iter().enumerate() {
+        for (k, mount) in ContainerView::list_of(c.view.volume_mounts)
+            .iter()
+            .enumerate()
+        {
             if same_name(mount, volume) {
                 finding = finding.delete(c.path_index("volumeMounts", k));
             }
@@ -250,7 +254,7 @@ fn volume_with_mounts(
 /// Whether some container of `lists` carries a `volumeMounts` list (Kubescape's host-path rules
 /// only produce an alert by iterating such containers).
 fn some_container_mounts(pod: PodSpec<'_>, lists: &'static [&'static str]) -> bool {
-    ctrs(pod, lists).any(|c| c.value.get("volumeMounts").is_some_and(Value::is_array))
+    ctrs(pod, lists).any(|c| c.view.volume_mounts.is_some_and(Value::is_array))
 }
 
 /// C-0048 HostPath mount: fails for every volume with a `hostPath.path`, with delete paths on
@@ -339,7 +343,10 @@ impl Control for WritableHostPath {
                     continue;
                 }
                 for c in ctrs(pod, WITH_INIT) {
-                    for (k, mount) in array(c.value, "volumeMounts").iter().enumerate() {
+                    for (k, mount) in ContainerView::list_of(c.view.volume_mounts)
+                        .iter()
+                        .enumerate()
+                    {
                         if same_name(mount, volume) && !is_true(mount, "readOnly") {
                             out.push(
                                 Finding::new("alert-rw-hostpath")

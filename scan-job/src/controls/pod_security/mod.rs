@@ -13,6 +13,7 @@ mod resources;
 
 use serde_json::Value;
 
+use crate::engine::pod_view::ContainerView;
 use crate::engine::workload::{
     PodSpec, WORKLOAD_KINDS, container_field_path, container_field_path_parts, push_index,
 };
@@ -96,6 +97,8 @@ struct Ctr<'a> {
     index: usize,
     /// The container's `securityContext`, or `Null`.
     sc: &'a Value,
+    /// The container's fields, found once per object.
+    view: ContainerView<'a>,
 }
 
 impl<'a> Ctr<'a> {
@@ -136,6 +139,7 @@ fn ctrs<'a>(pod: PodSpec<'a>, lists: &'static [&'static str]) -> impl Iterator<I
         list: c.list,
         index: c.index,
         sc: c.security_context,
+        view: c,
     })
 }
 
@@ -218,7 +222,8 @@ mod test_support {
             .iter()
             .flat_map(|f| {
                 f.paths.iter().filter_map(move |p| {
-                    Some((f.rule, p.fix_path.clone()?, p.fix_path_value.clone()?))
+                    let p = p.to_rule_path();
+                    Some((f.rule, p.fix_path?, p.fix_path_value?))
                 })
             })
             .collect()

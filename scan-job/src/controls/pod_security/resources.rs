@@ -8,13 +8,13 @@
 use serde_json::Value;
 
 use super::quantity::{cpu_millis, cpu_millis_str, memory_bytes, memory_bytes_str};
-use super::{Ctr, MAIN, WL7, check_pod, ctrs, has};
+use super::{Ctr, MAIN, WL7, check_pod, ctrs};
 use crate::engine::inputs::ControlInputs;
 use crate::engine::{Context, Control, ControlMeta, Finding, Needs, Outcome, Resource};
 
 /// A container's `resources`, or `Null`.
 fn resources<'a>(c: &Ctr<'a>) -> &'a Value {
-    c.value.get("resources").unwrap_or(&Value::Null)
+    c.view.resources.unwrap_or(&Value::Null)
 }
 
 /// `<section>.<resource>` of a container's `resources`, when set (not absent, not `null`).
@@ -405,7 +405,12 @@ fn require_probe(
 ) -> Outcome {
     check_pod(resource, cx, |_, pod, out| {
         for c in ctrs(pod, MAIN) {
-            if !has(c.value, field) {
+            let probe = match field {
+                "livenessProbe" => c.view.liveness_probe,
+                "readinessProbe" => c.view.readiness_probe,
+                _ => c.value.get(field),
+            };
+            if probe.is_none_or(Value::is_null) {
                 out.push(Finding::new(rule).fix(c.path(field), "YOUR_VALUE"));
             }
         }

@@ -293,7 +293,7 @@ impl Control for AnonymousBinding {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{ControlInputs, Inventory};
+    use crate::engine::{ControlInputs, FindingPath, Inventory};
     use serde_json::json;
 
     fn binding() -> K8sObject {
@@ -326,7 +326,10 @@ mod tests {
         let Outcome::Failed(f) = eval(&DedicatedAksServiceAccounts, &binding(), None) else {
             panic!("expected a failure");
         };
-        let paths: Vec<_> = f.iter().flat_map(|f| f.paths.iter()).collect();
+        let paths: Vec<_> = f
+            .iter()
+            .flat_map(|f| f.paths.iter().map(FindingPath::to_rule_path))
+            .collect();
         assert_eq!(paths.len(), 2);
         assert_eq!(paths[0].delete_path.as_deref(), Some("subjects[0]"));
         assert_eq!(paths[1].delete_path.as_deref(), Some("subjects[2]"));
@@ -370,12 +373,21 @@ mod tests {
         let Outcome::Failed(f) = default_sa_automount(&sa(Value::Null)) else {
             panic!("unset must fail");
         };
-        assert_eq!(f[0].paths[0].fix_path.as_deref(), Some(AUTOMOUNT));
-        assert_eq!(f[0].paths[0].fix_path_value.as_deref(), Some("false"));
+        assert_eq!(
+            f[0].paths[0].to_rule_path().fix_path.as_deref(),
+            Some(AUTOMOUNT)
+        );
+        assert_eq!(
+            f[0].paths[0].to_rule_path().fix_path_value.as_deref(),
+            Some("false")
+        );
         let Outcome::Failed(f) = default_sa_automount(&sa(json!(true))) else {
             panic!("true must fail");
         };
-        assert_eq!(f[0].paths[0].delete_path.as_deref(), Some(AUTOMOUNT));
+        assert_eq!(
+            f[0].paths[0].to_rule_path().delete_path.as_deref(),
+            Some(AUTOMOUNT)
+        );
         assert_eq!(default_sa_automount(&sa(json!(false))), Outcome::Passed);
     }
 }

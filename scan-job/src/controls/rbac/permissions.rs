@@ -753,7 +753,10 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].rule, "exec-into-container-v1");
         assert_eq!(
-            f[0].paths,
+            f[0].paths
+                .iter()
+                .map(crate::engine::FindingPath::to_rule_path)
+                .collect::<Vec<_>>(),
             review(&[
                 "relatedObjects[1].rules[1].resources[2]",
                 "relatedObjects[1].rules[1].verbs[1]",
@@ -795,6 +798,7 @@ mod tests {
         assert!(
             f[0].paths
                 .iter()
+                .map(crate::engine::FindingPath::to_rule_path)
                 .all(|p| p.delete_path.is_some() && p.review_path.is_none())
         );
     }

@@ -265,7 +265,7 @@ mod tests {
         match outcome {
             Outcome::Failed(f) => f
                 .iter()
-                .flat_map(|f| f.paths.iter().filter_map(|p| p.review_path.clone()))
+                .flat_map(|f| f.paths.iter().filter_map(|p| p.to_rule_path().review_path))
                 .collect(),
             _ => Vec::new(),
         }

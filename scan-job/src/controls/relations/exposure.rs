@@ -1,6 +1,6 @@
 //! Exposure of workloads through Services, Ingresses, Gateway API routes and Istio.
 
-use kubevigil_crds::{RulePath, SubStatus};
+use kubevigil_crds::SubStatus;
 use serde_json::Value;
 
 use super::{
@@ -8,15 +8,14 @@ use super::{
     services_selecting, services_selecting_pods,
 };
 use crate::engine::object::{array, get_path, str_at};
-use crate::engine::{Context, Control, ControlMeta, Finding, K8sObject, Needs, Outcome, Resource};
+use crate::engine::{
+    Context, Control, ControlMeta, Finding, FindingPath, K8sObject, Needs, Outcome, PathKind,
+    Resource,
+};
 
 /// A path on a related object that is both reviewed and reported failed.
-fn review_path(path: String) -> RulePath {
-    RulePath {
-        failed_path: Some(path.clone()),
-        review_path: Some(path),
-        ..RulePath::default()
-    }
+fn review_path(path: String) -> FindingPath {
+    FindingPath::new(path, PathKind::Review { also_failed: true })
 }
 
 /// Adds `related` to the finding with review paths on it.

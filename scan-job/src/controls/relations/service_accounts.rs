@@ -1,7 +1,6 @@
 //! A workload's ServiceAccount: whether its token is mounted, whether it is bound to roles, and
 //! whether it exists at all.
 
-use kubevigil_crds::RulePath;
 use kubevigil_crds::identity::SubjectKind;
 use serde_json::Value;
 
@@ -9,7 +8,10 @@ use super::{
     WL7, WL8, in_namespace_of, object, service_account_name, service_account_of, token_mounted,
 };
 use crate::engine::object::{array, str_at};
-use crate::engine::{Context, Control, ControlMeta, Finding, K8sObject, Needs, Outcome, Resource};
+use crate::engine::{
+    Context, Control, ControlMeta, Finding, FindingPath, K8sObject, Needs, Outcome, PathKind,
+    Resource,
+};
 
 // ---------------------------------------------------------------------------------------------
 // C-0034 / C-0190
@@ -321,18 +323,15 @@ fn bound_role_findings(
         let binding_id = binding.resource_id();
         let mut f = Finding::new(rule).related(sa.resource_id()).related_path(
             &binding_id,
-            RulePath {
-                delete_path: Some(format!("subjects[{}]", t.subject_index)),
-                ..RulePath::default()
-            },
+            FindingPath::new(
+                format!("subjects[{}]", t.subject_index),
+                PathKind::Delete { also_failed: false },
+            ),
         );
         if review_role_ref {
             f = f.related_path(
                 &binding_id,
-                RulePath {
-                    review_path: Some("roleRef".to_string()),
-                    ..RulePath::default()
-                },
+                FindingPath::new("roleRef", PathKind::Review { also_failed: false }),
             );
         }
         findings.push(f.related(binding_id).related(role.resource_id()));

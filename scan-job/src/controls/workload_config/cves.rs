@@ -8,7 +8,8 @@ use serde_json::Value;
 use super::{
     DEPLOYMENT, POD, WL7, container_path, each_container, integration_control, object_control,
 };
-use crate::engine::object::{array, get_path, str_at};
+use crate::engine::object::{get_path, str_at};
+use crate::engine::pod_view::ContainerView;
 use crate::engine::workload::Containers;
 use crate::engine::{Context, ControlMeta, Finding, K8sObject, Needs, Outcome};
 
@@ -25,7 +26,7 @@ fn vulnerable_images(
     };
     let mut findings = Vec::new();
     for (list, i, c) in each_container(&pod, Containers::Main) {
-        if str_at(c, "image").is_some_and(&mut vulnerable) {
+        if c.image_str().is_some_and(&mut vulnerable) {
             findings.push(Finding::new(rule).review(container_path(&pod, list, i, "image")));
         }
     }
@@ -102,7 +103,7 @@ fn subpath_symlink(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     let mut vulnerable_node: Option<bool> = None;
     for (list, i, c) in each_container(&pod, Containers::Main) {
         let mut finding: Option<Finding> = None;
-        for (j, mount) in array(c, "volumeMounts").iter().enumerate() {
+        for (j, mount) in ContainerView::list_of(c.volume_mounts).iter().enumerate() {
             if str_at(mount, "subPath").is_none_or(str::is_empty) {
                 continue;
             }

@@ -2,11 +2,13 @@
 //! deprecated or duplicated fields, selectors and rollout strategy.
 
 use serde_json::{Map, Value};
+use smallvec::SmallVec;
 
 use super::{
     DEPLOYMENT, POD, WL7, WL7_RC, container_path, each_container, object_control, pod_spec_path,
 };
 use crate::engine::object::{array, get_path, str_at};
+use crate::engine::pod_view::ContainerView;
 use crate::engine::selectors::{expression_matches, map_subset};
 use crate::engine::workload::{Containers, template_path};
 use crate::engine::{Applies, Context, ControlMeta, Finding, K8sObject, Needs, Outcome};
@@ -64,7 +66,7 @@ fn sudo(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     };
     let mut findings = Vec::new();
     for (list, i, c) in each_container(&pod, Containers::Main) {
-        for (k, arg) in array(c, "command").iter().enumerate() {
+        for (k, arg) in ContainerView::list_of(c.command).iter().enumerate() {
             if arg.as_str().is_some_and(|s| s.contains("sudo")) {
                 findings.push(
                     Finding::new("sudo-in-container-entrypoint").review(container_path(
@@ -188,11 +190,10 @@ fn deprecated_sa(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     let rule = "deprecated-service-account-field";
     let delete = format!("{}.serviceAccount", pod.path);
     match str_at(pod.spec, "serviceAccountName").filter(|s| !s.is_empty()) {
-        None => Outcome::Failed(vec![
-            Finding::new(rule)
-                .delete(delete)
-                .fix(format!("{}.serviceAccountName", pod.path), deprecated),
-        ]),
+        None => Outcome::Failed(vec![Finding::new(rule).delete(delete).fix(
+            format!("{}.serviceAccountName", pod.path),
+            deprecated.to_string(),
+        )]),
         Some(name) if name != deprecated => {
             Outcome::Failed(vec![Finding::new(rule).delete(delete)])
         }
@@ -229,15 +230,19 @@ fn duplicate_env(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     };
     let mut findings = Vec::new();
     for (list, i, c) in each_container(&pod, Containers::All) {
-        let env = array(c, "env");
-        for (j, e) in env.iter().enumerate() {
-            let Some(name) = str_at(e, "name") else {
+        // Each entry's name looked up once, not once per pair of entries.
+        let names: SmallVec<[Option<&str>; 16]> = ContainerView::list_of(c.env)
+            .iter()
+            .map(|e| str_at(e, "name"))
+            .collect();
+        for (j, name) in names.iter().enumerate() {
+            let Some(name) = name else {
                 continue;
             };
-            let duplicated = env
+            let duplicated = names
                 .iter()
                 .enumerate()
-                .any(|(k, other)| k != j && str_at(other, "name") == Some(name));
+                .any(|(k, other)| k != j && *other == Some(*name));
             if duplicated {
                 findings.push(Finding::new("duplicate-env-var").failed(container_path(
                     &pod,

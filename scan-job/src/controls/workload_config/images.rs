@@ -8,7 +8,6 @@ use serde_json::Value;
 
 use super::image_ref::normalize;
 use super::{WL7, container_path, each_container, integration_control, object_control};
-use crate::engine::object::str_at;
 use crate::engine::workload::Containers;
 use crate::engine::{Applies, Context, ControlMeta, Finding, K8sObject, Needs, Outcome};
 
@@ -25,7 +24,7 @@ fn image_findings(
     };
     let mut findings = Vec::new();
     for (list, i, c) in each_container(&pod, which) {
-        if str_at(c, "image").is_some_and(&mut bad) {
+        if c.image_str().is_some_and(&mut bad) {
             findings.push(Finding::new(rule).review(container_path(&pod, list, i, "image")));
         }
     }
@@ -171,10 +170,13 @@ fn pull_policy(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     let floating = cx.inputs.get("floatingImageTags");
     let mut findings = Vec::new();
     for (list, i, c) in each_container(&pod, Containers::Main) {
-        if !matches!(str_at(c, "imagePullPolicy"), Some("Never" | "IfNotPresent")) {
+        if !matches!(
+            c.image_pull_policy.and_then(Value::as_str),
+            Some("Never" | "IfNotPresent")
+        ) {
             continue;
         }
-        let Some(image) = str_at(c, "image") else {
+        let Some(image) = c.image_str() else {
             continue;
         };
         let bad = match tag_and_digest(image) {

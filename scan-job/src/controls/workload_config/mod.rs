@@ -7,8 +7,8 @@
 //! unless it says otherwise a control inspects what its Kubescape rule inspects.
 
 use kubevigil_crds::SubStatus;
-use serde_json::Value;
 
+use crate::engine::pod_view::ContainerView;
 use crate::engine::workload::{Containers, PodSpec};
 use crate::engine::{Applies, Control, Outcome};
 
@@ -155,9 +155,9 @@ fn lists(which: Containers) -> &'static [&'static str] {
 fn each_container<'a>(
     pod: &PodSpec<'a>,
     which: Containers,
-) -> impl Iterator<Item = (&'static str, usize, &'a Value)> + 'a {
+) -> impl Iterator<Item = (&'static str, usize, ContainerView<'a>)> + 'a {
     pod.containers_in(lists(which))
-        .map(|c| (c.list, c.index, c.value))
+        .map(|c| (c.list, c.index, c))
 }
 
 /// `<podspec>.<list>[<index>].<suffix>`.
