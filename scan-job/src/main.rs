@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use scan_job::cli::{Cli, run};
 
+/// mimalloc: the engine allocates many small, short-lived strings per object; the engine
+/// benchmark uses the same allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(exit) => exit.into(),

@@ -4,12 +4,13 @@ use std::borrow::Cow;
 use std::rc::Rc;
 
 use kubevigil_crds::{RulePath, Severity, SubStatus};
+use serde_json::{Map, Value};
 
 use super::inputs::ControlInputs;
 use super::inventory::{Inventory, Triplet};
 use super::memo::Memo;
 use super::object::K8sObject;
-use super::workload::{PodSpec, pod_spec};
+use super::workload::{PodSpec, pod_labels, pod_spec};
 
 /// What a control evaluates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +129,14 @@ impl<'a> Context<'a> {
         match self.memo {
             Some(memo) => memo.pod_spec(obj),
             None => pod_spec(obj),
+        }
+    }
+
+    /// The labels of a workload's pods (see [`pod_labels`]), looked up once per evaluated object.
+    pub fn pod_labels(&self, obj: &'a K8sObject) -> Option<&'a Map<String, Value>> {
+        match self.memo {
+            Some(memo) => memo.pod_labels(obj),
+            None => pod_labels(obj),
         }
     }
 

@@ -18,7 +18,9 @@ use std::rc::Rc;
 use super::control::Finding;
 use super::object::K8sObject;
 use super::pod_view::PodView;
-use super::workload::{PodSpec, pod_spec};
+use super::workload::{PodSpec, pod_labels, pod_spec};
+
+use serde_json::{Map, Value};
 
 /// The findings of one shared rule, by rule name.
 type SharedRule = (&'static str, Rc<Vec<Finding>>);
@@ -31,6 +33,9 @@ pub struct Memo<'a> {
     pod: Option<PodSpec<'a>>,
     /// The containers and security context of `pod`, looked up once.
     view: Option<PodView<'a>>,
+    /// The labels its pods get ([`pod_labels`]), looked up once: the relation controls (Services,
+    /// NetworkPolicies) each compare selectors with them.
+    pod_labels: Option<&'a Map<String, Value>>,
     /// Findings of shared rules on `object`, by rule name.
     rules: RefCell<Vec<SharedRule>>,
 }
@@ -51,6 +56,7 @@ impl<'a> Memo<'a> {
             object: None,
             pod: None,
             view: None,
+            pod_labels: None,
             rules: RefCell::new(Vec::new()),
         }
     }
@@ -62,6 +68,7 @@ impl<'a> Memo<'a> {
             object: Some(object),
             view: pod.map(|p| PodView::of(p.spec)),
             pod,
+            pod_labels: pod_labels(object),
             rules: RefCell::new(Vec::new()),
         }
     }
@@ -80,6 +87,15 @@ impl<'a> Memo<'a> {
             })
         } else {
             pod_spec(obj)
+        }
+    }
+
+    /// [`pod_labels`] of `obj`, from the memo when `obj` is its object.
+    pub fn pod_labels(&self, obj: &'a K8sObject) -> Option<&'a Map<String, Value>> {
+        if self.owns(obj) {
+            self.pod_labels
+        } else {
+            pod_labels(obj)
         }
     }
 

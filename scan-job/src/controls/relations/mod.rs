@@ -47,7 +47,7 @@ use serde_json::{Map, Value};
 
 use crate::engine::object::{array, str_at};
 use crate::engine::selectors::map_subset;
-use crate::engine::workload::{WORKLOAD_KINDS, pod_labels};
+use crate::engine::workload::WORKLOAD_KINDS;
 use crate::engine::{Applies, Context, Control, K8sObject, Resource};
 
 mod exposure;
@@ -234,9 +234,9 @@ struct WorkloadLabels<'a> {
 }
 
 impl<'a> WorkloadLabels<'a> {
-    fn of(wl: &'a K8sObject) -> Self {
+    fn of(cx: &Context<'a>, wl: &'a K8sObject) -> Self {
         WorkloadLabels {
-            pod: pod_labels(wl),
+            pod: cx.pod_labels(wl),
             own: wl.labels(),
             match_labels: wl
                 .get("spec.selector.matchLabels")
@@ -266,7 +266,7 @@ fn services_selecting_pods<'a>(
     cx: &Context<'a>,
     wl: &'a K8sObject,
 ) -> impl Iterator<Item = &'a K8sObject> + 'a {
-    let labels = WorkloadLabels::of(wl);
+    let labels = WorkloadLabels::of(cx, wl);
     in_namespace_of(cx, "Service", wl)
         .filter(move |svc| service_selector(svc).is_some_and(|sel| labels.pods_selected_by(sel)))
 }
@@ -277,7 +277,7 @@ fn services_selecting<'a>(
     cx: &Context<'a>,
     wl: &'a K8sObject,
 ) -> impl Iterator<Item = &'a K8sObject> + 'a {
-    let labels = WorkloadLabels::of(wl);
+    let labels = WorkloadLabels::of(cx, wl);
     in_namespace_of(cx, "Service", wl)
         .filter(move |svc| service_selector(svc).is_some_and(|sel| labels.selected_by(sel)))
 }

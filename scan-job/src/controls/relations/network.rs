@@ -107,7 +107,7 @@ enum Coverage {
 /// Walks every policy that can select the workload (NetworkPolicy and CiliumNetworkPolicy of its
 /// namespace, every CiliumClusterwideNetworkPolicy) and returns the best coverage.
 fn coverage(cx: &Context<'_>, wl: &K8sObject) -> Coverage {
-    let labels = pod_labels(wl);
+    let labels = cx.pod_labels(wl);
     let ns = wl.namespace_or_default();
     let mut best = Coverage::None;
     for np in in_namespace_of(cx, "NetworkPolicy", wl) {

@@ -2,6 +2,7 @@
 
 use std::sync::LazyLock;
 
+use aho_corasick::AhoCorasick;
 use regex::Regex;
 use serde_json::Value;
 
@@ -179,6 +180,11 @@ fn nginx_vulnerable_version(image: &str) -> bool {
     ) || matches!(triplet(m.as_str()), Some((0, 49, 0) | (1, 0, 0)))
 }
 
+/// Image name parts of nginx ingress controllers (substrings), searched in one pass.
+static NGINX_IMAGE_NAMES: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
+    AhoCorasick::new(["nginx-controller", "ingress-controller", "ingress-nginx"]).ok()
+});
+
 fn nginx_snippet(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     let mut snippets_off: Option<bool> = None;
     let ns = obj.namespace_or_default();
@@ -187,9 +193,9 @@ fn nginx_snippet(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
         cx,
         "nginx-ingress-snippet-annotation-vulnerability",
         |image| {
-            let nginx = ["nginx-controller", "ingress-controller", "ingress-nginx"]
-                .iter()
-                .any(|p| image.contains(p));
+            let nginx = NGINX_IMAGE_NAMES
+                .as_ref()
+                .is_some_and(|ac| ac.is_match(image));
             nginx
                 && has_tag(image)
                 && nginx_vulnerable_version(image)

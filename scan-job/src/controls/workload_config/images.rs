@@ -3,6 +3,7 @@
 
 use std::sync::LazyLock;
 
+use aho_corasick::AhoCorasick;
 use regex::Regex;
 use serde_json::Value;
 
@@ -330,6 +331,16 @@ static NGINX_EOL: ControlMeta = ControlMeta {
 
 object_control!(NginxIngressEol, NGINX_EOL, nginx_eol);
 
+/// The image names of the ingress-nginx controller (substrings), searched in one pass.
+static NGINX_CONTROLLER_IMAGES: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
+    AhoCorasick::new([
+        "ingress-nginx/controller",
+        "k8s.gcr.io/ingress-nginx",
+        "registry.k8s.io/ingress-nginx",
+    ])
+    .ok()
+});
+
 fn nginx_eol(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     image_findings(
         obj,
@@ -337,13 +348,9 @@ fn nginx_eol(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
         "detect-nginx-ingress-controller-eol",
         Containers::Main,
         |image| {
-            [
-                "ingress-nginx/controller",
-                "k8s.gcr.io/ingress-nginx",
-                "registry.k8s.io/ingress-nginx",
-            ]
-            .iter()
-            .any(|p| image.contains(p))
+            NGINX_CONTROLLER_IMAGES
+                .as_ref()
+                .is_some_and(|ac| ac.is_match(image))
         },
     )
 }
