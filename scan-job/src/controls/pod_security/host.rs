@@ -220,12 +220,15 @@ fn host_path(volume: &Value) -> Option<&str> {
     volume.get("hostPath").and_then(|h| str_at(h, "path"))
 }
 
-/// Whether two volume/mount `name`s are the same (both present).
-fn same_name(a: &Value, b: &Value) -> bool {
-    match (a.get("name"), b.get("name")) {
-        (Some(x), Some(y)) => !x.is_null() && x == y,
-        _ => false,
-    }
+/// A volume's `name` when it can match a mount (present and not `null`); looked up once per
+/// volume rather than once per mount compared with it.
+fn volume_name(volume: &Value) -> Option<&Value> {
+    volume.get("name").filter(|n| !n.is_null())
+}
+
+/// Whether a mount's `name` is the volume's name (from [`volume_name`]).
+fn mounts(mount: &Value, volume_name: Option<&Value>) -> bool {
+    volume_name.is_some_and(|v| mount.get("name") == Some(v))
 }
 
 /// Adds delete paths for `<podspec>.volumes[i]` and for every mount of that volume in the
@@ -238,12 +241,13 @@ fn volume_with_mounts(
     lists: &'static [&'static str],
 ) -> Finding {
     finding = finding.delete(pod_path(pod, &format!("volumes[{i}]")));
+    let name = volume_name(volume);
     for c in ctrs(pod, lists) {
         for (k, mount) in ContainerView::list_of(c.view.volume_mounts)
             .iter()
             .enumerate()
         {
-            if same_name(mount, volume) {
+            if mounts(mount, name) {
                 finding = finding.delete(c.path_index("volumeMounts", k));
             }
         }
@@ -342,12 +346,13 @@ impl Control for WritableHostPath {
                 if !has(volume, "hostPath") {
                     continue;
                 }
+                let name = volume_name(volume);
                 for c in ctrs(pod, WITH_INIT) {
                     for (k, mount) in ContainerView::list_of(c.view.volume_mounts)
                         .iter()
                         .enumerate()
                     {
-                        if same_name(mount, volume) && !is_true(mount, "readOnly") {
+                        if mounts(mount, name) && !is_true(mount, "readOnly") {
                             out.push(
                                 Finding::new("alert-rw-hostpath")
                                     .fix(c.path(&format!("volumeMounts[{k}].readOnly")), "true"),
