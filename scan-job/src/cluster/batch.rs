@@ -493,7 +493,7 @@ fn build_inventory(slots: &mut [Slot], related: Vec<(K8sObject, ApiResource)>) -
     Inventory::new(objects)
 }
 
-fn empty_result(target: Target, kind: &str, object_index: usize) -> ResourceResult {
+fn empty_result(target: Target, kind: &str, object_index: usize) -> ResourceResult<'static> {
     ResourceResult {
         target,
         kind: kind.to_string(),

@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use kubevigil_crds::identity::Target;
 use kubevigil_crds::{Status, SubStatus};
@@ -36,9 +35,10 @@ pub struct RuleResult {
 /// a passed control then allocates nothing for its rules.
 pub type RuleResults = SmallVec<[RuleResult; 1]>;
 
-/// The outcome of one control on one resource.
+/// The outcome of one control on one resource. It borrows from the [`Evaluator`] that made it
+/// (`'e`).
 #[derive(Clone, Debug, PartialEq)]
-pub struct ControlResult {
+pub struct ControlResult<'e> {
     /// The control's catalog entry.
     pub meta: &'static ControlMeta,
     /// Merged status.
@@ -51,14 +51,14 @@ pub struct ControlResult {
     /// Per-rule results.
     pub rules: RuleResults,
     /// The configuration inputs the control reads (its [`ControlMeta::inputs`] with their
-    /// values). Computed once per control by [`Evaluator::new`] and shared by every result of
-    /// that control.
-    pub configurations: Arc<BTreeMap<String, Vec<String>>>,
+    /// values). Computed once per control by [`Evaluator::new`] and borrowed by every result of
+    /// that control (no copy and no reference count per result).
+    pub configurations: &'e BTreeMap<String, Vec<String>>,
 }
 
-/// All control results of one resource.
+/// All control results of one resource, borrowing from the [`Evaluator`] that made them.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ResourceResult {
+pub struct ResourceResult<'e> {
     /// What was evaluated.
     pub target: Target,
     /// Kind of the object (or of the subject, for a triplet).
@@ -66,14 +66,14 @@ pub struct ResourceResult {
     /// Index of the object in the inventory; for a triplet, the binding's index.
     pub object_index: usize,
     /// Results of every applicable control, in catalog order.
-    pub controls: Vec<ControlResult>,
+    pub controls: Vec<ControlResult<'e>>,
 }
 
 /// What [`Evaluator::new`] precomputes for one control, so that the per-resource path does not
 /// allocate per control.
 struct Prepared {
     /// The control's inputs and their values (`controlConfigurations`).
-    configurations: Arc<BTreeMap<String, Vec<String>>>,
+    configurations: BTreeMap<String, Vec<String>>,
     /// `configuration_required` and every input empty: always skipped / configuration.
     missing_configuration: bool,
 }
@@ -117,7 +117,7 @@ impl<'c> Evaluator<'c> {
             prepared.push(Prepared {
                 missing_configuration: meta.configuration_required
                     && configurations.values().all(Vec::is_empty),
-                configurations: Arc::new(configurations),
+                configurations,
             });
         }
         Evaluator {
@@ -148,7 +148,7 @@ impl<'c> Evaluator<'c> {
     }
 
     /// Evaluates every object and triplet that at least one control applies to.
-    pub fn evaluate_all(&self, inventory: &Inventory) -> Vec<ResourceResult> {
+    pub fn evaluate_all(&self, inventory: &Inventory) -> Vec<ResourceResult<'_>> {
         let mut out = Vec::new();
         for index in 0..inventory.objects().len() {
             if let Some(r) = self.evaluate_object(inventory, index) {
@@ -164,7 +164,11 @@ impl<'c> Evaluator<'c> {
     }
 
     /// Evaluates one object; `None` when no control applies to its kind.
-    pub fn evaluate_object(&self, inventory: &Inventory, index: usize) -> Option<ResourceResult> {
+    pub fn evaluate_object(
+        &self,
+        inventory: &Inventory,
+        index: usize,
+    ) -> Option<ResourceResult<'_>> {
         let obj = inventory.get(index)?;
         let indexes = self.by_kind.get(obj.kind.as_str())?;
         let memo = Memo::for_object(obj);
@@ -189,7 +193,11 @@ impl<'c> Evaluator<'c> {
     }
 
     /// Evaluates one RBAC triplet; `None` when no control applies to subjects.
-    pub fn evaluate_triplet(&self, inventory: &Inventory, t: &Triplet) -> Option<ResourceResult> {
+    pub fn evaluate_triplet(
+        &self,
+        inventory: &Inventory,
+        t: &Triplet,
+    ) -> Option<ResourceResult<'_>> {
         if self.for_subjects.is_empty() {
             return None;
         }
@@ -233,17 +241,17 @@ impl<'c> Evaluator<'c> {
         kind: &str,
         name: &str,
         namespace: Option<&str>,
-    ) -> Option<ControlResult> {
+    ) -> Option<ControlResult<'_>> {
         let (control, prepared) = (*self.catalog.get(index)?, self.prepared.get(index)?);
         let meta = control.meta();
-        let configurations = Arc::clone(&prepared.configurations);
+        let configurations = &prepared.configurations;
         let skip = |sub_status: SubStatus, info: &'static str| ControlResult {
             meta,
             status: Status::Skipped,
             sub_status: Some(sub_status),
             info: Some(Cow::Borrowed(info)),
             rules: rule_results(meta, Vec::new(), Status::Skipped, Some(sub_status)),
-            configurations: configurations.clone(),
+            configurations,
         };
         match meta.needs {
             Needs::Integration => {
@@ -497,7 +505,7 @@ mod tests {
         assert_eq!(c1.rules[0].paths.len(), 1);
         assert_eq!(c1.rules[1].status, Status::Passed);
         assert!(
-            Arc::ptr_eq(&c1.configurations, &good.controls[0].configurations),
+            std::ptr::eq(c1.configurations, good.controls[0].configurations),
             "configurations are computed once per control"
         );
     }
