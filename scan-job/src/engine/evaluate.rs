@@ -519,9 +519,8 @@ mod tests {
         }]))
         .expect("exceptions");
         let inv = inventory();
-        let bad = evaluator(exceptions)
-            .evaluate_object(&inv, 1)
-            .expect("pod result");
+        let ev = evaluator(exceptions);
+        let bad = ev.evaluate_object(&inv, 1).expect("pod result");
         let c1 = &bad.controls[0];
         assert_eq!(c1.status, Status::Passed);
         assert_eq!(c1.sub_status, Some(SubStatus::WithExceptions));

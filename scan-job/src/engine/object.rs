@@ -111,11 +111,27 @@ impl K8sObject {
     }
 }
 
-/// Follows a dotted path of object keys from `value`; `None` as soon as a key is missing.
+/// Follows a dotted path of object keys from `value`; `None` as soon as a key is missing. Empty
+/// segments (`a..b`, a leading or trailing dot) are skipped.
 pub fn get_path<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.')
-        .filter(|p| !p.is_empty())
-        .try_fold(value, |v, key| v.get(key))
+    // A plain byte scan: the paths are a few short literals, for which `split('.')`'s searcher
+    // costs more than the lookups it separates (the catalog calls this hundreds of times per
+    // object).
+    let mut value = value;
+    let mut rest = path;
+    loop {
+        let (key, tail) = match rest.bytes().position(|b| b == b'.') {
+            Some(dot) => (rest.get(..dot)?, rest.get(dot + 1..)),
+            None => (rest, None),
+        };
+        if !key.is_empty() {
+            value = value.get(key)?;
+        }
+        match tail {
+            Some(tail) => rest = tail,
+            None => return Some(value),
+        }
+    }
 }
 
 /// True when `value` at `key` is the JSON boolean `true`.
@@ -152,4 +168,25 @@ pub fn array<'a>(value: &'a Value, key: &str) -> &'a [Value] {
 /// The string at `key`, if it is one.
 pub fn str_at<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
     value.get(key).and_then(Value::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn get_path_follows_dotted_keys_and_skips_empty_segments() {
+        let v = json!({"spec": {"template": {"spec": {"x": 1}}, "list": [1]}, "": {"y": 2}});
+        let one = json!(1);
+        assert_eq!(get_path(&v, "spec.template.spec.x"), Some(&one));
+        assert_eq!(get_path(&v, ".spec..template.spec.x."), Some(&one));
+        assert_eq!(get_path(&v, ""), Some(&v));
+        assert_eq!(get_path(&v, "..."), Some(&v));
+        assert_eq!(get_path(&v, "spec.missing.x"), None);
+        assert_eq!(get_path(&v, "spec.list.0"), None, "lists are not indexed");
+        assert_eq!(get_path(&v, "spec.template.spec.x.deeper"), None);
+        assert_eq!(get_path(&v, "spéc"), None);
+    }
 }
