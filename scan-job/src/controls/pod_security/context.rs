@@ -820,7 +820,8 @@ impl Control for SecurityContextApplied {
             rule_proc_mount(cx, pod, out);
             rules_pod_level(pod, out);
             shared_allow_privilege_escalation(cx, obj, pod, out);
-            if is_windows(pod) {
+            let windows = is_windows(pod);
+            if windows {
                 rule_pod_or_containers(
                     "set-gmsacredentialspecname-value",
                     "windowsOptions.gmsaCredentialSpecName",
@@ -829,7 +830,7 @@ impl Control for SecurityContextApplied {
                 );
             }
             rule_host_process(pod, out);
-            if is_windows(pod) {
+            if windows {
                 rule_pod_or_containers(
                     "set-runasusername-value",
                     "windowsOptions.runAsUserName",

@@ -222,25 +222,21 @@ fn is_exposed_type(svc: &K8sObject) -> bool {
     matches!(service_type(svc), "NodePort" | "LoadBalancer")
 }
 
-/// The label sets a Service selector is compared with, read once per workload.
+/// The label sets a Service selector is compared with: the pod labels first, then the shortcuts.
 #[derive(Clone, Copy)]
 struct WorkloadLabels<'a> {
     /// The pods' labels (a Pod's own, a controller's template labels).
     pod: Option<&'a Map<String, Value>>,
-    /// The workload object's own `metadata.labels`.
-    own: Option<&'a Map<String, Value>>,
-    /// The workload's `spec.selector.matchLabels`.
-    match_labels: Option<&'a Map<String, Value>>,
+    /// The workload, whose own labels and `spec.selector.matchLabels` are only looked up when
+    /// the pod labels do not match (Kubescape's shortcuts, rarely needed).
+    wl: &'a K8sObject,
 }
 
 impl<'a> WorkloadLabels<'a> {
     fn of(cx: &Context<'a>, wl: &'a K8sObject) -> Self {
         WorkloadLabels {
             pod: cx.pod_labels(wl),
-            own: wl.labels(),
-            match_labels: wl
-                .get("spec.selector.matchLabels")
-                .and_then(Value::as_object),
+            wl,
         }
     }
 
@@ -255,9 +251,14 @@ impl<'a> WorkloadLabels<'a> {
     fn selected_by(&self, selector: &Map<String, Value>) -> bool {
         self.pods_selected_by(selector)
             || self
-                .own
+                .wl
+                .labels()
                 .is_some_and(|labels| map_subset(Some(selector), Some(labels)))
-            || self.match_labels.is_some_and(|m| m == selector)
+            || self
+                .wl
+                .get("spec.selector.matchLabels")
+                .and_then(Value::as_object)
+                .is_some_and(|m| m == selector)
     }
 }
 
