@@ -6,16 +6,60 @@
 //! [`super::Memo`]) instead of once per control and container removes most of them. The view
 //! holds only references into the object, so it reports exactly what the JSON says.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::object::array;
 
 /// The container lists of a pod spec, in the order the controls inspect them.
 pub const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
 
-/// One container of a pod spec (a JSON object entry of one of its lists), with the fields the
-/// controls read most, found in one pass over the container's keys. Each field is exactly what
-/// `value.get(key)` returns, so a control reads the same JSON either way.
+/// The fields of a container the controls read most, found in one pass over its keys. Each
+/// field is exactly what `value.get(key)` returns, so a control reads the same JSON either way.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ContainerFields<'a> {
+    name: Option<&'a Value>,
+    image: Option<&'a Value>,
+    image_pull_policy: Option<&'a Value>,
+    env: Option<&'a Value>,
+    env_from: Option<&'a Value>,
+    volume_mounts: Option<&'a Value>,
+    ports: Option<&'a Value>,
+    resources: Option<&'a Value>,
+    liveness_probe: Option<&'a Value>,
+    readiness_probe: Option<&'a Value>,
+    command: Option<&'a Value>,
+    security_context: Option<&'a Value>,
+}
+
+impl<'a> ContainerFields<'a> {
+    /// One walk over the keys of a container instead of a map search per field and control.
+    fn of(map: &'a Map<String, Value>) -> Self {
+        let mut fields = ContainerFields::default();
+        for (key, field) in map {
+            let slot = match key.as_str() {
+                "name" => &mut fields.name,
+                "image" => &mut fields.image,
+                "imagePullPolicy" => &mut fields.image_pull_policy,
+                "env" => &mut fields.env,
+                "envFrom" => &mut fields.env_from,
+                "volumeMounts" => &mut fields.volume_mounts,
+                "ports" => &mut fields.ports,
+                "resources" => &mut fields.resources,
+                "livenessProbe" => &mut fields.liveness_probe,
+                "readinessProbe" => &mut fields.readiness_probe,
+                "command" => &mut fields.command,
+                "securityContext" => &mut fields.security_context,
+                _ => continue,
+            };
+            *slot = Some(field);
+        }
+        fields
+    }
+}
+
+/// One container of a pod spec (a JSON object entry of one of its lists). Small and `Copy`:
+/// every container walk of every control passes these by value, so the looked-up fields stay in
+/// the [`PodView`] and are borrowed.
 #[derive(Clone, Copy, Debug)]
 pub struct ContainerView<'a> {
     /// The container value (always a JSON object).
@@ -26,74 +70,63 @@ pub struct ContainerView<'a> {
     pub index: usize,
     /// Its `securityContext`, or `Null` when absent.
     pub security_context: &'a Value,
+    /// The fields found once per object; `None` outside the memo (looked up on demand).
+    fields: Option<&'a ContainerFields<'a>>,
+}
+
+/// Accessors of [`ContainerView`] for the fields of [`ContainerFields`].
+macro_rules! container_fields {
+    ($($(#[$doc:meta])* $method:ident => $key:literal),* $(,)?) => {
+        impl<'a> ContainerView<'a> {
+            $(
+                $(#[$doc])*
+                pub fn $method(&self) -> Option<&'a Value> {
+                    match self.fields {
+                        Some(fields) => fields.$method,
+                        None => self.value.get($key),
+                    }
+                }
+            )*
+        }
+    };
+}
+
+container_fields! {
     /// `name`.
-    pub name: Option<&'a Value>,
+    name => "name",
     /// `image`.
-    pub image: Option<&'a Value>,
+    image => "image",
     /// `imagePullPolicy`.
-    pub image_pull_policy: Option<&'a Value>,
+    image_pull_policy => "imagePullPolicy",
     /// `env`.
-    pub env: Option<&'a Value>,
+    env => "env",
     /// `envFrom`.
-    pub env_from: Option<&'a Value>,
+    env_from => "envFrom",
     /// `volumeMounts`.
-    pub volume_mounts: Option<&'a Value>,
+    volume_mounts => "volumeMounts",
     /// `ports`.
-    pub ports: Option<&'a Value>,
+    ports => "ports",
     /// `resources`.
-    pub resources: Option<&'a Value>,
+    resources => "resources",
     /// `livenessProbe`.
-    pub liveness_probe: Option<&'a Value>,
+    liveness_probe => "livenessProbe",
     /// `readinessProbe`.
-    pub readiness_probe: Option<&'a Value>,
+    readiness_probe => "readinessProbe",
     /// `command`.
-    pub command: Option<&'a Value>,
+    command => "command",
 }
 
 impl<'a> ContainerView<'a> {
-    /// The view of one list entry, `None` for entries that are not JSON objects.
-    fn of(value: &'a Value, list: &'static str, index: usize) -> Option<Self> {
-        let map = value.as_object()?;
-        let mut view = ContainerView {
+    /// The view of one list entry without looked-up fields, `None` for entries that are not
+    /// JSON objects.
+    fn direct(value: &'a Value, list: &'static str, index: usize) -> Option<Self> {
+        value.is_object().then(|| ContainerView {
             value,
             list,
             index,
-            security_context: &Value::Null,
-            name: None,
-            image: None,
-            image_pull_policy: None,
-            env: None,
-            env_from: None,
-            volume_mounts: None,
-            ports: None,
-            resources: None,
-            liveness_probe: None,
-            readiness_probe: None,
-            command: None,
-        };
-        // One walk over the keys instead of a map search per field and control.
-        for (key, field) in map {
-            let slot = match key.as_str() {
-                "securityContext" => {
-                    view.security_context = field;
-                    continue;
-                }
-                "name" => &mut view.name,
-                "image" => &mut view.image,
-                "imagePullPolicy" => &mut view.image_pull_policy,
-                "env" => &mut view.env,
-                "envFrom" => &mut view.env_from,
-                "volumeMounts" => &mut view.volume_mounts,
-                "ports" => &mut view.ports,
-                "resources" => &mut view.resources,
-                "livenessProbe" => &mut view.liveness_probe,
-                "readinessProbe" => &mut view.readiness_probe,
-                "command" => &mut view.command,
-                _ => continue,
-            };
-            *slot = Some(field);
-        }
-        Some(view)
+            security_context: value.get("securityContext").unwrap_or(&Value::Null),
+            fields: None,
+        })
     }
 
     /// The list at `field` (one of this view's fields), or an empty slice when it is absent or
@@ -107,13 +140,22 @@ impl<'a> ContainerView<'a> {
 
     /// The container's `name` if it is a string.
     pub fn name_str(&self) -> Option<&'a str> {
-        self.name.and_then(Value::as_str)
+        self.name().and_then(Value::as_str)
     }
 
     /// The container's `image` if it is a string.
     pub fn image_str(&self) -> Option<&'a str> {
-        self.image.and_then(Value::as_str)
+        self.image().and_then(Value::as_str)
     }
+}
+
+/// One container of the view: where it is, and its fields.
+#[derive(Clone, Debug)]
+struct Entry<'a> {
+    value: &'a Value,
+    list: &'static str,
+    index: usize,
+    fields: ContainerFields<'a>,
 }
 
 /// The containers of a pod spec: `containers`, then `initContainers`, then
@@ -123,7 +165,7 @@ pub struct PodView<'a> {
     /// The pod-level `securityContext`, or `Null` when absent.
     pub security_context: &'a Value,
     /// All containers, lists in [`CONTAINER_LISTS`] order.
-    all: Vec<ContainerView<'a>>,
+    all: Vec<Entry<'a>>,
     /// End of `containers` in `all`.
     main_end: usize,
     /// End of `initContainers` in `all`.
@@ -137,12 +179,14 @@ impl<'a> PodView<'a> {
         let mut all = Vec::with_capacity(lists.iter().map(|l| l.len()).sum());
         let mut ends = [0usize; 3];
         for ((list, values), end) in CONTAINER_LISTS.iter().zip(lists).zip(&mut ends) {
-            all.extend(
-                values
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(index, value)| ContainerView::of(value, list, index)),
-            );
+            all.extend(values.iter().enumerate().filter_map(|(index, value)| {
+                value.as_object().map(|map| Entry {
+                    value,
+                    list,
+                    index,
+                    fields: ContainerFields::of(map),
+                })
+            }));
             *end = all.len();
         }
         PodView {
@@ -155,14 +199,24 @@ impl<'a> PodView<'a> {
 
     /// The containers of the first `lists` lists of [`CONTAINER_LISTS`] (1: `containers`, 2: and
     /// `initContainers`, 3 or more: all three).
-    pub fn first_lists(&self, lists: usize) -> &[ContainerView<'a>] {
+    pub fn first_lists<'s>(&'s self, lists: usize) -> impl Iterator<Item = ContainerView<'s>> + 's {
         let end = match lists {
             0 => 0,
             1 => self.main_end,
             2 => self.init_end,
             _ => self.all.len(),
         };
-        self.all.get(..end).unwrap_or_default()
+        self.all
+            .get(..end)
+            .unwrap_or_default()
+            .iter()
+            .map(|e| ContainerView {
+                value: e.value,
+                list: e.list,
+                index: e.index,
+                security_context: e.fields.security_context.unwrap_or(&Value::Null),
+                fields: Some(&e.fields),
+            })
     }
 }
 
@@ -176,7 +230,7 @@ pub fn containers_of<'a>(
         array(spec, list)
             .iter()
             .enumerate()
-            .filter_map(move |(index, value)| ContainerView::of(value, list, index))
+            .filter_map(move |(index, value)| ContainerView::direct(value, list, index))
     })
 }
 
@@ -195,10 +249,7 @@ mod tests {
         });
         let view = PodView::of(&spec);
         let names = |n: usize| -> Vec<(&str, usize)> {
-            view.first_lists(n)
-                .iter()
-                .map(|c| (c.list, c.index))
-                .collect()
+            view.first_lists(n).map(|c| (c.list, c.index)).collect()
         };
         assert_eq!(names(1), [("containers", 0), ("containers", 2)]);
         assert_eq!(
@@ -206,14 +257,65 @@ mod tests {
             [("containers", 0), ("containers", 2), ("initContainers", 1)]
         );
         assert_eq!(names(3).len(), 4);
+        let viewed: Vec<ContainerView<'_>> = view.first_lists(3).collect();
+        assert_eq!(viewed[2].security_context, &json!({"privileged": true}));
+        assert!(viewed[0].security_context.is_null());
+        let direct: Vec<ContainerView<'_>> = containers_of(&spec, &CONTAINER_LISTS).collect();
         assert_eq!(
-            view.first_lists(2)[2].security_context,
-            &json!({"privileged": true})
+            direct.iter().map(|c| (c.list, c.index)).collect::<Vec<_>>(),
+            names(3)
         );
-        assert!(view.first_lists(1)[0].security_context.is_null());
-        let direct: Vec<_> = containers_of(&spec, &CONTAINER_LISTS)
-            .map(|c| (c.list, c.index))
-            .collect();
-        assert_eq!(direct, names(3));
+        for (a, b) in viewed.iter().zip(&direct) {
+            assert_eq!(a.security_context, b.security_context);
+            assert_eq!(a.name(), b.name());
+        }
+    }
+
+    #[test]
+    fn looked_up_fields_are_what_get_returns() {
+        let spec = json!({"containers": [{
+            "name": "web", "image": "nginx:1", "imagePullPolicy": "Always",
+            "env": [{"name": "A", "value": "1"}], "envFrom": [{"secretRef": {"name": "s"}}],
+            "volumeMounts": [{"name": "v", "mountPath": "/v"}], "ports": [{"containerPort": 80}],
+            "resources": {"limits": {"cpu": "1"}}, "livenessProbe": {"tcpSocket": {"port": 80}},
+            "readinessProbe": null, "command": ["/bin/web"], "securityContext": {"runAsUser": 1},
+            "args": ["--x"]
+        }, {"name": "bare"}]});
+        let view = PodView::of(&spec);
+        let direct: Vec<ContainerView<'_>> = containers_of(&spec, &CONTAINER_LISTS).collect();
+        for (c, d) in view.first_lists(3).zip(&direct) {
+            let v = c.value;
+            let pairs = [
+                (c.name(), d.name(), v.get("name")),
+                (c.image(), d.image(), v.get("image")),
+                (
+                    c.image_pull_policy(),
+                    d.image_pull_policy(),
+                    v.get("imagePullPolicy"),
+                ),
+                (c.env(), d.env(), v.get("env")),
+                (c.env_from(), d.env_from(), v.get("envFrom")),
+                (c.volume_mounts(), d.volume_mounts(), v.get("volumeMounts")),
+                (c.ports(), d.ports(), v.get("ports")),
+                (c.resources(), d.resources(), v.get("resources")),
+                (
+                    c.liveness_probe(),
+                    d.liveness_probe(),
+                    v.get("livenessProbe"),
+                ),
+                (
+                    c.readiness_probe(),
+                    d.readiness_probe(),
+                    v.get("readinessProbe"),
+                ),
+                (c.command(), d.command(), v.get("command")),
+            ];
+            for (viewed, looked_up, expected) in pairs {
+                assert_eq!(viewed, expected);
+                assert_eq!(looked_up, expected);
+            }
+            assert_eq!(c.security_context, d.security_context);
+        }
+        assert_eq!(view.first_lists(1).count(), 2);
     }
 }

@@ -76,12 +76,13 @@ impl<'a> PodSpec<'a> {
         lists: &'static [&'static str],
     ) -> impl Iterator<Item = ContainerView<'a>> + 'a {
         let (viewed, direct) = match self.view {
-            Some(view) if is_list_prefix(lists) => {
-                (view.first_lists(lists.len()).iter().copied(), None)
-            }
-            _ => ([].iter().copied(), Some(containers_of(self.spec, lists))),
+            Some(view) if is_list_prefix(lists) => (Some(view.first_lists(lists.len())), None),
+            _ => (None, Some(containers_of(self.spec, lists))),
         };
-        viewed.chain(direct.into_iter().flatten())
+        viewed
+            .into_iter()
+            .flatten()
+            .chain(direct.into_iter().flatten())
     }
 }
 

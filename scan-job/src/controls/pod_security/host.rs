@@ -199,7 +199,7 @@ impl Control for ContainerHostPort {
     fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
         check_pod(resource, cx, |_, pod, out| {
             for c in ctrs(pod, MAIN) {
-                for (j, port) in ContainerView::list_of(c.view.ports).iter().enumerate() {
+                for (j, port) in ContainerView::list_of(c.view.ports()).iter().enumerate() {
                     if has(port, "hostPort") {
                         out.push(
                             Finding::new("container-hostPort")
@@ -243,7 +243,7 @@ fn volume_with_mounts(
     finding = finding.delete(pod_path(pod, &format!("volumes[{i}]")));
     let name = volume_name(volume);
     for c in ctrs(pod, lists) {
-        for (k, mount) in ContainerView::list_of(c.view.volume_mounts)
+        for (k, mount) in ContainerView::list_of(c.view.volume_mounts())
             .iter()
             .enumerate()
         {
@@ -258,7 +258,7 @@ fn volume_with_mounts(
 /// Whether some container of `lists` carries a `volumeMounts` list (Kubescape's host-path rules
 /// only produce an alert by iterating such containers).
 fn some_container_mounts(pod: PodSpec<'_>, lists: &'static [&'static str]) -> bool {
-    ctrs(pod, lists).any(|c| c.view.volume_mounts.is_some_and(Value::is_array))
+    ctrs(pod, lists).any(|c| c.view.volume_mounts().is_some_and(Value::is_array))
 }
 
 /// C-0048 HostPath mount: fails for every volume with a `hostPath.path`, with delete paths on
@@ -348,7 +348,7 @@ impl Control for WritableHostPath {
                 }
                 let name = volume_name(volume);
                 for c in ctrs(pod, WITH_INIT) {
-                    for (k, mount) in ContainerView::list_of(c.view.volume_mounts)
+                    for (k, mount) in ContainerView::list_of(c.view.volume_mounts())
                         .iter()
                         .enumerate()
                     {

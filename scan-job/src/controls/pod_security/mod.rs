@@ -91,25 +91,20 @@ fn with_init_and_pod_ephemeral(obj: &K8sObject) -> &'static [&'static str] {
 /// formatted when a finding is reported).
 #[derive(Clone, Copy, Debug)]
 struct Ctr<'a> {
-    value: &'a Value,
     pod_path: &'static str,
-    list: &'static str,
-    index: usize,
-    /// The container's `securityContext`, or `Null`.
-    sc: &'a Value,
-    /// The container's fields, found once per object.
+    /// The container, with its fields found once per object.
     view: ContainerView<'a>,
 }
 
 impl<'a> Ctr<'a> {
     /// `<podspec>.<list>[<index>].<suffix>`.
     fn path(&self, suffix: &str) -> String {
-        container_field_path(self.pod_path, self.list, self.index, suffix)
+        container_field_path(self.pod_path, self.view.list, self.view.index, suffix)
     }
 
     /// [`Self::path`] of the suffix given in parts (no temporary string for the suffix).
     fn path_parts(&self, suffix: &[&str]) -> String {
-        container_field_path_parts(self.pod_path, self.list, self.index, suffix)
+        container_field_path_parts(self.pod_path, self.view.list, self.view.index, suffix)
     }
 
     /// `<podspec>.<list>[<index>].<prefix>[<k>]`: a list entry of a container field.
@@ -121,25 +116,21 @@ impl<'a> Ctr<'a> {
 
     /// The container's `securityContext`, or `Null`.
     fn sc(&self) -> &'a Value {
-        self.sc
+        self.view.security_context
     }
 
     /// Whether this is an ephemeral container.
     fn is_ephemeral(&self) -> bool {
-        self.list == "ephemeralContainers"
+        self.view.list == "ephemeralContainers"
     }
 }
 
 /// The containers of the given lists, in list order. Non-object entries are skipped. From the
 /// per-object view when the pod spec has one (see [`PodSpec::containers_in`]).
 fn ctrs<'a>(pod: PodSpec<'a>, lists: &'static [&'static str]) -> impl Iterator<Item = Ctr<'a>> {
-    pod.containers_in(lists).map(move |c| Ctr {
-        value: c.value,
+    pod.containers_in(lists).map(move |view| Ctr {
         pod_path: pod.path,
-        list: c.list,
-        index: c.index,
-        sc: c.security_context,
-        view: c,
+        view,
     })
 }
 

@@ -14,7 +14,7 @@ use crate::engine::{Context, Control, ControlMeta, Finding, Needs, Outcome, Reso
 
 /// A container's `resources`, or `Null`.
 fn resources<'a>(c: &Ctr<'a>) -> &'a Value {
-    c.view.resources.unwrap_or(&Value::Null)
+    c.view.resources().unwrap_or(&Value::Null)
 }
 
 /// `<section>.<resource>` of a container's `resources`, when set (not absent, not `null`).
@@ -406,9 +406,9 @@ fn require_probe(
     check_pod(resource, cx, |_, pod, out| {
         for c in ctrs(pod, MAIN) {
             let probe = match field {
-                "livenessProbe" => c.view.liveness_probe,
-                "readinessProbe" => c.view.readiness_probe,
-                _ => c.value.get(field),
+                "livenessProbe" => c.view.liveness_probe(),
+                "readinessProbe" => c.view.readiness_probe(),
+                _ => c.view.value.get(field),
             };
             if probe.is_none_or(Value::is_null) {
                 out.push(Finding::new(rule).fix(c.path(field), "YOUR_VALUE"));

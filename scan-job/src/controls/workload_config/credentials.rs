@@ -47,7 +47,7 @@ fn credentials_in_env(obj: &K8sObject, cx: &Context<'_>) -> Vec<Finding> {
     let mut findings = Vec::new();
     let mut compiled: Option<Arc<CredentialMatchers>> = None;
     for (list, i, c) in each_container(&pod, Containers::Main) {
-        for (j, env) in ContainerView::list_of(c.env).iter().enumerate() {
+        for (j, env) in ContainerView::list_of(c.env()).iter().enumerate() {
             let (Some(name), Some(value)) = (str_at(env, "name"), str_at(env, "value")) else {
                 continue;
             };
@@ -83,7 +83,7 @@ fn shared_credentials_in_env(obj: &K8sObject, cx: &Context<'_>) -> Vec<Finding> 
 /// `<c>.envFrom[j].secretRef`.
 fn secret_env_from(pod: &PodSpec<'_>, rule: &'static str, findings: &mut Vec<Finding>) {
     for (list, i, c) in each_container(pod, Containers::WithInit) {
-        for (j, from) in ContainerView::list_of(c.env_from).iter().enumerate() {
+        for (j, from) in ContainerView::list_of(c.env_from()).iter().enumerate() {
             if from.get("secretRef").is_some_and(|r| !r.is_null()) {
                 findings.push(Finding::new(rule).delete(container_entry_path(
                     pod,
@@ -254,7 +254,7 @@ fn secrets_in_env(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     };
     let mut findings = Vec::new();
     for (list, i, c) in each_container(&pod, Containers::WithInit) {
-        for (j, env) in ContainerView::list_of(c.env).iter().enumerate() {
+        for (j, env) in ContainerView::list_of(c.env()).iter().enumerate() {
             let secret_ref = env
                 .get("valueFrom")
                 .and_then(|v| v.get("secretKeyRef"))

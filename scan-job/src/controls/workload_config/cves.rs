@@ -104,7 +104,7 @@ fn subpath_symlink(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     let mut vulnerable_node: Option<bool> = None;
     for (list, i, c) in each_container(&pod, Containers::Main) {
         let mut finding: Option<Finding> = None;
-        for (j, mount) in ContainerView::list_of(c.volume_mounts).iter().enumerate() {
+        for (j, mount) in ContainerView::list_of(c.volume_mounts()).iter().enumerate() {
             if str_at(mount, "subPath").is_none_or(str::is_empty) {
                 continue;
             }

@@ -66,7 +66,7 @@ fn sudo(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     };
     let mut findings = Vec::new();
     for (list, i, c) in each_container(&pod, Containers::Main) {
-        for (k, arg) in ContainerView::list_of(c.command).iter().enumerate() {
+        for (k, arg) in ContainerView::list_of(c.command()).iter().enumerate() {
             if arg.as_str().is_some_and(|s| s.contains("sudo")) {
                 findings.push(
                     Finding::new("sudo-in-container-entrypoint").review(container_path(
@@ -231,7 +231,7 @@ fn duplicate_env(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     let mut findings = Vec::new();
     for (list, i, c) in each_container(&pod, Containers::All) {
         // Each entry's name looked up once, not once per pair of entries.
-        let names: SmallVec<[Option<&str>; 16]> = ContainerView::list_of(c.env)
+        let names: SmallVec<[Option<&str>; 16]> = ContainerView::list_of(c.env())
             .iter()
             .map(|e| str_at(e, "name"))
             .collect();

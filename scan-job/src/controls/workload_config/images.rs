@@ -172,7 +172,7 @@ fn pull_policy(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     let mut findings = Vec::new();
     for (list, i, c) in each_container(&pod, Containers::Main) {
         if !matches!(
-            c.image_pull_policy.and_then(Value::as_str),
+            c.image_pull_policy().and_then(Value::as_str),
             Some("Never" | "IfNotPresent")
         ) {
             continue;
