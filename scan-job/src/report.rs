@@ -331,7 +331,7 @@ fn rules_of(c: &ControlResult) -> Vec<ScannedRule> {
                 status: r.status,
                 sub_status: r.sub_status,
             },
-            control_configurations: BTreeMap::clone(&c.configurations),
+            control_configurations: BTreeMap::clone(c.configurations),
             paths: r.paths.iter().map(FindingPath::to_rule_path).collect(),
             related_resources_ids: r.related.clone(),
         })
