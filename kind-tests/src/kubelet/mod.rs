@@ -238,7 +238,14 @@ fn on_pod(
     }
 }
 
-/// Binds a pending pod to this node (a few bounded retries on transient errors).
+/// How long a pending pod's binding is retried. The real scheduler never gives up on a pod; this
+/// bound only has to outlast an API server outage (the chaos scenario restarts kube-apiserver for
+/// about 25 s, and a pod created just before that used to stay Pending forever after 5 quick
+/// tries, with the controller waiting on its Job).
+const BIND_RETRY_BOUND: Duration = Duration::from_secs(120);
+
+/// Binds a pending pod to this node, retrying transient errors (capped exponential backoff) for
+/// up to [`BIND_RETRY_BOUND`].
 async fn bind(ctx: Arc<Ctx>, p: Pod) {
     let ns = p.metadata.namespace.clone().unwrap_or_default();
     let name = p.metadata.name.clone().unwrap_or_default();
@@ -249,7 +256,8 @@ async fn bind(ctx: Arc<Ctx>, p: Pod) {
         "metadata": { "name": name, "namespace": ns, "uid": p.metadata.uid },
         "target": { "apiVersion": "v1", "kind": "Node", "name": ctx.cfg.node_name },
     });
-    for attempt in 0..5u32 {
+    let start = std::time::Instant::now();
+    for attempt in 0u32.. {
         match api
             .create_subresource::<_, serde_json::Value>(
                 "binding",
@@ -266,8 +274,13 @@ async fn bind(ctx: Arc<Ctx>, p: Pod) {
             // Already bound (a second event for the same pod) or already gone.
             Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => return,
             Err(e) => {
-                warn!(pod = %format!("{ns}/{name}"), error = %e, attempt, "binding pod");
-                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                let pause = Duration::from_millis(200 << attempt.min(5));
+                if start.elapsed() + pause > BIND_RETRY_BOUND {
+                    warn!(pod = %format!("{ns}/{name}"), error = %e, attempt, "binding pod: giving up");
+                    return;
+                }
+                warn!(pod = %format!("{ns}/{name}"), error = %e, attempt, "binding pod; retrying");
+                tokio::time::sleep(pause).await;
             }
         }
     }
