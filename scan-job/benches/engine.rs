@@ -4,6 +4,9 @@
 //! taskset -c 0 cargo bench -p scan-job --bench engine
 //! # profile one benchmark alone:
 //! KUBEVIGIL_BENCH_NO_SUMMARY=1 perf record -g -- target/release/deps/engine-* --bench 'deployment/evaluate_object$' --profile-time 10
+//! # instructions per Deployment (steady on a shared machine): the I refs of 3000 calls minus
+//! # those of 1000, divided by 2000; KUBEVIGIL_BENCH_CONTROL=C-0012 narrows it to one control
+//! KUBEVIGIL_BENCH_ITERS=3000 valgrind --tool=cachegrind --cache-sim=no target/release/deps/engine-* --bench
 //! ```
 //!
 //! Groups:
