@@ -13,50 +13,6 @@ use super::object::array;
 /// The container lists of a pod spec, in the order the controls inspect them.
 pub const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
 
-/// The fields of a container the controls read most, found in one pass over its keys. Each
-/// field is exactly what `value.get(key)` returns, so a control reads the same JSON either way.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ContainerFields<'a> {
-    name: Option<&'a Value>,
-    image: Option<&'a Value>,
-    image_pull_policy: Option<&'a Value>,
-    env: Option<&'a Value>,
-    env_from: Option<&'a Value>,
-    volume_mounts: Option<&'a Value>,
-    ports: Option<&'a Value>,
-    resources: Option<&'a Value>,
-    liveness_probe: Option<&'a Value>,
-    readiness_probe: Option<&'a Value>,
-    command: Option<&'a Value>,
-    security_context: Option<&'a Value>,
-}
-
-impl<'a> ContainerFields<'a> {
-    /// One walk over the keys of a container instead of a map search per field and control.
-    fn of(map: &'a Map<String, Value>) -> Self {
-        let mut fields = ContainerFields::default();
-        for (key, field) in map {
-            let slot = match key.as_str() {
-                "name" => &mut fields.name,
-                "image" => &mut fields.image,
-                "imagePullPolicy" => &mut fields.image_pull_policy,
-                "env" => &mut fields.env,
-                "envFrom" => &mut fields.env_from,
-                "volumeMounts" => &mut fields.volume_mounts,
-                "ports" => &mut fields.ports,
-                "resources" => &mut fields.resources,
-                "livenessProbe" => &mut fields.liveness_probe,
-                "readinessProbe" => &mut fields.readiness_probe,
-                "command" => &mut fields.command,
-                "securityContext" => &mut fields.security_context,
-                _ => continue,
-            };
-            *slot = Some(field);
-        }
-        fields
-    }
-}
-
 /// One container of a pod spec (a JSON object entry of one of its lists). Small and `Copy`:
 /// every container walk of every control passes these by value, so the looked-up fields stay in
 /// the [`PodView`] and are borrowed.
@@ -74,15 +30,43 @@ pub struct ContainerView<'a> {
     fields: Option<&'a ContainerFields<'a>>,
 }
 
-/// Accessors of [`ContainerView`] for the fields of [`ContainerFields`].
+/// Declares, from one list of `field => "key"` pairs, [`ContainerFields`] (those fields and the
+/// `securityContext`), its one walk over a container's keys, and the [`ContainerView`] accessors
+/// that read a field from it (or look the key up when the view has no fields).
 macro_rules! container_fields {
-    ($($(#[$doc:meta])* $method:ident => $key:literal),* $(,)?) => {
+    ($($(#[$doc:meta])* $field:ident => $key:literal),* $(,)?) => {
+        /// The fields of a container the controls read most, found in one pass over its keys.
+        /// Each field is exactly what `value.get(key)` returns, so a control reads the same JSON
+        /// either way.
+        #[derive(Clone, Copy, Debug, Default)]
+        pub struct ContainerFields<'a> {
+            $($field: Option<&'a Value>,)*
+            security_context: Option<&'a Value>,
+        }
+
+        impl<'a> ContainerFields<'a> {
+            /// One walk over the keys of a container instead of a map search per field and
+            /// control.
+            fn of(map: &'a Map<String, Value>) -> Self {
+                let mut fields = ContainerFields::default();
+                for (key, value) in map {
+                    let slot = match key.as_str() {
+                        $($key => &mut fields.$field,)*
+                        "securityContext" => &mut fields.security_context,
+                        _ => continue,
+                    };
+                    *slot = Some(value);
+                }
+                fields
+            }
+        }
+
         impl<'a> ContainerView<'a> {
             $(
                 $(#[$doc])*
-                pub fn $method(&self) -> Option<&'a Value> {
+                pub fn $field(&self) -> Option<&'a Value> {
                     match self.fields {
-                        Some(fields) => fields.$method,
+                        Some(fields) => fields.$field,
                         None => self.value.get($key),
                     }
                 }

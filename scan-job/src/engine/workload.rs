@@ -4,7 +4,7 @@ use std::ptr;
 
 use serde_json::Value;
 
-use super::object::{K8sObject, array, get_path};
+use super::object::{K8sObject, get_path};
 use super::pod_view::{CONTAINER_LISTS, ContainerView, PodView, containers_of};
 
 /// The seven workload kinds most controls inspect (Kubescape's WL7).
@@ -140,6 +140,20 @@ pub enum Containers {
     All,
 }
 
+impl Containers {
+    /// The container lists this choice covers: a prefix of [`CONTAINER_LISTS`] (so that
+    /// [`PodSpec::containers_in`] serves it from the per-object view).
+    pub fn lists(self) -> &'static [&'static str] {
+        let n = match self {
+            Containers::Main => 1,
+            Containers::WithInit => 2,
+            Containers::All => 3,
+        };
+        let all: &'static [&'static str] = &CONTAINER_LISTS;
+        all.get(..n).unwrap_or(all)
+    }
+}
+
 /// A container with its dotted path (`spec.template.spec.containers[0]`).
 #[derive(Clone, Debug)]
 pub struct ContainerRef<'a> {
@@ -170,25 +184,14 @@ impl ContainerRef<'_> {
 
 /// The containers of a pod spec, in list order, with their paths.
 pub fn containers<'a>(pod: &PodSpec<'a>, which: Containers) -> Vec<ContainerRef<'a>> {
-    let lists: &[&'static str] = match which {
-        Containers::Main => &["containers"],
-        Containers::WithInit => &["containers", "initContainers"],
-        Containers::All => &["containers", "initContainers", "ephemeralContainers"],
-    };
-    let mut out = Vec::new();
-    for list in lists {
-        for (index, container) in array(pod.spec, list).iter().enumerate() {
-            if container.is_object() {
-                out.push(ContainerRef {
-                    container,
-                    path: format!("{}.{list}[{index}]", pod.path),
-                    list,
-                    index,
-                });
-            }
-        }
-    }
-    out
+    pod.containers_in(which.lists())
+        .map(|c| ContainerRef {
+            container: c.value,
+            path: format!("{}.{}[{}]", pod.path, c.list, c.index),
+            list: c.list,
+            index: c.index,
+        })
+        .collect()
 }
 
 /// `<pod_path>.<list>[<index>].<suffix>`: the path of a container field. Built by hand rather

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::quantity::{cpu_millis, cpu_millis_str, memory_bytes, memory_bytes_str};
 use super::{Ctr, MAIN, WL7, check_pod, ctrs};
 use crate::engine::inputs::ControlInputs;
+use crate::engine::pod_view::ContainerView;
 use crate::engine::{Context, Control, ControlMeta, Finding, Needs, Outcome, Resource};
 
 /// A container's `resources`, or `Null`.
@@ -396,21 +397,18 @@ impl Control for MemoryLimits {
     }
 }
 
-/// Per container: a fix path (`YOUR_VALUE`) when the probe `field` is missing.
+/// Per container: a fix path (`YOUR_VALUE`) when the probe `field` (read by `probe`, one of
+/// the [`ContainerView`] accessors) is missing.
 fn require_probe(
     rule: &'static str,
     field: &str,
+    probe: for<'v> fn(&ContainerView<'v>) -> Option<&'v Value>,
     resource: Resource<'_>,
     cx: &Context<'_>,
 ) -> Outcome {
     check_pod(resource, cx, |_, pod, out| {
         for c in ctrs(pod, MAIN) {
-            let probe = match field {
-                "livenessProbe" => c.view.liveness_probe(),
-                "readinessProbe" => c.view.readiness_probe(),
-                _ => c.view.value.get(field),
-            };
-            if probe.is_none_or(Value::is_null) {
+            if probe(&c.view).is_none_or(Value::is_null) {
                 out.push(Finding::new(rule).fix(c.path(field), "YOUR_VALUE"));
             }
         }
@@ -443,7 +441,13 @@ impl Control for ReadinessProbe {
     }
 
     fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
-        require_probe("configured-readiness-probe", "readinessProbe", resource, cx)
+        require_probe(
+            "configured-readiness-probe",
+            "readinessProbe",
+            |c| c.readiness_probe(),
+            resource,
+            cx,
+        )
     }
 }
 
@@ -471,6 +475,12 @@ impl Control for LivenessProbe {
     }
 
     fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
-        require_probe("configured-liveness-probe", "livenessProbe", resource, cx)
+        require_probe(
+            "configured-liveness-probe",
+            "livenessProbe",
+            |c| c.liveness_probe(),
+            resource,
+            cx,
+        )
     }
 }

@@ -46,7 +46,7 @@ fn credentials_in_env(obj: &K8sObject, cx: &Context<'_>) -> Vec<Finding> {
     };
     let mut findings = Vec::new();
     let mut compiled: Option<Arc<CredentialMatchers>> = None;
-    for (list, i, c) in each_container(&pod, Containers::Main) {
+    for c in each_container(&pod, Containers::Main) {
         for (j, env) in ContainerView::list_of(c.env()).iter().enumerate() {
             let (Some(name), Some(value)) = (str_at(env, "name"), str_at(env, "value")) else {
                 continue;
@@ -63,8 +63,8 @@ fn credentials_in_env(obj: &K8sObject, cx: &Context<'_>) -> Vec<Finding> {
             }
             findings.push(
                 Finding::new(ENV_RULE)
-                    .delete(container_entry_path(&pod, list, i, "env", j, "name"))
-                    .delete(container_entry_path(&pod, list, i, "env", j, "value")),
+                    .delete(container_entry_path(&pod, &c, "env", j, "name"))
+                    .delete(container_entry_path(&pod, &c, "env", j, "value")),
             );
         }
     }
@@ -82,13 +82,12 @@ fn shared_credentials_in_env(obj: &K8sObject, cx: &Context<'_>) -> Vec<Finding> 
 /// Every `envFrom[j].secretRef` of `containers` and `initContainers`: delete path
 /// `<c>.envFrom[j].secretRef`.
 fn secret_env_from(pod: &PodSpec<'_>, rule: &'static str, findings: &mut Vec<Finding>) {
-    for (list, i, c) in each_container(pod, Containers::WithInit) {
+    for c in each_container(pod, Containers::WithInit) {
         for (j, from) in ContainerView::list_of(c.env_from()).iter().enumerate() {
             if from.get("secretRef").is_some_and(|r| !r.is_null()) {
                 findings.push(Finding::new(rule).delete(container_entry_path(
                     pod,
-                    list,
-                    i,
+                    &c,
                     "envFrom",
                     j,
                     "secretRef",
@@ -253,7 +252,7 @@ fn secrets_in_env(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
         return Outcome::Passed;
     };
     let mut findings = Vec::new();
-    for (list, i, c) in each_container(&pod, Containers::WithInit) {
+    for c in each_container(&pod, Containers::WithInit) {
         for (j, env) in ContainerView::list_of(c.env()).iter().enumerate() {
             let secret_ref = env
                 .get("valueFrom")
@@ -262,7 +261,7 @@ fn secrets_in_env(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
             if secret_ref {
                 findings.push(
                     Finding::new(SECRETS_ENV_RULE)
-                        .delete(container_entry_path(&pod, list, i, "env", j, "name")),
+                        .delete(container_entry_path(&pod, &c, "env", j, "name")),
                 );
             }
         }

@@ -26,9 +26,9 @@ fn vulnerable_images(
         return Outcome::Passed;
     };
     let mut findings = Vec::new();
-    for (list, i, c) in each_container(&pod, Containers::Main) {
+    for c in each_container(&pod, Containers::Main) {
         if c.image_str().is_some_and(&mut vulnerable) {
-            findings.push(Finding::new(rule).review(container_path(&pod, list, i, "image")));
+            findings.push(Finding::new(rule).review(container_path(&pod, &c, "image")));
         }
     }
     Outcome::from_findings(findings)
@@ -102,7 +102,7 @@ fn subpath_symlink(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     };
     let mut findings = Vec::new();
     let mut vulnerable_node: Option<bool> = None;
-    for (list, i, c) in each_container(&pod, Containers::Main) {
+    for c in each_container(&pod, Containers::Main) {
         let mut finding: Option<Finding> = None;
         for (j, mount) in ContainerView::list_of(c.volume_mounts()).iter().enumerate() {
             if str_at(mount, "subPath").is_none_or(str::is_empty) {
@@ -118,7 +118,7 @@ fn subpath_symlink(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
             if !vulnerable {
                 return Outcome::Passed;
             }
-            let path = container_path(&pod, list, i, &format!("volumeMounts[{j}].subPath"));
+            let path = container_path(&pod, &c, &format!("volumeMounts[{j}].subPath"));
             finding = Some(
                 finding
                     .take()

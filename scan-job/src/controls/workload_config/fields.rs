@@ -65,14 +65,13 @@ fn sudo(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
         return Outcome::Passed;
     };
     let mut findings = Vec::new();
-    for (list, i, c) in each_container(&pod, Containers::Main) {
+    for c in each_container(&pod, Containers::Main) {
         for (k, arg) in ContainerView::list_of(c.command()).iter().enumerate() {
             if arg.as_str().is_some_and(|s| s.contains("sudo")) {
                 findings.push(
                     Finding::new("sudo-in-container-entrypoint").review(container_path(
                         &pod,
-                        list,
-                        i,
+                        &c,
                         &format!("command[{k}]"),
                     )),
                 );
@@ -229,7 +228,7 @@ fn duplicate_env(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
         return Outcome::Passed;
     };
     let mut findings = Vec::new();
-    for (list, i, c) in each_container(&pod, Containers::All) {
+    for c in each_container(&pod, Containers::All) {
         // Each entry's name looked up once, not once per pair of entries.
         let names: SmallVec<[Option<&str>; 16]> = ContainerView::list_of(c.env())
             .iter()
@@ -246,8 +245,7 @@ fn duplicate_env(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
             if duplicated {
                 findings.push(Finding::new("duplicate-env-var").failed(container_path(
                     &pod,
-                    list,
-                    i,
+                    &c,
                     &format!("env[{j}].name"),
                 )));
             }

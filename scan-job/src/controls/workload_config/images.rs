@@ -24,9 +24,9 @@ fn image_findings(
         return Outcome::Passed;
     };
     let mut findings = Vec::new();
-    for (list, i, c) in each_container(&pod, which) {
+    for c in each_container(&pod, which) {
         if c.image_str().is_some_and(&mut bad) {
-            findings.push(Finding::new(rule).review(container_path(&pod, list, i, "image")));
+            findings.push(Finding::new(rule).review(container_path(&pod, &c, "image")));
         }
     }
     Outcome::from_findings(findings)
@@ -170,7 +170,7 @@ fn pull_policy(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     };
     let floating = cx.inputs.get("floatingImageTags");
     let mut findings = Vec::new();
-    for (list, i, c) in each_container(&pod, Containers::Main) {
+    for c in each_container(&pod, Containers::Main) {
         if !matches!(
             c.image_pull_policy().and_then(Value::as_str),
             Some("Never" | "IfNotPresent")
@@ -187,8 +187,8 @@ fn pull_policy(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
         if bad {
             findings.push(
                 Finding::new("image-pull-policy-is-not-set-to-always")
-                    .review(container_path(&pod, list, i, "image"))
-                    .review(container_path(&pod, list, i, "imagePullPolicy")),
+                    .review(container_path(&pod, &c, "image"))
+                    .review(container_path(&pod, &c, "imagePullPolicy")),
             );
         }
     }

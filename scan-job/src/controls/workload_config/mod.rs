@@ -141,40 +141,30 @@ pub(crate) fn integration_outcome() -> Outcome {
     }
 }
 
-/// The container lists of a coverage choice, in Kubescape's order.
-fn lists(which: Containers) -> &'static [&'static str] {
-    match which {
-        Containers::Main => &["containers"],
-        Containers::WithInit => &["containers", "initContainers"],
-        Containers::All => &["containers", "initContainers", "ephemeralContainers"],
-    }
-}
-
-/// The containers of a pod spec as `(list, index, container)`, without building paths: the
-/// path is only formatted (with [`container_path`]) when a finding is reported.
+/// The containers of a pod spec, without building paths: a path is only formatted (with
+/// [`container_path`]) when a finding is reported.
 fn each_container<'a>(
     pod: &PodSpec<'a>,
     which: Containers,
-) -> impl Iterator<Item = (&'static str, usize, ContainerView<'a>)> + 'a {
-    pod.containers_in(lists(which))
-        .map(|c| (c.list, c.index, c))
+) -> impl Iterator<Item = ContainerView<'a>> + 'a {
+    pod.containers_in(which.lists())
 }
 
-/// `<podspec>.<list>[<index>].<suffix>`.
-fn container_path(pod: &PodSpec<'_>, list: &str, index: usize, suffix: &str) -> String {
-    crate::engine::workload::container_field_path(pod.path, list, index, suffix)
+/// `<podspec>.<list>[<index>].<suffix>` of container `c`.
+fn container_path(pod: &PodSpec<'_>, c: &ContainerView<'_>, suffix: &str) -> String {
+    crate::engine::workload::container_field_path(pod.path, c.list, c.index, suffix)
 }
 
-/// `<podspec>.<list>[<index>].<field>[<entry>].<rest>` (no `.<rest>` when empty).
+/// `<podspec>.<list>[<index>].<field>[<entry>].<rest>` of container `c` (no `.<rest>` when
+/// empty).
 fn container_entry_path(
     pod: &PodSpec<'_>,
-    list: &str,
-    index: usize,
+    c: &ContainerView<'_>,
     field: &str,
     entry: usize,
     rest: &str,
 ) -> String {
-    crate::engine::workload::container_entry_path(pod.path, list, index, field, entry, rest)
+    crate::engine::workload::container_entry_path(pod.path, c.list, c.index, field, entry, rest)
 }
 
 /// The dotted path of a workload's pod spec by kind, whether or not the object has one.
