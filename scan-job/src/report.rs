@@ -25,7 +25,7 @@ use kubevigil_crds::{
 };
 use serde_json::Value;
 
-use crate::engine::{ControlResult, Evaluator, FindingPath, Inventory, K8sObject, ResourceResult};
+use crate::engine::{ControlResult, Evaluator, Inventory, K8sObject, ResourceResult};
 
 /// The scanner version written into every result; a change makes older results stale.
 pub const SCANNER_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -323,8 +323,8 @@ fn result_fingerprint(result: &ResourceResult, inventory: &Inventory) -> Option<
 }
 
 fn rules_of(c: &ControlResult) -> Vec<ScannedRule> {
-    c.rules
-        .iter()
+    c.rules()
+        .into_iter()
         .map(|r| ScannedRule {
             name: r.name.to_string(),
             status: RuleStatus {
@@ -332,8 +332,8 @@ fn rules_of(c: &ControlResult) -> Vec<ScannedRule> {
                 sub_status: r.sub_status,
             },
             control_configurations: BTreeMap::clone(c.configurations),
-            paths: r.paths.iter().map(FindingPath::to_rule_path).collect(),
-            related_resources_ids: r.related.clone(),
+            paths: r.paths.iter().map(|p| p.to_rule_path()).collect(),
+            related_resources_ids: r.related.iter().map(|id| (*id).to_string()).collect(),
         })
         .collect()
 }

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use kubevigil_crds::identity::Target;
 use kubevigil_crds::{Status, SubStatus};
-use smallvec::SmallVec;
 
 use super::control::{
     Applies, Context, Control, ControlMeta, Finding, FindingPath, Needs, Outcome, Resource,
@@ -16,27 +15,29 @@ use super::inputs::ControlInputs;
 use super::inventory::{Inventory, Triplet};
 use super::memo::Memo;
 
-/// The outcome of one rule of a control on one resource.
+/// The outcome of one rule of a control on one resource, as [`ControlResult::rules`] derives it.
+/// It borrows the control result's findings.
 #[derive(Clone, Debug, PartialEq)]
-pub struct RuleResult {
+pub struct RuleResult<'r> {
     /// Rule name.
     pub name: &'static str,
     /// Status of the rule.
     pub status: Status,
     /// Reason for a pass or skip.
     pub sub_status: Option<SubStatus>,
-    /// Paths of the rule's findings.
-    pub paths: Vec<FindingPath>,
-    /// Related resource IDs of the rule's findings.
-    pub related: Vec<String>,
+    /// Paths of the rule's findings, in finding order.
+    pub paths: Vec<&'r FindingPath>,
+    /// Related resource IDs of the rule's findings, in finding order.
+    pub related: Vec<&'r str>,
 }
-
-/// The rule results of one control. Most controls have one rule, so one result is kept inline:
-/// a passed control then allocates nothing for its rules.
-pub type RuleResults = SmallVec<[RuleResult; 1]>;
 
 /// The outcome of one control on one resource. It borrows from the [`Evaluator`] that made it
 /// (`'e`).
+///
+/// It keeps the control's findings as the control returned them; the per-rule breakdown that
+/// the CRD stores is derived on demand by [`ControlResult::rules`]. Most controls pass, and a
+/// passed control's rules are its catalog entry's, so storing them would cost every result an
+/// allocation-sized copy for nothing.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ControlResult<'e> {
     /// The control's catalog entry.
@@ -48,12 +49,62 @@ pub struct ControlResult<'e> {
     /// Explanation of a skip or exception (the engine's own explanations are constants, so they
     /// are borrowed rather than allocated for every resource).
     pub info: Option<Cow<'static, str>>,
-    /// Per-rule results.
-    pub rules: RuleResults,
+    /// What the control found: empty unless it failed (or passed with exceptions).
+    pub findings: Vec<Finding>,
     /// The configuration inputs the control reads (its [`ControlMeta::inputs`] with their
     /// values). Computed once per control by [`Evaluator::new`] and borrowed by every result of
     /// that control (no copy and no reference count per result).
     pub configurations: &'e BTreeMap<String, Vec<String>>,
+}
+
+impl ControlResult<'_> {
+    /// One entry per rule of the control: rules with findings get the control's status (failed,
+    /// or passed with exceptions) and their paths; the others passed (or share a skip). Rules
+    /// are the control's own, in catalog order, then any other rule a finding names, in order
+    /// of first appearance; each rule's paths and related objects are those of its findings, in
+    /// finding order.
+    pub fn rules(&self) -> Vec<RuleResult<'_>> {
+        let (empty_status, empty_sub_status) = if self.status == Status::Skipped {
+            (self.status, self.sub_status)
+        } else {
+            (Status::Passed, None)
+        };
+        let mut out: Vec<RuleResult<'_>> = self
+            .meta
+            .rules
+            .iter()
+            .map(|&name| RuleResult {
+                name,
+                status: empty_status,
+                sub_status: empty_sub_status,
+                paths: Vec::new(),
+                related: Vec::new(),
+            })
+            .collect();
+        for finding in &self.findings {
+            let index = match out.iter().position(|r| same_name(r.name, finding.rule)) {
+                Some(index) => index,
+                None => {
+                    out.push(RuleResult {
+                        name: finding.rule,
+                        status: self.status,
+                        sub_status: self.sub_status,
+                        paths: Vec::new(),
+                        related: Vec::new(),
+                    });
+                    out.len() - 1
+                }
+            };
+            if let Some(rule) = out.get_mut(index) {
+                rule.status = self.status;
+                rule.sub_status = self.sub_status;
+                rule.paths.extend(finding.paths.iter());
+                rule.related
+                    .extend(finding.related.iter().map(String::as_str));
+            }
+        }
+        out
+    }
 }
 
 /// All control results of one resource, borrowing from the [`Evaluator`] that made them.
@@ -250,7 +301,7 @@ impl<'c> Evaluator<'c> {
             status: Status::Skipped,
             sub_status: Some(sub_status),
             info: Some(Cow::Borrowed(info)),
-            rules: rule_results(meta, Vec::new(), Status::Skipped, Some(sub_status)),
+            findings: Vec::new(),
             configurations,
         };
         match meta.needs {
@@ -284,7 +335,7 @@ impl<'c> Evaluator<'c> {
                 status: Status::Passed,
                 sub_status: None,
                 info: None,
-                rules: rule_results(meta, Vec::new(), Status::Passed, None),
+                findings: Vec::new(),
                 configurations,
             },
             Outcome::Skipped { sub_status, info } => ControlResult {
@@ -300,12 +351,7 @@ impl<'c> Evaluator<'c> {
                         info: Some(Cow::Owned(format!(
                             "excepted by posture exception policy {policy:?}"
                         ))),
-                        rules: rule_results(
-                            meta,
-                            findings,
-                            Status::Passed,
-                            Some(SubStatus::WithExceptions),
-                        ),
+                        findings,
                         configurations,
                     },
                     None => ControlResult {
@@ -313,72 +359,13 @@ impl<'c> Evaluator<'c> {
                         status: Status::Failed,
                         sub_status: None,
                         info: None,
-                        rules: rule_results(meta, findings, Status::Failed, None),
+                        findings,
                         configurations,
                     },
                 }
             }
         })
     }
-}
-
-/// One entry per rule of the control: rules with findings get `status` (failed, or passed with
-/// exceptions) and their paths; the others passed (or share a skip). Rules are the control's
-/// own, in catalog order, then any other rule a finding names, in order of first appearance;
-/// each rule's paths and related objects are those of its findings, in finding order. The
-/// findings are consumed: their paths move into the results instead of being copied.
-fn rule_results(
-    meta: &'static ControlMeta,
-    findings: Vec<Finding>,
-    status: Status,
-    sub_status: Option<SubStatus>,
-) -> RuleResults {
-    let (empty_status, empty_sub_status) = if status == Status::Skipped {
-        (status, sub_status)
-    } else {
-        (Status::Passed, None)
-    };
-    let mut out: RuleResults = meta
-        .rules
-        .iter()
-        .map(|&name| RuleResult {
-            name,
-            status: empty_status,
-            sub_status: empty_sub_status,
-            paths: Vec::new(),
-            related: Vec::new(),
-        })
-        .collect();
-    for finding in findings {
-        let index = match out.iter().position(|r| same_name(r.name, finding.rule)) {
-            Some(index) => index,
-            None => {
-                out.push(RuleResult {
-                    name: finding.rule,
-                    status,
-                    sub_status,
-                    paths: Vec::new(),
-                    related: Vec::new(),
-                });
-                out.len() - 1
-            }
-        };
-        if let Some(rule) = out.get_mut(index) {
-            rule.status = status;
-            rule.sub_status = sub_status;
-            if rule.paths.is_empty() {
-                rule.paths = finding.paths;
-            } else {
-                rule.paths.extend(finding.paths);
-            }
-            if rule.related.is_empty() {
-                rule.related = finding.related;
-            } else {
-                rule.related.extend(finding.related);
-            }
-        }
-    }
-    out
 }
 
 /// Rule names are `&'static str` constants, so the names of one rule are usually the same
@@ -487,13 +474,13 @@ mod tests {
             *c1.configurations,
             BTreeMap::from([("k".to_string(), vec!["v".to_string()])])
         );
-        assert!(c1.rules.iter().all(|r| r.status == Status::Passed));
-        assert_eq!(c1.rules.len(), 2);
+        assert!(c1.rules().iter().all(|r| r.status == Status::Passed));
+        assert_eq!(c1.rules().len(), 2);
         let c2 = &good.controls[1];
         assert_eq!(c2.status, Status::Skipped);
         assert_eq!(c2.sub_status, Some(SubStatus::Configuration));
         assert!(
-            c2.rules
+            c2.rules()
                 .iter()
                 .all(|r| r.status == Status::Skipped && r.sub_status == c2.sub_status)
         );
@@ -501,9 +488,9 @@ mod tests {
         let bad = ev.evaluate_object(&inv, 1).expect("pod result");
         let c1 = &bad.controls[0];
         assert_eq!(c1.status, Status::Failed);
-        assert_eq!(c1.rules[0].status, Status::Failed);
-        assert_eq!(c1.rules[0].paths.len(), 1);
-        assert_eq!(c1.rules[1].status, Status::Passed);
+        assert_eq!(c1.rules()[0].status, Status::Failed);
+        assert_eq!(c1.rules()[0].paths.len(), 1);
+        assert_eq!(c1.rules()[1].status, Status::Passed);
         assert!(
             std::ptr::eq(c1.configurations, good.controls[0].configurations),
             "configurations are computed once per control"
@@ -524,8 +511,8 @@ mod tests {
         let c1 = &bad.controls[0];
         assert_eq!(c1.status, Status::Passed);
         assert_eq!(c1.sub_status, Some(SubStatus::WithExceptions));
-        assert_eq!(c1.rules[0].status, Status::Passed);
-        assert_eq!(c1.rules[0].sub_status, Some(SubStatus::WithExceptions));
-        assert_eq!(c1.rules[0].paths.len(), 1);
+        assert_eq!(c1.rules()[0].status, Status::Passed);
+        assert_eq!(c1.rules()[0].sub_status, Some(SubStatus::WithExceptions));
+        assert_eq!(c1.rules()[0].paths.len(), 1);
     }
 }

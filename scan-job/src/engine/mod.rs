@@ -17,7 +17,7 @@ pub use control::{
     Applies, Context, Control, ControlMeta, Finding, FindingPath, Needs, Outcome, PathKind,
     Resource,
 };
-pub use evaluate::{ControlResult, Evaluator, ResourceResult, RuleResult, RuleResults};
+pub use evaluate::{ControlResult, Evaluator, ResourceResult, RuleResult};
 pub use exceptions::Exceptions;
 pub use inputs::ControlInputs;
 pub use inventory::{BINDING_PATH, Inventory, ROLE_PATH, Triplet};
