@@ -1,7 +1,10 @@
 //! Control configuration inputs (Kubescape's `postureControlInputs`), with Kubescape's defaults.
 
 use super::object::type_name;
-use std::collections::BTreeMap;
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde_json::Value;
 
@@ -21,10 +24,59 @@ pub enum InputsError {
     },
 }
 
+/// The map of inputs. Controls look inputs up by key while evaluating every object (a scan
+/// makes some twenty lookups per workload), so it is a hash map with a fast, fixed hasher:
+/// a sorted map of the fifty-odd keys cost a dozen string comparisons per lookup. Keys are
+/// the configuration's, not an attacker's, so hash flooding is not a concern.
+type InputMap = HashMap<String, Vec<String>, foldhash::fast::FixedState>;
+
 /// Control inputs: key to list of strings (numbers are written as strings, as in Kubescape).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ControlInputs {
-    values: BTreeMap<String, Vec<String>>,
+    values: InputMap,
+    /// What controls derive from the values (see [`ControlInputs::derived`]).
+    derived: Derived,
+}
+
+/// One derived value, by its type.
+type DerivedEntry = (TypeId, Arc<dyn Any + Send + Sync>);
+
+/// Values derived from the inputs, one per type, built on first use. A change of the inputs
+/// empties it; a clone starts empty (it is rebuilt on demand); it takes no part in equality.
+#[derive(Default)]
+struct Derived(Mutex<Vec<DerivedEntry>>);
+
+impl Derived {
+    fn entries(&self) -> MutexGuard<'_, Vec<DerivedEntry>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn clear(&mut self) {
+        self.0
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
+
+impl Clone for Derived {
+    fn clone(&self) -> Self {
+        Derived::default()
+    }
+}
+
+impl PartialEq for Derived {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Derived {}
+
+impl fmt::Debug for Derived {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Derived({} values)", self.entries().len())
+    }
 }
 
 fn list(items: &[&str]) -> Vec<String> {
@@ -34,7 +86,7 @@ fn list(items: &[&str]) -> Vec<String> {
 impl Default for ControlInputs {
     /// Kubescape's defaults (regolibrary `default-config-inputs.json`, catalog section 4.1).
     fn default() -> Self {
-        let mut v = BTreeMap::new();
+        let mut v = InputMap::default();
         for key in [
             "imageRepositoryAllowList",
             "imageDigestExemptRepositories",
@@ -186,7 +238,10 @@ impl Default for ControlInputs {
             ]),
         );
         v.insert("hardenedSandboxRuntimeClasses".into(), list(&["gvisor"]));
-        ControlInputs { values: v }
+        ControlInputs {
+            values: v,
+            derived: Derived::default(),
+        }
     }
 }
 
@@ -194,7 +249,8 @@ impl ControlInputs {
     /// Inputs with no value at all (every key empty).
     pub fn empty() -> Self {
         ControlInputs {
-            values: BTreeMap::new(),
+            values: InputMap::default(),
+            derived: Derived::default(),
         }
     }
 
@@ -205,12 +261,40 @@ impl ControlInputs {
 
     /// Replaces the values of a key.
     pub fn set(&mut self, key: impl Into<String>, values: Vec<String>) {
+        self.derived.clear();
         self.values.insert(key.into(), values);
+    }
+
+    /// The value of type `T` derived from these inputs: made by `build` on the first call, then
+    /// shared. Controls keep what they parse or compile from their inputs here (compiled
+    /// patterns, parsed quantities), so that a scan does it once, not once per object. `build`
+    /// must depend on nothing but the inputs; one type is one value.
+    pub fn derived<T: Any + Send + Sync>(&self, build: impl FnOnce(&Self) -> T) -> Arc<T> {
+        let id = TypeId::of::<T>();
+        let found = |entries: &[DerivedEntry]| {
+            entries
+                .iter()
+                .find(|(t, _)| *t == id)
+                .and_then(|(_, v)| Arc::clone(v).downcast::<T>().ok())
+        };
+        if let Some(v) = found(&self.derived.entries()) {
+            return v;
+        }
+        // Built without the lock: `build` may derive other values.
+        let built = Arc::new(build(self));
+        let mut entries = self.derived.entries();
+        if let Some(v) = found(&entries) {
+            return v;
+        }
+        entries.push((id, built.clone()));
+        built
     }
 
     /// Every key and its values, sorted by key.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Vec<String>)> {
-        self.values.iter()
+        let mut all: Vec<_> = self.values.iter().collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        all.into_iter()
     }
 
     /// The inputs restricted to `keys` (what a rule result records as `controlConfigurations`).
@@ -254,8 +338,63 @@ impl ControlInputs {
                     }
                 }
             }
-            self.values.insert(key.clone(), out);
+            self.set(key.clone(), out);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn iteration_is_sorted_by_key() {
+        let mut inputs = ControlInputs::empty();
+        for key in ["zeta", "alpha", "mid"] {
+            inputs.set(key, vec![key.to_string()]);
+        }
+        let keys: Vec<&str> = inputs.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["alpha", "mid", "zeta"]);
+        let defaults = ControlInputs::default();
+        let keys: Vec<&String> = defaults.iter().map(|(k, _)| k).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+    }
+
+    #[test]
+    fn derived_values_are_built_once_and_rebuilt_after_a_change() {
+        struct Count(usize);
+        let builds = AtomicUsize::new(0);
+        let build = |i: &ControlInputs| {
+            builds.fetch_add(1, Ordering::Relaxed);
+            Count(i.get("k").len())
+        };
+        let mut inputs = ControlInputs::empty();
+        inputs.set("k", vec!["a".into()]);
+        let first = inputs.derived(build);
+        let again = inputs.derived(build);
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!((first.0, builds.load(Ordering::Relaxed)), (1, 1));
+
+        let copy = inputs.clone();
+        assert_eq!(copy, inputs, "derived values take no part in equality");
+        assert_eq!(copy.derived(build).0, 1);
+        assert_eq!(builds.load(Ordering::Relaxed), 2, "a clone builds its own");
+
+        inputs.set("k", vec!["a".into(), "b".into()]);
+        assert_eq!(
+            inputs.derived(build).0,
+            2,
+            "a change empties the derived values"
+        );
+        inputs
+            .apply_overrides(&json!({"k": ["x", "y", "z"]}))
+            .expect("overrides");
+        assert_eq!(inputs.derived(build).0, 3, "so do overrides");
+        assert_eq!(builds.load(Ordering::Relaxed), 4);
     }
 }

@@ -25,17 +25,9 @@ const CREDENTIAL_INPUTS: &[&str] = &[
     "sensitiveValuesAllowed",
 ];
 
-/// The compiled credential inputs of a context (one cache lookup).
+/// The compiled credential inputs of a context.
 fn matchers(cx: &Context<'_>, values_case_insensitive: bool) -> Arc<CredentialMatchers> {
-    credential_matchers(
-        [
-            cx.inputs.get("sensitiveKeyNames"),
-            cx.inputs.get("sensitiveKeyNamesAllowed"),
-            cx.inputs.get("sensitiveValues"),
-            cx.inputs.get("sensitiveValuesAllowed"),
-        ],
-        values_case_insensitive,
-    )
+    credential_matchers(cx.inputs, values_case_insensitive)
 }
 
 /// `rule-credentials-in-env-var`: literal env values of `containers` that look like credentials,

@@ -1,14 +1,13 @@
 //! Compiled matchers for the user-configurable credential inputs (`sensitiveKeyNames`,
-//! `sensitiveValues` and their allow-lists), cached by the input lists so that a scan compiles
-//! them once, not once per object. One cache lookup per evaluation gets all four.
+//! `sensitiveValues` and their allow-lists), kept with the inputs so that a scan compiles them
+//! once, not once per object.
 
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, OnceLock};
 
 use aho_corasick::AhoCorasick;
 use regex::Regex;
 
-/// How many distinct input combinations are kept (a scan uses one or two).
-const CAPACITY: usize = 8;
+use crate::engine::inputs::ControlInputs;
 
 /// A compiled pattern list: one alternation of every valid pattern (faster than a `RegexSet`
 /// for "does any match"), or the patterns one by one if the alternation is too large.
@@ -103,47 +102,48 @@ pub(super) struct CredentialMatchers {
     pub(super) values_allowed: Patterns,
 }
 
-/// The credential input lists, in the order of [`CredentialMatchers`]'s fields.
-pub(super) type CredentialInputs<'a> = [&'a [String]; 4];
-
-struct Entry {
-    values_case_insensitive: bool,
-    inputs: [Vec<String>; 4],
-    matchers: Arc<CredentialMatchers>,
+impl CredentialMatchers {
+    /// Compiles the four credential inputs; `sensitiveValues` are matched ignoring case when
+    /// `values_case_insensitive` (the env rule prefixes them with `(?i)`, the ConfigMap rule
+    /// does not).
+    fn compile(inputs: &ControlInputs, values_case_insensitive: bool) -> Self {
+        CredentialMatchers {
+            key_names: Patterns::substrings_ignore_case(inputs.get("sensitiveKeyNames")),
+            key_names_allowed: Patterns::substrings_ignore_case(
+                inputs.get("sensitiveKeyNamesAllowed"),
+            ),
+            values: Patterns::regexes(inputs.get("sensitiveValues"), values_case_insensitive),
+            values_allowed: Patterns::regexes(inputs.get("sensitiveValuesAllowed"), false),
+        }
+    }
 }
 
-static CACHE: LazyLock<Mutex<Vec<Entry>>> = LazyLock::new(|| Mutex::new(Vec::new()));
+/// Both compilations of the credential inputs, each made the first time a rule needs it (a
+/// scan of workloads only never compiles the ConfigMap one). Kept with the inputs (see
+/// [`ControlInputs::derived`]), so a scan compiles them once.
+#[derive(Debug, Default)]
+struct CredentialMatcherSet {
+    /// `sensitiveValues` matched ignoring case (the env rule).
+    values_ignore_case: OnceLock<Arc<CredentialMatchers>>,
+    /// `sensitiveValues` matched as written (the ConfigMap rule).
+    values_as_written: OnceLock<Arc<CredentialMatchers>>,
+}
 
-/// The matchers of the credential inputs; `sensitiveValues` are matched ignoring case when
-/// `values_case_insensitive` (the env rule prefixes them with `(?i)`, the ConfigMap rule does
-/// not).
+/// The compiled credential inputs of `inputs`; see [`CredentialMatchers::compile`] for
+/// `values_case_insensitive`.
 pub(super) fn credential_matchers(
-    inputs: CredentialInputs<'_>,
+    inputs: &ControlInputs,
     values_case_insensitive: bool,
 ) -> Arc<CredentialMatchers> {
-    let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(e) = cache.iter().find(|e| {
-        e.values_case_insensitive == values_case_insensitive
-            && e.inputs.iter().zip(inputs).all(|(a, b)| a.as_slice() == b)
-    }) {
-        return Arc::clone(&e.matchers);
-    }
-    let [key_names, key_names_allowed, values, values_allowed] = inputs;
-    let matchers = Arc::new(CredentialMatchers {
-        key_names: Patterns::substrings_ignore_case(key_names),
-        key_names_allowed: Patterns::substrings_ignore_case(key_names_allowed),
-        values: Patterns::regexes(values, values_case_insensitive),
-        values_allowed: Patterns::regexes(values_allowed, false),
-    });
-    if cache.len() >= CAPACITY {
-        cache.remove(0);
-    }
-    cache.push(Entry {
-        values_case_insensitive,
-        inputs: inputs.map(<[String]>::to_vec),
-        matchers: Arc::clone(&matchers),
-    });
-    matchers
+    let set = inputs.derived(|_| CredentialMatcherSet::default());
+    let cell = if values_case_insensitive {
+        &set.values_ignore_case
+    } else {
+        &set.values_as_written
+    };
+    Arc::clone(
+        cell.get_or_init(|| Arc::new(CredentialMatchers::compile(inputs, values_case_insensitive))),
+    )
 }
 
 #[cfg(test)]
@@ -156,13 +156,15 @@ mod tests {
 
     #[test]
     fn compiles_once_and_skips_invalid() {
-        let keys = list(&["password", "a.b"]);
-        let values = list(&["Bearer", "AKIA[0-9A-Z]{16}", "(unclosed"]);
-        let empty: Vec<String> = Vec::new();
-        let inputs = [keys.as_slice(), &empty, values.as_slice(), &empty];
-        let a = credential_matchers(inputs, true);
-        let b = credential_matchers(inputs, true);
-        assert!(Arc::ptr_eq(&a, &b));
+        let mut inputs = ControlInputs::empty();
+        inputs.set("sensitiveKeyNames", list(&["password", "a.b"]));
+        inputs.set(
+            "sensitiveValues",
+            list(&["Bearer", "AKIA[0-9A-Z]{16}", "(unclosed"]),
+        );
+        let a = credential_matchers(&inputs, true);
+        let b = credential_matchers(&inputs, true);
+        assert!(Arc::ptr_eq(&a, &b), "compiled once per inputs");
         assert!(a.key_names.is_match("DB_PASSWORD"));
         assert!(a.key_names.is_match("A.B"));
         assert!(
@@ -173,9 +175,20 @@ mod tests {
         assert!(a.values.is_match("token: bearer abc"));
         assert!(a.values.is_match("AKIAIOSFODNN7EXAMPLE"));
         assert!(!a.values.is_match("hello"));
-        let cs = credential_matchers(inputs, false);
+        let cs = credential_matchers(&inputs, false);
         assert!(!cs.values.is_match("bearer"));
         assert!(cs.values.is_match("Bearer"));
+
+        inputs.set("sensitiveValues", list(&["hello"]));
+        let changed = credential_matchers(&inputs, true);
+        assert!(
+            changed.values.is_match("HELLO") && !changed.values.is_match("bearer"),
+            "a change of the inputs is compiled anew"
+        );
+        assert!(
+            !Arc::ptr_eq(&credential_matchers(&inputs.clone(), true), &changed),
+            "a clone compiles its own"
+        );
     }
 
     #[test]
