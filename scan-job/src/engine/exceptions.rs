@@ -5,6 +5,7 @@
 //! regexes) and `posturePolicies[]` (`controlID`, also a case-insensitive regex; an empty list or
 //! an empty entry means every control).
 
+use crate::engine::object::Field;
 use regex::{Regex, RegexBuilder};
 use serde_json::Value;
 
@@ -95,7 +96,7 @@ impl Exceptions {
             };
             let mut resources = Vec::new();
             for (r, res) in array(item, "resources").iter().enumerate() {
-                let attrs = res.get("attributes").unwrap_or(&Value::Null);
+                let attrs = res.field("attributes").unwrap_or(&Value::Null);
                 let field = |key: &str| -> Result<Option<Regex>, ExceptionsError> {
                     str_at(attrs, key)
                         .map(|p| full_regex(&label, &format!("resources[{r}].attributes.{key}"), p))

@@ -2,6 +2,7 @@
 //! objects (a workload's ServiceAccount, the Services and NetworkPolicies of its namespace), and
 //! the RBAC (subject, role, binding) triplets.
 
+use crate::engine::object::Field;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -187,7 +188,7 @@ impl Inventory {
                 let Some(binding) = self.objects.get(bi) else {
                     continue;
                 };
-                let Some(role_ref) = binding.value.get("roleRef") else {
+                let Some(role_ref) = binding.value.field("roleRef") else {
                     continue;
                 };
                 let (Some(ref_kind), Some(ref_name)) =

@@ -6,6 +6,7 @@
 //! [`super::Memo`]) instead of once per control and container removes most of them. The view
 //! holds only references into the object, so it reports exactly what the JSON says.
 
+use crate::engine::object::Field;
 use serde_json::{Map, Value};
 
 use super::object::array;
@@ -108,7 +109,7 @@ impl<'a> ContainerView<'a> {
             value,
             list,
             index,
-            security_context: value.get("securityContext").unwrap_or(&Value::Null),
+            security_context: value.field("securityContext").unwrap_or(&Value::Null),
             fields: None,
         })
     }
@@ -174,7 +175,7 @@ impl<'a> PodView<'a> {
             *end = all.len();
         }
         PodView {
-            security_context: spec.get("securityContext").unwrap_or(&Value::Null),
+            security_context: spec.field("securityContext").unwrap_or(&Value::Null),
             all,
             main_end: ends[0],
             init_end: ends[1],
@@ -270,29 +271,33 @@ mod tests {
         for (c, d) in view.first_lists(3).zip(&direct) {
             let v = c.value;
             let pairs = [
-                (c.name(), d.name(), v.get("name")),
-                (c.image(), d.image(), v.get("image")),
+                (c.name(), d.name(), v.field("name")),
+                (c.image(), d.image(), v.field("image")),
                 (
                     c.image_pull_policy(),
                     d.image_pull_policy(),
-                    v.get("imagePullPolicy"),
+                    v.field("imagePullPolicy"),
                 ),
-                (c.env(), d.env(), v.get("env")),
-                (c.env_from(), d.env_from(), v.get("envFrom")),
-                (c.volume_mounts(), d.volume_mounts(), v.get("volumeMounts")),
-                (c.ports(), d.ports(), v.get("ports")),
-                (c.resources(), d.resources(), v.get("resources")),
+                (c.env(), d.env(), v.field("env")),
+                (c.env_from(), d.env_from(), v.field("envFrom")),
+                (
+                    c.volume_mounts(),
+                    d.volume_mounts(),
+                    v.field("volumeMounts"),
+                ),
+                (c.ports(), d.ports(), v.field("ports")),
+                (c.resources(), d.resources(), v.field("resources")),
                 (
                     c.liveness_probe(),
                     d.liveness_probe(),
-                    v.get("livenessProbe"),
+                    v.field("livenessProbe"),
                 ),
                 (
                     c.readiness_probe(),
                     d.readiness_probe(),
-                    v.get("readinessProbe"),
+                    v.field("readinessProbe"),
                 ),
-                (c.command(), d.command(), v.get("command")),
+                (c.command(), d.command(), v.field("command")),
             ];
             for (viewed, looked_up, expected) in pairs {
                 assert_eq!(viewed, expected);

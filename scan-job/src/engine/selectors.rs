@@ -1,5 +1,6 @@
 //! Label-selector matching, shared by every control that relates objects through selectors.
 
+use crate::engine::object::Field;
 use serde_json::{Map, Value};
 
 use super::object::{array, str_at};
@@ -15,7 +16,7 @@ pub fn map_subset(
     };
     selector
         .iter()
-        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        .all(|(k, v)| labels.and_then(|l| l.field(k)) == Some(v))
 }
 
 /// Evaluates one `matchExpressions` entry against `labels`. Unknown operators never match.
@@ -23,7 +24,7 @@ pub fn expression_matches(expr: &Value, labels: Option<&Map<String, Value>>) -> 
     let Some(key) = str_at(expr, "key") else {
         return false;
     };
-    let value = labels.and_then(|l| l.get(key)).and_then(Value::as_str);
+    let value = labels.and_then(|l| l.field(key)).and_then(Value::as_str);
     let in_values = |v: &str| array(expr, "values").iter().any(|x| x.as_str() == Some(v));
     match str_at(expr, "operator") {
         Some("In") => value.is_some_and(in_values),
@@ -38,7 +39,7 @@ pub fn expression_matches(expr: &Value, labels: Option<&Map<String, Value>>) -> 
 /// An empty selector (`{}`) selects everything.
 pub fn selector_matches(selector: &Value, labels: Option<&Map<String, Value>>) -> bool {
     map_subset(
-        selector.get("matchLabels").and_then(Value::as_object),
+        selector.field("matchLabels").and_then(Value::as_object),
         labels,
     ) && array(selector, "matchExpressions")
         .iter()
@@ -48,7 +49,7 @@ pub fn selector_matches(selector: &Value, labels: Option<&Map<String, Value>>) -
 /// Whether a selector has neither `matchLabels` entries nor `matchExpressions`.
 pub fn selector_is_empty(selector: &Value) -> bool {
     selector
-        .get("matchLabels")
+        .field("matchLabels")
         .and_then(Value::as_object)
         .is_none_or(Map::is_empty)
         && array(selector, "matchExpressions").is_empty()

@@ -1,5 +1,6 @@
 //! Where a workload keeps its pod spec, and iteration over its containers with their paths.
 
+use crate::engine::object::Field;
 use std::ptr;
 
 use serde_json::Value;
@@ -63,7 +64,7 @@ impl<'a> PodSpec<'a> {
     pub fn security_context(self) -> &'a Value {
         match self.view {
             Some(view) => view.security_context,
-            None => self.spec.get("securityContext").unwrap_or(&Value::Null),
+            None => self.spec.field("securityContext").unwrap_or(&Value::Null),
         }
     }
 
@@ -121,11 +122,11 @@ pub fn pod_spec(obj: &K8sObject) -> Option<PodSpec<'_>> {
 pub fn pod_labels(obj: &K8sObject) -> Option<&serde_json::Map<String, Value>> {
     let base = template_path(&obj.kind)?;
     let meta = if base.is_empty() {
-        obj.value.get("metadata")
+        obj.value.field("metadata")
     } else {
-        get_path(&obj.value, base).and_then(|t| t.get("metadata"))
+        get_path(&obj.value, base).and_then(|t| t.field("metadata"))
     };
-    meta.and_then(|m| m.get("labels"))
+    meta.and_then(|m| m.field("labels"))
         .and_then(Value::as_object)
 }
 
@@ -171,7 +172,7 @@ impl ContainerRef<'_> {
     /// The container's `name`, or `""`.
     pub fn name(&self) -> &str {
         self.container
-            .get("name")
+            .field("name")
             .and_then(Value::as_str)
             .unwrap_or("")
     }

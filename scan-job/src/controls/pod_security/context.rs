@@ -2,6 +2,7 @@
 //! and C-0211 (which reuses the rules of C-0013, C-0016, C-0017 and C-0057 through the shared
 //! `rule_*` functions below, and adds eleven rules of its own).
 
+use crate::engine::object::Field;
 use serde_json::Value;
 
 use super::{
@@ -23,7 +24,7 @@ enum Level {
 
 /// `securityContext.<key>` when set (not absent, not `null`).
 fn set<'a>(sc: &'a Value, key: &str) -> Option<&'a Value> {
-    sc.get(key).filter(|v| !v.is_null())
+    sc.field(key).filter(|v| !v.is_null())
 }
 
 /// A container's `securityContext.<key>`, else the pod-level value already looked up, with the
@@ -108,7 +109,7 @@ fn psps_forbid_escalation(inventory: &Inventory) -> bool {
     psps.peek().is_some()
         && psps.all(|p| {
             p.value
-                .get("spec")
+                .field("spec")
                 .is_some_and(|s| is_false(s, "allowPrivilegeEscalation"))
         })
 }
@@ -166,7 +167,7 @@ fn rule_privileged(pod: PodSpec<'_>, out: &mut Vec<Finding>) {
     for c in ctrs(pod, ALL) {
         let sc = c.sc();
         let adds = sc
-            .get("capabilities")
+            .field("capabilities")
             .map_or(&[][..], |caps| array(caps, "add"));
         let privileged = is_true(sc, "privileged");
         let sys_admin = adds.iter().any(|a| a.as_str() == Some("SYS_ADMIN"));
@@ -429,7 +430,7 @@ impl Control for InsecureCapabilities {
         let insecure = cx.inputs.get("insecureCapabilities");
         check_pod(resource, cx, |obj, pod, out| {
             for c in ctrs(pod, with_init_and_pod_ephemeral(obj)) {
-                let Some(caps) = c.sc().get("capabilities") else {
+                let Some(caps) = c.sc().field("capabilities") else {
                     continue;
                 };
                 let adds = array(caps, "add");
@@ -499,8 +500,8 @@ impl Control for LinuxHardening {
 
 /// The `seccompProfile.type` of a `securityContext`, when set.
 fn seccomp_type(sc: &Value) -> Option<&Value> {
-    sc.get("seccompProfile")
-        .and_then(|p| p.get("type"))
+    sc.field("seccompProfile")
+        .and_then(|p| p.field("type"))
         .filter(|t| !t.is_null())
 }
 
@@ -568,10 +569,10 @@ fn unset(sc: &Value, path: &str) -> bool {
 
 /// Whether a pod spec targets Windows nodes (`os.name` or the `kubernetes.io/os` node selector).
 fn is_windows(pod: PodSpec<'_>) -> bool {
-    pod.spec.get("os").and_then(|o| str_at(o, "name")) == Some("windows")
+    pod.spec.field("os").and_then(|o| str_at(o, "name")) == Some("windows")
         || pod
             .spec
-            .get("nodeSelector")
+            .field("nodeSelector")
             .and_then(|n| str_at(n, "kubernetes.io/os"))
             == Some("windows")
 }
@@ -603,7 +604,7 @@ fn rule_pod_or_containers(
 fn rule_drop_net_raw(pod: PodSpec<'_>, out: &mut Vec<Finding>) {
     const RULE: &str = "drop-capability-netraw";
     for c in ctrs(pod, MAIN) {
-        let caps = c.sc().get("capabilities").unwrap_or(&Value::Null);
+        let caps = c.sc().field("capabilities").unwrap_or(&Value::Null);
         let drop = array(caps, "drop");
         let dropped = |name: &str| drop.iter().any(|d| d.as_str() == Some(name));
         let drops_all = dropped("ALL") || dropped("all");
@@ -645,7 +646,7 @@ fn rule_proc_mount(cx: &Context<'_>, pod: PodSpec<'_>, out: &mut Vec<Finding>) {
     const RULE: &str = "set-procmount-default";
     let mut enabled: Option<bool> = None;
     for c in ctrs(pod, MAIN) {
-        let Some(mount) = c.sc().get("procMount").filter(|v| !v.is_null()) else {
+        let Some(mount) = c.sc().field("procMount").filter(|v| !v.is_null()) else {
             continue;
         };
         if mount.as_str() == Some("Default") {
@@ -679,7 +680,7 @@ const SAFE_SYSCTLS: &[&str] = &[
 fn rules_pod_level(pod: PodSpec<'_>, out: &mut Vec<Finding>) {
     let sc = pod_sc(pod);
     if !sc
-        .get("fsGroup")
+        .field("fsGroup")
         .and_then(Value::as_f64)
         .is_some_and(|g| g >= 0.0)
     {
@@ -724,7 +725,7 @@ fn rule_host_process(pod: PodSpec<'_>, out: &mut Vec<Finding>) {
     const RULE: &str = "set-hostprocess-true";
     const FIELD: &str = "securityContext.windowsOptions.hostProcess";
     let host_process = |sc: &Value| {
-        sc.get("windowsOptions")
+        sc.field("windowsOptions")
             .is_some_and(|w| is_true(w, "hostProcess"))
     };
     if host_process(pod_sc(pod)) {

@@ -1,6 +1,7 @@
 //! Host access: host namespaces (C-0038, C-0041, C-0275, C-0276), host ports (C-0044) and host
 //! paths (C-0020, C-0045, C-0048, C-0074).
 
+use crate::engine::object::Field;
 use serde_json::Value;
 
 use super::{MAIN, WITH_INIT, WL7, check_pod, ctrs, has, pod_path};
@@ -217,18 +218,18 @@ impl Control for ContainerHostPort {
 
 /// The `hostPath.path` of a volume, if it is a hostPath volume with a path.
 fn host_path(volume: &Value) -> Option<&str> {
-    volume.get("hostPath").and_then(|h| str_at(h, "path"))
+    volume.field("hostPath").and_then(|h| str_at(h, "path"))
 }
 
 /// A volume's `name` when it can match a mount (present and not `null`); looked up once per
 /// volume rather than once per mount compared with it.
 fn volume_name(volume: &Value) -> Option<&Value> {
-    volume.get("name").filter(|n| !n.is_null())
+    volume.field("name").filter(|n| !n.is_null())
 }
 
 /// Whether a mount's `name` is the volume's name (from [`volume_name`]).
 fn mounts(mount: &Value, volume_name: Option<&Value>) -> bool {
-    volume_name.is_some_and(|v| mount.get("name") == Some(v))
+    volume_name.is_some_and(|v| mount.field("name") == Some(v))
 }
 
 /// Adds delete paths for `<podspec>.volumes[i]` and for every mount of that volume in the

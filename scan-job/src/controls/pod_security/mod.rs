@@ -11,6 +11,7 @@ mod host;
 mod quantity;
 mod resources;
 
+use crate::engine::object::Field;
 use serde_json::Value;
 
 use crate::engine::pod_view::ContainerView;
@@ -158,7 +159,7 @@ fn pod_path_parts(pod: PodSpec<'_>, suffix: &[&str]) -> String {
 
 /// Whether `v` at `key` is present and not JSON `null` (Rego's "defined").
 fn has(v: &Value, key: &str) -> bool {
-    v.get(key).is_some_and(|x| !x.is_null())
+    v.field(key).is_some_and(|x| !x.is_null())
 }
 
 /// Runs a check on a workload's pod spec. Workloads without a pod spec pass; triplets are not

@@ -5,6 +5,7 @@
 //! `containers` are inspected. Init containers run before the pod starts and get their own
 //! requests/limits treatment by the scheduler, and they have no probes.
 
+use crate::engine::object::Field;
 use serde_json::Value;
 
 use super::quantity::{cpu_millis, cpu_millis_str, memory_bytes, memory_bytes_str};
@@ -21,8 +22,8 @@ fn resources<'a>(c: &Ctr<'a>) -> &'a Value {
 /// `<section>.<resource>` of a container's `resources`, when set (not absent, not `null`).
 fn quantity_of<'a>(resources: &'a Value, section: &str, name: &str) -> Option<&'a Value> {
     resources
-        .get(section)
-        .and_then(|s| s.get(name))
+        .field(section)
+        .and_then(|s| s.field(name))
         .filter(|v| !v.is_null())
 }
 

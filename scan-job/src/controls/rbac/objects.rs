@@ -2,6 +2,7 @@
 //! anonymous user, `default` ServiceAccounts that automount their token, Namespaces without a
 //! dedicated ServiceAccount, and the EKS IAM-authenticator review of Roles.
 
+use crate::engine::object::Field;
 use serde_json::Value;
 
 use crate::engine::object::{K8sObject, array, str_at};
@@ -37,7 +38,7 @@ fn binds_default_sa(obj: &K8sObject) -> Outcome {
     }
     let rbac_defaults = obj
         .labels()
-        .and_then(|l| l.get("kubernetes.io/bootstrapping"))
+        .and_then(|l| l.field("kubernetes.io/bootstrapping"))
         .and_then(Value::as_str)
         == Some("rbac-defaults");
     if rbac_defaults {

@@ -11,6 +11,7 @@
 //! Sets are matched literally, as Kubescape does: `pods/*` counts only where the set lists it,
 //! and Kubernetes' `*/subresource` form (e.g. `*/proxy`) is not recognised.
 
+use crate::engine::object::Field;
 use serde_json::Value;
 
 use super::{CIS_ALL, SUBJECTS};
@@ -66,7 +67,7 @@ pub fn grants(rule: &Value, permission: &Permission) -> bool {
         && names_any(array(rule, "resources"), permission.resources)
         && match permission.resource_names {
             ResourceNames::Ignored => true,
-            ResourceNames::AllOrNamed(name) => match rule.get("resourceNames") {
+            ResourceNames::AllOrNamed(name) => match rule.field("resourceNames") {
                 None | Some(Value::Null) => true,
                 Some(Value::Array(names)) => {
                     names.is_empty() || names.iter().any(|n| n.as_str() == Some(name))

@@ -1,5 +1,6 @@
 //! Exposure of workloads through Services, Ingresses, Gateway API routes and Istio.
 
+use crate::engine::object::Field;
 use kubevigil_crds::SubStatus;
 use serde_json::Value;
 
@@ -162,7 +163,7 @@ fn has_ssh_port(svc: &K8sObject) -> bool {
         .map(|spec| array(spec, "ports"))
         .unwrap_or(&[])
         .iter()
-        .any(|p| is_ssh_port(p.get("port")) || is_ssh_port(p.get("targetPort")))
+        .any(|p| is_ssh_port(p.field("port")) || is_ssh_port(p.field("targetPort")))
 }
 
 impl Control for SshExposed {
@@ -253,7 +254,7 @@ impl Control for ExternalFacing {
                 for svc in &internal {
                     let mut paths: Vec<String> = Vec::new();
                     for (i, rule) in indexed(spec, "rules") {
-                        let Some(http) = rule.get("http") else {
+                        let Some(http) = rule.field("http") else {
                             continue;
                         };
                         for (j, path) in indexed(http, "paths") {
@@ -525,7 +526,7 @@ impl Control for UnauthenticatedService {
                         .map(|s| array(s, "ports"))
                         .unwrap_or(&[])
                         .iter()
-                        .any(|p| p.get("authenticated").and_then(Value::as_bool) == Some(false))
+                        .any(|p| p.field("authenticated").and_then(Value::as_bool) == Some(false))
             });
             if let Some(result) = unauthenticated {
                 findings.push(

@@ -43,6 +43,7 @@
 //!   shortcuts: the selector is in the workload's own `metadata.labels`, or equals its
 //!   `spec.selector.matchLabels`.
 
+use crate::engine::object::Field;
 use serde_json::{Map, Value};
 
 use crate::engine::object::{array, str_at};
@@ -304,13 +305,13 @@ fn service_account_of<'a>(
 /// ServiceAccount's setting applies (mounted unless it says `false`).
 fn token_mounted(pod_spec: &Value, sa: &K8sObject) -> bool {
     match pod_spec
-        .get("automountServiceAccountToken")
+        .field("automountServiceAccountToken")
         .and_then(Value::as_bool)
     {
         Some(pod) => pod,
         None => {
             sa.value
-                .get("automountServiceAccountToken")
+                .field("automountServiceAccountToken")
                 .and_then(Value::as_bool)
                 != Some(false)
         }

@@ -1,5 +1,6 @@
 //! Network policies: which policies select a workload, and policies that select nothing.
 
+use crate::engine::object::Field;
 use serde_json::{Map, Value};
 
 use super::{WL7, in_namespace_of, object};
@@ -27,7 +28,7 @@ fn cilium_label<'a>(
     if key == CILIUM_NAMESPACE_LABEL {
         return Some(namespace);
     }
-    labels.and_then(|l| l.get(key)).and_then(Value::as_str)
+    labels.and_then(|l| l.field(key)).and_then(Value::as_str)
 }
 
 /// Whether a Cilium `endpointSelector` (a LabelSelector) selects a pod with these labels.
@@ -37,7 +38,7 @@ fn cilium_selector_matches(
     namespace: &str,
 ) -> bool {
     let match_labels = selector
-        .get("matchLabels")
+        .field("matchLabels")
         .and_then(Value::as_object)
         .is_none_or(|m| {
             m.iter().all(|(k, v)| {
@@ -65,7 +66,7 @@ fn cilium_selector_matches(
 fn cilium_specs(policy: &K8sObject) -> impl Iterator<Item = &Value> {
     policy
         .value
-        .get("spec")
+        .field("spec")
         .filter(|s| s.is_object())
         .into_iter()
         .chain(array(&policy.value, "specs").iter())
@@ -74,7 +75,7 @@ fn cilium_specs(policy: &K8sObject) -> impl Iterator<Item = &Value> {
 /// Whether a Cilium rule entry has an ingress or egress section.
 fn cilium_spec_directional(spec: &Value) -> bool {
     ["ingress", "egress"].iter().any(|k| {
-        spec.get(k)
+        spec.field(k)
             .is_some_and(|v| !v.is_null() && v != &Value::Bool(false))
     })
 }
@@ -126,7 +127,7 @@ fn coverage(cx: &Context<'_>, wl: &K8sObject) -> Coverage {
         .chain(cx.inventory.of_kind("CiliumClusterwideNetworkPolicy"));
     for policy in cilium {
         for spec in cilium_specs(policy) {
-            let Some(sel) = spec.get("endpointSelector") else {
+            let Some(sel) = spec.field("endpointSelector") else {
                 continue;
             };
             if cilium_selector_matches(sel, labels, ns) {

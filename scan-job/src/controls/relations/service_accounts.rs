@@ -1,6 +1,7 @@
 //! A workload's ServiceAccount: whether its token is mounted, whether it is bound to roles, and
 //! whether it exists at all.
 
+use crate::engine::object::Field;
 use kubevigil_crds::identity::SubjectKind;
 use serde_json::Value;
 
@@ -36,7 +37,7 @@ fn automount_service_account(resource: Resource<'_>, cx: &Context<'_>) -> Outcom
     let path = || format!("{}.automountServiceAccountToken", pod.path);
     match pod
         .spec
-        .get("automountServiceAccountToken")
+        .field("automountServiceAccountToken")
         .and_then(Value::as_bool)
     {
         Some(false) => Outcome::Passed,
@@ -48,7 +49,7 @@ fn automount_service_account(resource: Resource<'_>, cx: &Context<'_>) -> Outcom
         None => {
             let sa_disables = service_account_of(cx, wl, pod.spec).is_some_and(|sa| {
                 sa.value
-                    .get("automountServiceAccountToken")
+                    .field("automountServiceAccountToken")
                     .and_then(Value::as_bool)
                     == Some(false)
             });
@@ -228,7 +229,7 @@ impl Control for ServiceAccountTokenMounted {
         let path = format!("{}.automountServiceAccountToken", pod.path);
         let finding = if pod
             .spec
-            .get("automountServiceAccountToken")
+            .field("automountServiceAccountToken")
             .and_then(Value::as_bool)
             == Some(true)
         {

@@ -1,6 +1,7 @@
 //! Objects that point at workloads which do not exist: Services selecting nothing, HPAs
 //! scaling a missing target.
 
+use crate::engine::object::Field;
 use serde_json::Value;
 
 use super::{in_namespace_of, object, service_selector, service_type};
@@ -110,7 +111,7 @@ impl Control for DanglingHpaTarget {
         let target = hpa.get("spec.scaleTargetRef");
         let field = |key: &str| {
             target
-                .and_then(|t| t.get(key))
+                .and_then(|t| t.field(key))
                 .and_then(Value::as_str)
                 .unwrap_or("")
         };

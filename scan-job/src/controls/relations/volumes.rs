@@ -1,5 +1,6 @@
 //! Workloads mounting Secrets, PersistentVolumeClaims and ConfigMaps that exist in the scan.
 
+use crate::engine::object::Field;
 use serde_json::Value;
 
 use super::{WL7, in_namespace_of, indexed, object};
@@ -32,7 +33,7 @@ fn mounted_source(resource: Resource<'_>, cx: &Context<'_>, source: &Source) -> 
         let Some(target) = get_path(volume, source.name_path).and_then(Value::as_str) else {
             continue;
         };
-        let Some(volume_name) = volume.get("name").and_then(Value::as_str) else {
+        let Some(volume_name) = volume.field("name").and_then(Value::as_str) else {
             continue;
         };
         let Some(obj) = in_namespace_of(cx, source.kind, wl).find(|o| o.name == target) else {
@@ -41,7 +42,7 @@ fn mounted_source(resource: Resource<'_>, cx: &Context<'_>, source: &Source) -> 
         let mut finding: Option<Finding> = None;
         for (j, container) in indexed(pod.spec, "containers") {
             for (k, mount) in indexed(container, "volumeMounts") {
-                if mount.get("name").and_then(Value::as_str) == Some(volume_name) {
+                if mount.field("name").and_then(Value::as_str) == Some(volume_name) {
                     let path = format!("{}.containers[{j}].volumeMounts[{k}]", pod.path);
                     finding = Some(
                         finding

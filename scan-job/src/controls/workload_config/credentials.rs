@@ -1,6 +1,7 @@
 //! Credentials in configuration: sensitive literals in container env and ConfigMaps, Secrets
 //! exposed as environment variables.
 
+use crate::engine::object::Field;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -76,7 +77,7 @@ fn shared_credentials_in_env(obj: &K8sObject, cx: &Context<'_>) -> Vec<Finding> 
 fn secret_env_from(pod: &PodSpec<'_>, rule: &'static str, findings: &mut Vec<Finding>) {
     for c in each_container(pod, Containers::WithInit) {
         for (j, from) in ContainerView::list_of(c.env_from()).iter().enumerate() {
-            if from.get("secretRef").is_some_and(|r| !r.is_null()) {
+            if from.field("secretRef").is_some_and(|r| !r.is_null()) {
                 findings.push(Finding::new(rule).delete(container_entry_path(
                     pod,
                     &c,
@@ -98,7 +99,7 @@ const STD_LENIENT: GeneralPurpose = GeneralPurpose::new(
 /// `rule-credentials-configmap`: ConfigMap `data` entries with a sensitive key name, or whose
 /// value (or its base64 decoding) matches a sensitive value pattern (case-sensitive).
 fn credentials_in_configmap(obj: &K8sObject, cx: &Context<'_>) -> Vec<Finding> {
-    let Some(data) = obj.value.get("data").and_then(Value::as_object) else {
+    let Some(data) = obj.value.field("data").and_then(Value::as_object) else {
         return Vec::new();
     };
     let m = matchers(cx, false);
@@ -247,8 +248,8 @@ fn secrets_in_env(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     for c in each_container(&pod, Containers::WithInit) {
         for (j, env) in ContainerView::list_of(c.env()).iter().enumerate() {
             let secret_ref = env
-                .get("valueFrom")
-                .and_then(|v| v.get("secretKeyRef"))
+                .field("valueFrom")
+                .and_then(|v| v.field("secretKeyRef"))
                 .is_some_and(|r| !r.is_null());
             if secret_ref {
                 findings.push(

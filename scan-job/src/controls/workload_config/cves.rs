@@ -1,5 +1,6 @@
 //! Known-vulnerable versions (CVE controls) and the vulnerability-scan controls.
 
+use crate::engine::object::Field;
 use std::sync::LazyLock;
 
 use aho_corasick::AhoCorasick;
@@ -202,7 +203,7 @@ fn nginx_snippet(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
                 && !*snippets_off.get_or_insert_with(|| {
                     cx.inventory.of_kind_in("ConfigMap", ns).any(|cm| {
                         get_path(&cm.value, "data")
-                            .and_then(|d| d.get("allow-snippet-annotations"))
+                            .and_then(|d| d.field("allow-snippet-annotations"))
                             .and_then(Value::as_str)
                             == Some("false")
                     })

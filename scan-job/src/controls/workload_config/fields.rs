@@ -1,6 +1,7 @@
 //! Single fields of a workload: inventory-only kinds, entrypoints, owners, secret storage,
 //! deprecated or duplicated fields, selectors and rollout strategy.
 
+use crate::engine::object::Field;
 use serde_json::{Map, Value};
 use smallvec::SmallVec;
 
@@ -104,7 +105,7 @@ static NAKED_PODS: ControlMeta = ControlMeta {
 object_control!(NakedPods, NAKED_PODS, naked_pods);
 
 fn naked_pods(obj: &K8sObject, _cx: &Context<'_>) -> Outcome {
-    match obj.metadata().get("ownerReferences") {
+    match obj.metadata().field("ownerReferences") {
         None | Some(Value::Null) => Outcome::Failed(vec![Finding::new("naked-pods")]),
         Some(_) => Outcome::Passed,
     }
@@ -307,7 +308,7 @@ fn mismatching_selector(obj: &K8sObject, _cx: &Context<'_>) -> Outcome {
     } else {
         (
             selector
-                .and_then(|s| s.get("matchLabels"))
+                .and_then(|s| s.field("matchLabels"))
                 .and_then(Value::as_object),
             selector.map_or(&[], |s| array(s, "matchExpressions")),
         )
@@ -317,8 +318,8 @@ fn mismatching_selector(obj: &K8sObject, _cx: &Context<'_>) -> Outcome {
     }
     let labels = template_path(&obj.kind)
         .and_then(|t| get_path(&obj.value, t))
-        .and_then(|t| t.get("metadata"))
-        .and_then(|m| m.get("labels"))
+        .and_then(|t| t.field("metadata"))
+        .and_then(|m| m.field("labels"))
         .and_then(Value::as_object);
     let path = if !map_subset(match_labels, labels) {
         if rc {

@@ -1,6 +1,7 @@
 //! Image controls: registries (forbidden, allowed, deprecated), pull policy, digests,
 //! end-of-life images and image signatures.
 
+use crate::engine::object::Field;
 use std::sync::LazyLock;
 
 use aho_corasick::AhoCorasick;
@@ -291,7 +292,7 @@ object_control!(
 );
 
 fn deprecated_registry(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
-    if obj.metadata().get("namespace").and_then(Value::as_str) != Some("kube-system") {
+    if obj.metadata().field("namespace").and_then(Value::as_str) != Some("kube-system") {
         return Outcome::NotApplicable;
     }
     image_findings(

@@ -1,5 +1,6 @@
 //! Recommended labels on workloads and their pod templates.
 
+use crate::engine::object::Field;
 use serde_json::{Map, Value};
 
 use super::{WL7, object_control};
@@ -10,12 +11,12 @@ use crate::engine::{Context, ControlMeta, Finding, K8sObject, Needs, Outcome};
 /// Whether `metadata` (of the object or of its pod template) carries one of `wanted`.
 fn has_label(metadata: Option<&Value>, wanted: &[String]) -> bool {
     let labels: Option<&Map<String, Value>> = metadata
-        .and_then(|m| m.get("labels"))
+        .and_then(|m| m.field("labels"))
         .and_then(Value::as_object);
     labels.is_some_and(|l| {
         wanted
             .iter()
-            .any(|k| l.get(k).is_some_and(|v| *v != Value::Bool(false)))
+            .any(|k| l.field(k).is_some_and(|v| *v != Value::Bool(false)))
     })
 }
 
@@ -28,12 +29,12 @@ fn label_usage(obj: &K8sObject, rule: &'static str, wanted: &[String]) -> Outcom
     let Some(template) = template_path(&obj.kind) else {
         return Outcome::NotApplicable;
     };
-    let own_ok = has_label(obj.value.get("metadata"), wanted);
+    let own_ok = has_label(obj.value.field("metadata"), wanted);
     let template_ok = if template.is_empty() {
         true
     } else {
         match get_path(&obj.value, template) {
-            Some(t) => has_label(t.get("metadata"), wanted),
+            Some(t) => has_label(t.field("metadata"), wanted),
             None => return Outcome::Passed,
         }
     };

@@ -1,5 +1,6 @@
 //! Objects in the `default` namespace.
 
+use crate::engine::object::Field;
 use serde_json::Value;
 
 use super::{WL7, object_control};
@@ -9,7 +10,7 @@ use crate::engine::{Applies, Context, ControlMeta, Finding, K8sObject, Needs, Ou
 /// `default` fails with review path `metadata.namespace`; one without a namespace fails with fix
 /// path `metadata.namespace` = `YOUR_NAMESPACE`. (An empty namespace string is neither.)
 fn in_default_namespace(obj: &K8sObject, rule: &'static str) -> Option<Finding> {
-    match obj.metadata().get("namespace") {
+    match obj.metadata().field("namespace") {
         None | Some(Value::Null) => {
             Some(Finding::new(rule).fix("metadata.namespace", "YOUR_NAMESPACE"))
         }
@@ -178,7 +179,7 @@ fn default_namespace(obj: &K8sObject, _cx: &Context<'_>) -> Outcome {
     };
     let api_server_object = matches!(obj.kind.as_str(), "Service" | "Endpoints")
         && obj.name == "kubernetes"
-        && obj.metadata().get("namespace").and_then(Value::as_str) == Some("default");
+        && obj.metadata().field("namespace").and_then(Value::as_str) == Some("default");
     if api_server_object {
         return Outcome::Passed;
     }
