@@ -145,15 +145,16 @@ pub fn field<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
     value.as_object()?.field(key)
 }
 
-/// [`field`] as a method, for JSON values and maps: `c.field("image")` where serde's
-/// `c.get("image")` would search the sorted map.
-pub trait Field {
+/// A JSON object, or a view of one whose common fields were found beforehand (see
+/// [`super::pod_view`]): anything a field can be read from. `c.field("image")` reads like
+/// serde's `c.get("image")` without its sorted-map search.
+pub trait Field<'a>: Copy {
     /// The value at `key`, if any.
-    fn field(&self, key: &str) -> Option<&Value>;
+    fn field(self, key: &str) -> Option<&'a Value>;
 }
 
-impl Field for Map<String, Value> {
-    fn field(&self, key: &str) -> Option<&Value> {
+impl<'a> Field<'a> for &'a Map<String, Value> {
+    fn field(self, key: &str) -> Option<&'a Value> {
         const SCAN_UP_TO: usize = 16;
         if self.len() > SCAN_UP_TO {
             return self.get(key);
@@ -164,20 +165,25 @@ impl Field for Map<String, Value> {
     }
 }
 
-impl Field for Value {
-    fn field(&self, key: &str) -> Option<&Value> {
+impl<'a> Field<'a> for &'a Value {
+    fn field(self, key: &str) -> Option<&'a Value> {
         field(self, key)
     }
 }
 
 /// True when `value` at `key` is the JSON boolean `true`.
-pub fn is_true(value: &Value, key: &str) -> bool {
-    field(value, key).and_then(Value::as_bool) == Some(true)
+pub fn is_true<'a>(value: impl Field<'a>, key: &str) -> bool {
+    value.field(key).and_then(Value::as_bool) == Some(true)
 }
 
 /// True when `value` at `key` is the JSON boolean `false`.
-pub fn is_false(value: &Value, key: &str) -> bool {
-    field(value, key).and_then(Value::as_bool) == Some(false)
+pub fn is_false<'a>(value: impl Field<'a>, key: &str) -> bool {
+    value.field(key).and_then(Value::as_bool) == Some(false)
+}
+
+/// Whether `value` at `key` is set: present and not `null` (Rego's "defined").
+pub fn has<'a>(value: impl Field<'a>, key: &str) -> bool {
+    value.field(key).is_some_and(|x| !x.is_null())
 }
 
 /// What a JSON value is, for messages (`found a string`).
@@ -193,16 +199,17 @@ pub fn type_name(v: &Value) -> &'static str {
 }
 
 /// The elements of the array at `key`, or nothing when absent or not an array.
-pub fn array<'a>(value: &'a Value, key: &str) -> &'a [Value] {
-    field(value, key)
+pub fn array<'a>(value: impl Field<'a>, key: &str) -> &'a [Value] {
+    value
+        .field(key)
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or(&[])
 }
 
 /// The string at `key`, if it is one.
-pub fn str_at<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
-    field(value, key).and_then(Value::as_str)
+pub fn str_at<'a>(value: impl Field<'a>, key: &str) -> Option<&'a str> {
+    value.field(key).and_then(Value::as_str)
 }
 
 #[cfg(test)]

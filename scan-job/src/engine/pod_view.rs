@@ -1,10 +1,12 @@
 //! The containers of a pod spec, found once per evaluated object.
 //!
-//! Most controls walk the same container lists and read each container's `securityContext`.
-//! Manifests are raw JSON, whose objects are ordered maps: every `get` is a chain of string
-//! comparisons. Looking the lists and security contexts up once per object (in the
-//! [`super::Memo`]) instead of once per control and container removes most of them. The view
-//! holds only references into the object, so it reports exactly what the JSON says.
+//! Most controls walk the same container lists and read the same fields of each container, of
+//! its `securityContext`, of the pod spec and of the pod's `securityContext`. Manifests are raw
+//! JSON, whose objects are sorted maps: every lookup walks or searches one. Finding those fields
+//! in one pass per map and object (in the [`super::Memo`]) instead of once per control and
+//! container removes most lookups: a control reads them through [`Viewed`] objects, with the
+//! same `field("key")` calls as on plain JSON. The view holds only references into the object,
+//! so it reports exactly what the JSON says.
 
 use crate::engine::object::Field;
 use serde_json::{Map, Value};
@@ -31,6 +33,141 @@ pub struct ContainerView<'a> {
     fields: Option<&'a ContainerFields<'a>>,
 }
 
+/// A set of fields of one JSON object, found in one pass over its keys (see
+/// [`known_fields!`]).
+pub trait KnownFields<'a> {
+    /// `Some(what the object holds at key)` when `key` is one of the set, else `None` (the
+    /// caller then looks it up).
+    fn by_key(&self, key: &str) -> Option<Option<&'a Value>>;
+}
+
+/// Declares a struct of the given `field => "key"` pairs with `of`, one walk over a map's keys
+/// that fills them, and its [`KnownFields`] lookup by key name. A control reading
+/// `sc.field("runAsUser")` through a [`Viewed`] then gets the field without searching the map
+/// (`by_key` on a literal key folds to the field once inlined).
+macro_rules! known_fields {
+    ($(#[$doc:meta])* $name:ident { $($field:ident => $key:literal),* $(,)? }) => {
+        $(#[$doc])*
+        /// Each field is exactly what `value.get(key)` returns.
+        #[derive(Clone, Copy, Debug, Default)]
+        pub struct $name<'a> {
+            $(
+                #[doc = concat!("`", $key, "`.")]
+                pub $field: Option<&'a Value>,
+            )*
+        }
+
+        impl<'a> $name<'a> {
+            /// One walk over the keys of `map`.
+            pub fn of(map: &'a Map<String, Value>) -> Self {
+                let mut fields = $name::default();
+                for (key, value) in map {
+                    let slot = match key.as_str() {
+                        $($key => &mut fields.$field,)*
+                        _ => continue,
+                    };
+                    *slot = Some(value);
+                }
+                fields
+            }
+
+            /// [`Self::of`] the value when it is an object; all fields `None` otherwise.
+            pub fn of_value(value: &'a Value) -> Self {
+                value.as_object().map(Self::of).unwrap_or_default()
+            }
+        }
+
+        impl<'a> KnownFields<'a> for $name<'a> {
+            #[inline]
+            fn by_key(&self, key: &str) -> Option<Option<&'a Value>> {
+                match key {
+                    $($key => Some(self.$field),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+known_fields! {
+    /// The fields of a pod's or container's `securityContext` that the controls read.
+    SecurityContextFields {
+        run_as_non_root => "runAsNonRoot",
+        run_as_user => "runAsUser",
+        run_as_group => "runAsGroup",
+        privileged => "privileged",
+        allow_privilege_escalation => "allowPrivilegeEscalation",
+        read_only_root_filesystem => "readOnlyRootFilesystem",
+        capabilities => "capabilities",
+        se_linux_options => "seLinuxOptions",
+        seccomp_profile => "seccompProfile",
+        proc_mount => "procMount",
+        windows_options => "windowsOptions",
+        fs_group => "fsGroup",
+        fs_group_change_policy => "fsGroupChangePolicy",
+        sysctls => "sysctls",
+        supplemental_groups => "supplementalGroups",
+    }
+}
+
+known_fields! {
+    /// The pod-level fields of a pod spec that the controls read.
+    PodSpecFields {
+        host_network => "hostNetwork",
+        host_pid => "hostPID",
+        host_ipc => "hostIPC",
+        volumes => "volumes",
+        service_account_name => "serviceAccountName",
+        service_account => "serviceAccount",
+        automount_service_account_token => "automountServiceAccountToken",
+        node_selector => "nodeSelector",
+        os => "os",
+        runtime_class_name => "runtimeClassName",
+        security_context => "securityContext",
+        containers => "containers",
+        init_containers => "initContainers",
+        ephemeral_containers => "ephemeralContainers",
+    }
+}
+
+/// A JSON object with some of its fields found beforehand: reads those from `fields`, any other
+/// key from the object. Outside the memo there are no fields and every key is looked up.
+#[derive(Debug)]
+pub struct Viewed<'a, F> {
+    /// The object (`Null` when absent).
+    pub value: &'a Value,
+    /// Its fields, when found beforehand.
+    fields: Option<&'a F>,
+}
+
+impl<F> Clone for Viewed<'_, F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<F> Copy for Viewed<'_, F> {}
+
+impl<'a, F> Viewed<'a, F> {
+    /// `value` with its fields found beforehand (`None`: look every key up).
+    pub fn new(value: &'a Value, fields: Option<&'a F>) -> Self {
+        Viewed { value, fields }
+    }
+}
+
+impl<'a, F: KnownFields<'a>> Field<'a> for Viewed<'a, F> {
+    #[inline]
+    fn field(self, key: &str) -> Option<&'a Value> {
+        match self.fields.and_then(|f| f.by_key(key)) {
+            Some(found) => found,
+            None => self.value.field(key),
+        }
+    }
+}
+
+/// A `securityContext` (pod or container) as the controls read it.
+pub type SecurityContext<'a> = Viewed<'a, SecurityContextFields<'a>>;
+
 /// Declares, from one list of `field => "key"` pairs, [`ContainerFields`] (those fields and the
 /// `securityContext`), its one walk over a container's keys, and the [`ContainerView`] accessors
 /// that read a field from it (or look the key up when the view has no fields).
@@ -43,6 +180,8 @@ macro_rules! container_fields {
         pub struct ContainerFields<'a> {
             $($field: Option<&'a Value>,)*
             security_context: Option<&'a Value>,
+            /// The fields of `security_context`.
+            security_context_fields: SecurityContextFields<'a>,
         }
 
         impl<'a> ContainerFields<'a> {
@@ -57,6 +196,9 @@ macro_rules! container_fields {
                         _ => continue,
                     };
                     *slot = Some(value);
+                }
+                if let Some(sc) = fields.security_context {
+                    fields.security_context_fields = SecurityContextFields::of_value(sc);
                 }
                 fields
             }
@@ -123,6 +265,15 @@ impl<'a> ContainerView<'a> {
             .unwrap_or(&[])
     }
 
+    /// The container's `securityContext` (`Null` when absent), with its fields when found
+    /// beforehand.
+    pub fn sc(&self) -> SecurityContext<'a> {
+        Viewed::new(
+            self.security_context,
+            self.fields.map(|f| &f.security_context_fields),
+        )
+    }
+
     /// The container's `name` if it is a string.
     pub fn name_str(&self) -> Option<&'a str> {
         self.name().and_then(Value::as_str)
@@ -149,6 +300,10 @@ struct Entry<'a> {
 pub struct PodView<'a> {
     /// The pod-level `securityContext`, or `Null` when absent.
     pub security_context: &'a Value,
+    /// The fields of `security_context`.
+    pub security_context_fields: SecurityContextFields<'a>,
+    /// The pod-level fields of the spec.
+    pub fields: PodSpecFields<'a>,
     /// All containers, lists in [`CONTAINER_LISTS`] order.
     all: Vec<Entry<'a>>,
     /// End of `containers` in `all`.
@@ -160,7 +315,13 @@ pub struct PodView<'a> {
 impl<'a> PodView<'a> {
     /// The view of a pod spec value.
     pub fn of(spec: &'a Value) -> Self {
-        let lists = CONTAINER_LISTS.map(|list| array(spec, list));
+        let fields = PodSpecFields::of_value(spec);
+        let lists = [
+            fields.containers,
+            fields.init_containers,
+            fields.ephemeral_containers,
+        ]
+        .map(ContainerView::list_of);
         let mut all = Vec::with_capacity(lists.iter().map(|l| l.len()).sum());
         let mut ends = [0usize; 3];
         for ((list, values), end) in CONTAINER_LISTS.iter().zip(lists).zip(&mut ends) {
@@ -174,8 +335,11 @@ impl<'a> PodView<'a> {
             }));
             *end = all.len();
         }
+        let security_context = fields.security_context.unwrap_or(&Value::Null);
         PodView {
-            security_context: spec.field("securityContext").unwrap_or(&Value::Null),
+            security_context,
+            security_context_fields: SecurityContextFields::of_value(security_context),
+            fields,
             all,
             main_end: ends[0],
             init_end: ends[1],
@@ -306,5 +470,75 @@ mod tests {
             assert_eq!(c.security_context, d.security_context);
         }
         assert_eq!(view.first_lists(1).count(), 2);
+    }
+
+    #[test]
+    fn viewed_objects_read_what_get_returns() {
+        let spec = json!({
+            "hostPID": true, "volumes": [{"name": "v"}], "serviceAccountName": "sa",
+            "nodeSelector": {"kubernetes.io/os": "linux"}, "os": null, "schedulerName": "x",
+            "securityContext": {"runAsUser": 0, "fsGroup": 1, "sysctls": [], "seccompProfile":
+                {"type": "RuntimeDefault"}, "unknownField": 1},
+            "containers": [{"name": "a", "securityContext": {"privileged": true,
+                "capabilities": {"add": ["NET_ADMIN"]}, "windowsOptions": {"hostProcess": true}}},
+                {"name": "b", "securityContext": "not an object"}]
+        });
+        let view = PodView::of(&spec);
+        let pod_keys = [
+            "hostNetwork",
+            "hostPID",
+            "hostIPC",
+            "volumes",
+            "serviceAccountName",
+            "serviceAccount",
+            "automountServiceAccountToken",
+            "nodeSelector",
+            "os",
+            "runtimeClassName",
+            "securityContext",
+            "containers",
+            "initContainers",
+            "ephemeralContainers",
+            "schedulerName",
+            "missing",
+        ];
+        let pod = Viewed::new(&spec, Some(&view.fields));
+        for key in pod_keys {
+            assert_eq!(pod.field(key), spec.get(key), "pod {key}");
+        }
+        let sc_keys = [
+            "runAsNonRoot",
+            "runAsUser",
+            "runAsGroup",
+            "privileged",
+            "allowPrivilegeEscalation",
+            "readOnlyRootFilesystem",
+            "capabilities",
+            "seLinuxOptions",
+            "seccompProfile",
+            "procMount",
+            "windowsOptions",
+            "fsGroup",
+            "fsGroupChangePolicy",
+            "sysctls",
+            "supplementalGroups",
+            "unknownField",
+            "missing",
+        ];
+        let pod_sc = Viewed::new(view.security_context, Some(&view.security_context_fields));
+        let containers: Vec<ContainerView<'_>> = view.first_lists(1).collect();
+        let direct: Vec<ContainerView<'_>> = containers_of(&spec, &CONTAINER_LISTS).collect();
+        for key in sc_keys {
+            assert_eq!(
+                pod_sc.field(key),
+                spec["securityContext"].get(key),
+                "pod sc {key}"
+            );
+            for (c, d) in containers.iter().zip(&direct) {
+                let expected = c.value.get("securityContext").and_then(|sc| sc.get(key));
+                assert_eq!(c.sc().field(key), expected, "container sc {key}");
+                assert_eq!(d.sc().field(key), expected, "looked-up container sc {key}");
+            }
+        }
     }
 }

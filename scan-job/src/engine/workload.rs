@@ -6,7 +6,9 @@ use std::ptr;
 use serde_json::Value;
 
 use super::object::{K8sObject, get_path};
-use super::pod_view::{CONTAINER_LISTS, ContainerView, PodView, containers_of};
+use super::pod_view::{
+    CONTAINER_LISTS, ContainerView, PodView, SecurityContext, Viewed, containers_of,
+};
 
 /// The seven workload kinds most controls inspect (Kubescape's WL7).
 pub const WORKLOAD_KINDS: &[&str] = &[
@@ -60,11 +62,15 @@ pub struct PodSpec<'a> {
 }
 
 impl<'a> PodSpec<'a> {
-    /// The pod-level `securityContext`, or `Null`.
-    pub fn security_context(self) -> &'a Value {
+    /// The pod-level `securityContext` (`Null` when absent), with its fields when the view
+    /// found them.
+    pub fn security_context(self) -> SecurityContext<'a> {
         match self.view {
-            Some(view) => view.security_context,
-            None => self.spec.field("securityContext").unwrap_or(&Value::Null),
+            Some(view) => Viewed::new(view.security_context, Some(&view.security_context_fields)),
+            None => Viewed::new(
+                self.spec.field("securityContext").unwrap_or(&Value::Null),
+                None,
+            ),
         }
     }
 
@@ -84,6 +90,14 @@ impl<'a> PodSpec<'a> {
             .into_iter()
             .flatten()
             .chain(direct.into_iter().flatten())
+    }
+}
+
+/// The pod spec's own fields (`hostNetwork`, `volumes`...), from the view when there is one.
+impl<'a> Field<'a> for PodSpec<'a> {
+    #[inline]
+    fn field(self, key: &str) -> Option<&'a Value> {
+        Viewed::new(self.spec, self.view.map(|v| &v.fields)).field(key)
     }
 }
 

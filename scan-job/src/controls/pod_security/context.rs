@@ -3,13 +3,14 @@
 //! `rule_*` functions below, and adds eleven rules of its own).
 
 use crate::engine::object::Field;
+use crate::engine::pod_view::SecurityContext;
 use serde_json::Value;
 
 use super::{
-    ALL, Ctr, MAIN, WITH_INIT, WL7, check_pod, ctrs, has, pod_path, pod_path_parts, pod_sc,
+    ALL, Ctr, MAIN, WITH_INIT, WL7, check_pod, ctrs, pod_path, pod_path_parts, pod_sc,
     with_init_and_pod_ephemeral,
 };
-use crate::engine::object::{array, get_path, is_false, is_true, str_at};
+use crate::engine::object::{array, get_path, has, is_false, is_true, str_at};
 use crate::engine::workload::PodSpec;
 use crate::engine::{
     Context, Control, ControlMeta, Finding, Inventory, K8sObject, Needs, Outcome, Resource,
@@ -23,14 +24,14 @@ enum Level {
 }
 
 /// `securityContext.<key>` when set (not absent, not `null`).
-fn set<'a>(sc: &'a Value, key: &str) -> Option<&'a Value> {
+fn set<'a>(sc: SecurityContext<'a>, key: &str) -> Option<&'a Value> {
     sc.field(key).filter(|v| !v.is_null())
 }
 
 /// A container's `securityContext.<key>`, else the pod-level value already looked up, with the
 /// level it came from.
 fn resolve<'a>(
-    csc: &'a Value,
+    csc: SecurityContext<'a>,
     key: &str,
     pod_value: Option<&'a Value>,
 ) -> Option<(&'a Value, Level)> {
@@ -499,7 +500,7 @@ impl Control for LinuxHardening {
 }
 
 /// The `seccompProfile.type` of a `securityContext`, when set.
-fn seccomp_type(sc: &Value) -> Option<&Value> {
+fn seccomp_type(sc: SecurityContext<'_>) -> Option<&Value> {
     sc.field("seccompProfile")
         .and_then(|p| p.field("type"))
         .filter(|t| !t.is_null())
@@ -563,13 +564,17 @@ impl Control for SeccompRuntimeDefault {
 
 /// Whether the value at a `securityContext` sub-path is missing or the empty string (Rego's
 /// `object.get(x, path, "") == ""`).
-fn unset(sc: &Value, path: &str) -> bool {
-    get_path(sc, path).is_none_or(|v| v.is_null() || v.as_str() == Some(""))
+fn unset(sc: SecurityContext<'_>, path: &str) -> bool {
+    let found = match path.split_once('.') {
+        Some((first, rest)) => sc.field(first).and_then(|v| get_path(v, rest)),
+        None => sc.field(path),
+    };
+    found.is_none_or(|v| v.is_null() || v.as_str() == Some(""))
 }
 
 /// Whether a pod spec targets Windows nodes (`os.name` or the `kubernetes.io/os` node selector).
 fn is_windows(pod: PodSpec<'_>) -> bool {
-    pod.spec.field("os").and_then(|o| str_at(o, "name")) == Some("windows")
+    pod.field("os").and_then(|o| str_at(o, "name")) == Some("windows")
         || pod
             .spec
             .field("nodeSelector")
@@ -724,7 +729,7 @@ fn rules_pod_level(pod: PodSpec<'_>, out: &mut Vec<Finding>) {
 fn rule_host_process(pod: PodSpec<'_>, out: &mut Vec<Finding>) {
     const RULE: &str = "set-hostprocess-true";
     const FIELD: &str = "securityContext.windowsOptions.hostProcess";
-    let host_process = |sc: &Value| {
+    let host_process = |sc: SecurityContext<'_>| {
         sc.field("windowsOptions")
             .is_some_and(|w| is_true(w, "hostProcess"))
     };

@@ -4,8 +4,8 @@
 use crate::engine::object::Field;
 use serde_json::Value;
 
-use super::{MAIN, WITH_INIT, WL7, check_pod, ctrs, has, pod_path};
-use crate::engine::object::{array, is_true, str_at};
+use super::{MAIN, WITH_INIT, WL7, check_pod, ctrs, pod_path};
+use crate::engine::object::{array, has, is_true, str_at};
 use crate::engine::pod_view::ContainerView;
 use crate::engine::workload::PodSpec;
 use crate::engine::{Context, Control, ControlMeta, Finding, Needs, Outcome, Resource};
@@ -15,7 +15,7 @@ use crate::engine::{Context, Control, ControlMeta, Finding, Needs, Outcome, Reso
 
 /// Reports `<podspec>.<field>` for deletion when the pod spec sets it to `true`.
 fn host_flag(rule: &'static str, field: &str, pod: PodSpec<'_>, out: &mut Vec<Finding>) {
-    if is_true(pod.spec, field) {
+    if is_true(pod, field) {
         out.push(Finding::new(rule).delete(pod_path(pod, field)));
     }
 }
@@ -294,7 +294,7 @@ impl Control for HostPathMount {
 
     fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
         check_pod(resource, cx, |_, pod, out| {
-            let volumes = array(pod.spec, "volumes");
+            let volumes = array(pod, "volumes");
             if !volumes.iter().any(|v| host_path(v).is_some())
                 || !some_container_mounts(pod, WITH_INIT)
             {
@@ -343,7 +343,7 @@ impl Control for WritableHostPath {
 
     fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
         check_pod(resource, cx, |_, pod, out| {
-            for volume in array(pod.spec, "volumes") {
+            for volume in array(pod, "volumes") {
                 if !has(volume, "hostPath") {
                     continue;
                 }
@@ -402,7 +402,7 @@ impl Control for ContainerRuntimeSocket {
 
     fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
         check_pod(resource, cx, |_, pod, out| {
-            for (i, volume) in array(pod.spec, "volumes").iter().enumerate() {
+            for (i, volume) in array(pod, "volumes").iter().enumerate() {
                 if host_path(volume).is_some_and(|p| RUNTIME_SOCKETS.contains(&p)) {
                     out.push(volume_with_mounts(
                         Finding::new("containers-mounting-docker-socket"),
@@ -501,7 +501,7 @@ impl Control for MountServicePrincipal {
             if unsafe_paths.is_empty() || !some_container_mounts(pod, MAIN) {
                 return;
             }
-            for (i, volume) in array(pod.spec, "volumes").iter().enumerate() {
+            for (i, volume) in array(pod, "volumes").iter().enumerate() {
                 let Some(path) = host_path(volume) else {
                     continue;
                 };

@@ -11,10 +11,7 @@ mod host;
 mod quantity;
 mod resources;
 
-use crate::engine::object::Field;
-use serde_json::Value;
-
-use crate::engine::pod_view::ContainerView;
+use crate::engine::pod_view::{ContainerView, SecurityContext};
 use crate::engine::workload::{
     PodSpec, WORKLOAD_KINDS, container_field_path, container_field_path_parts, push_index,
 };
@@ -115,9 +112,9 @@ impl<'a> Ctr<'a> {
         path
     }
 
-    /// The container's `securityContext`, or `Null`.
-    fn sc(&self) -> &'a Value {
-        self.view.security_context
+    /// The container's `securityContext` (`Null` when absent).
+    fn sc(&self) -> SecurityContext<'a> {
+        self.view.sc()
     }
 
     /// Whether this is an ephemeral container.
@@ -136,7 +133,7 @@ fn ctrs<'a>(pod: PodSpec<'a>, lists: &'static [&'static str]) -> impl Iterator<I
 }
 
 /// The pod spec's `securityContext`, or `Null`.
-fn pod_sc(pod: PodSpec<'_>) -> &Value {
+fn pod_sc(pod: PodSpec<'_>) -> SecurityContext<'_> {
     pod.security_context()
 }
 
@@ -155,11 +152,6 @@ fn pod_path_parts(pod: PodSpec<'_>, suffix: &[&str]) -> String {
         path.push_str(part);
     }
     path
-}
-
-/// Whether `v` at `key` is present and not JSON `null` (Rego's "defined").
-fn has(v: &Value, key: &str) -> bool {
-    v.field(key).is_some_and(|x| !x.is_null())
 }
 
 /// Runs a check on a workload's pod spec. Workloads without a pod spec pass; triplets are not

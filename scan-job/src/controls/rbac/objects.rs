@@ -48,7 +48,7 @@ fn binds_default_sa(obj: &K8sObject) -> Outcome {
         .iter()
         .enumerate()
         .filter(|(_, s)| {
-            str_at(s, "kind") == Some("ServiceAccount") && str_at(s, "name") == Some("default")
+            str_at(*s, "kind") == Some("ServiceAccount") && str_at(*s, "name") == Some("default")
         })
         .map(|(i, _)| Finding::new(DEFAULT_ROLES_RULE).delete(format!("subjects[{i}]")))
         .collect();
@@ -281,7 +281,7 @@ impl Control for AnonymousBinding {
             .enumerate()
             .filter(|(_, s)| {
                 matches!(
-                    str_at(s, "name"),
+                    str_at(*s, "name"),
                     Some("system:anonymous" | "system:unauthenticated")
                 )
             })

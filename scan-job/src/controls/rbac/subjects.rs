@@ -72,8 +72,7 @@ impl AccessDashboard {
         let Some(pod) = pod_spec(obj) else {
             return Outcome::Passed;
         };
-        if str_at(pod.spec, "serviceAccountName") == Some(DASHBOARD)
-            && !obj.name.starts_with(DASHBOARD)
+        if str_at(pod, "serviceAccountName") == Some(DASHBOARD) && !obj.name.starts_with(DASHBOARD)
         {
             Outcome::Failed(vec![
                 Finding::new("rule-access-dashboard-wl-v1")

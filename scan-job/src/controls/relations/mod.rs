@@ -285,17 +285,17 @@ fn services_selecting<'a>(
 }
 
 /// The name a pod spec's ServiceAccount has: `serviceAccountName`, `default` when unset or empty.
-fn service_account_name(pod_spec: &Value) -> &str {
+fn service_account_name<'a>(pod_spec: impl Field<'a>) -> &'a str {
     str_at(pod_spec, "serviceAccountName")
         .filter(|s| !s.is_empty())
         .unwrap_or("default")
 }
 
 /// The ServiceAccount object a workload runs as, if it is in the inventory.
-fn service_account_of<'a>(
+fn service_account_of<'a, 'p>(
     cx: &Context<'a>,
     wl: &'a K8sObject,
-    pod_spec: &Value,
+    pod_spec: impl Field<'p>,
 ) -> Option<&'a K8sObject> {
     let name = service_account_name(pod_spec);
     in_namespace_of(cx, "ServiceAccount", wl).find(|sa| sa.name == name)
@@ -303,7 +303,7 @@ fn service_account_of<'a>(
 
 /// Whether the pod gets a token: the pod's `automountServiceAccountToken` wins; when unset, the
 /// ServiceAccount's setting applies (mounted unless it says `false`).
-fn token_mounted(pod_spec: &Value, sa: &K8sObject) -> bool {
+fn token_mounted<'a>(pod_spec: impl Field<'a>, sa: &K8sObject) -> bool {
     match pod_spec
         .field("automountServiceAccountToken")
         .and_then(Value::as_bool)

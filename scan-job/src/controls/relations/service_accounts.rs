@@ -47,7 +47,7 @@ fn automount_service_account(resource: Resource<'_>, cx: &Context<'_>) -> Outcom
                 .fix(path(), "false"),
         ]),
         None => {
-            let sa_disables = service_account_of(cx, wl, pod.spec).is_some_and(|sa| {
+            let sa_disables = service_account_of(cx, wl, pod).is_some_and(|sa| {
                 sa.value
                     .field("automountServiceAccountToken")
                     .and_then(Value::as_bool)
@@ -220,10 +220,10 @@ impl Control for ServiceAccountTokenMounted {
         let Some(pod) = cx.pod_spec(wl) else {
             return Outcome::Passed;
         };
-        let Some(sa) = service_account_of(cx, wl, pod.spec) else {
+        let Some(sa) = service_account_of(cx, wl, pod) else {
             return Outcome::Passed;
         };
-        if !token_mounted(pod.spec, sa) || !service_account_bound(cx, sa) {
+        if !token_mounted(pod, sa) || !service_account_bound(cx, sa) {
             return Outcome::Passed;
         }
         let path = format!("{}.automountServiceAccountToken", pod.path);
@@ -299,10 +299,10 @@ fn bound_role_findings(
     let Some(pod) = cx.pod_spec(wl) else {
         return Outcome::Passed;
     };
-    let Some(sa) = service_account_of(cx, wl, pod.spec) else {
+    let Some(sa) = service_account_of(cx, wl, pod) else {
         return Outcome::Passed;
     };
-    if !token_mounted(pod.spec, sa) {
+    if !token_mounted(pod, sa) {
         return Outcome::Passed;
     }
     let sa_ns = sa.namespace_or_default();
@@ -456,7 +456,7 @@ impl Control for NonExistentServiceAccount {
         let Some(pod) = cx.pod_spec(wl) else {
             return Outcome::Passed;
         };
-        let name = service_account_name(pod.spec);
+        let name = service_account_name(pod);
         if name == "default" || in_namespace_of(cx, "ServiceAccount", wl).any(|sa| sa.name == name)
         {
             return Outcome::Passed;

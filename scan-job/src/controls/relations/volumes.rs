@@ -29,7 +29,7 @@ fn mounted_source(resource: Resource<'_>, cx: &Context<'_>, source: &Source) -> 
         return Outcome::Passed;
     };
     let mut findings = Vec::new();
-    for volume in array(pod.spec, "volumes") {
+    for volume in array(pod, "volumes") {
         let Some(target) = get_path(volume, source.name_path).and_then(Value::as_str) else {
             continue;
         };

@@ -184,12 +184,12 @@ fn deprecated_sa(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     let Some(pod) = cx.pod_spec(obj) else {
         return Outcome::Passed;
     };
-    let Some(deprecated) = str_at(pod.spec, "serviceAccount").filter(|s| !s.is_empty()) else {
+    let Some(deprecated) = str_at(pod, "serviceAccount").filter(|s| !s.is_empty()) else {
         return Outcome::Passed;
     };
     let rule = "deprecated-service-account-field";
     let delete = format!("{}.serviceAccount", pod.path);
-    match str_at(pod.spec, "serviceAccountName").filter(|s| !s.is_empty()) {
+    match str_at(pod, "serviceAccountName").filter(|s| !s.is_empty()) {
         None => Outcome::Failed(vec![Finding::new(rule).delete(delete).fix(
             format!("{}.serviceAccountName", pod.path),
             deprecated.to_string(),
