@@ -130,6 +130,53 @@ known_fields! {
     }
 }
 
+known_fields! {
+    /// The sections of a container's `resources`.
+    ResourceSections {
+        limits => "limits",
+        requests => "requests",
+    }
+}
+
+known_fields! {
+    /// The quantities of one section of a container's `resources`.
+    ResourceQuantities {
+        cpu => "cpu",
+        memory => "memory",
+    }
+}
+
+/// `resources.<section>.<name>` of a container for the sections `limits` and `requests` and the
+/// names `cpu` and `memory` (the quantities the resource controls read, each several times).
+#[derive(Clone, Copy, Debug, Default)]
+struct Quantities<'a> {
+    limits: ResourceQuantities<'a>,
+    requests: ResourceQuantities<'a>,
+}
+
+impl<'a> Quantities<'a> {
+    fn of(resources: &'a Value) -> Self {
+        let sections = ResourceSections::of_value(resources);
+        let quantities =
+            |s: Option<&'a Value>| s.map(ResourceQuantities::of_value).unwrap_or_default();
+        Quantities {
+            limits: quantities(sections.limits),
+            requests: quantities(sections.requests),
+        }
+    }
+
+    /// `Some(the quantity)` for a known section and name, `None` for others.
+    #[inline]
+    fn get(&self, section: &str, name: &str) -> Option<Option<&'a Value>> {
+        let section = match section {
+            "limits" => &self.limits,
+            "requests" => &self.requests,
+            _ => return None,
+        };
+        section.by_key(name)
+    }
+}
+
 /// A JSON object with some of its fields found beforehand: reads those from `fields`, any other
 /// key from the object. Outside the memo there are no fields and every key is looked up.
 #[derive(Debug)]
@@ -182,6 +229,8 @@ macro_rules! container_fields {
             security_context: Option<&'a Value>,
             /// The fields of `security_context`.
             security_context_fields: SecurityContextFields<'a>,
+            /// The quantities of `resources`.
+            quantities: Quantities<'a>,
         }
 
         impl<'a> ContainerFields<'a> {
@@ -199,6 +248,9 @@ macro_rules! container_fields {
                 }
                 if let Some(sc) = fields.security_context {
                     fields.security_context_fields = SecurityContextFields::of_value(sc);
+                }
+                if let Some(resources) = fields.resources {
+                    fields.quantities = Quantities::of(resources);
                 }
                 fields
             }
@@ -272,6 +324,14 @@ impl<'a> ContainerView<'a> {
             self.security_context,
             self.fields.map(|f| &f.security_context_fields),
         )
+    }
+
+    /// `resources.<section>.<name>` of the container (`resources.limits.cpu`).
+    pub fn resource(&self, section: &str, name: &str) -> Option<&'a Value> {
+        match self.fields.and_then(|f| f.quantities.get(section, name)) {
+            Some(found) => found,
+            None => self.resources()?.field(section)?.field(name),
+        }
     }
 
     /// The container's `name` if it is a string.
@@ -538,6 +598,32 @@ mod tests {
                 let expected = c.value.get("securityContext").and_then(|sc| sc.get(key));
                 assert_eq!(c.sc().field(key), expected, "container sc {key}");
                 assert_eq!(d.sc().field(key), expected, "looked-up container sc {key}");
+            }
+        }
+    }
+
+    #[test]
+    fn resource_quantities_are_what_get_returns() {
+        let spec = json!({"containers": [
+            {"resources": {"limits": {"cpu": "1", "memory": null, "nvidia.com/gpu": 1},
+                "requests": {"memory": "1Gi"}, "claims": [{"name": "c"}]}},
+            {"resources": {"limits": "not an object"}},
+            {"resources": null},
+            {}
+        ]});
+        let view = PodView::of(&spec);
+        let direct: Vec<ContainerView<'_>> = containers_of(&spec, &CONTAINER_LISTS).collect();
+        for (c, d) in view.first_lists(1).zip(&direct) {
+            for section in ["limits", "requests", "claims", "other"] {
+                for name in ["cpu", "memory", "nvidia.com/gpu", "name"] {
+                    let expected = c
+                        .value
+                        .get("resources")
+                        .and_then(|r| r.get(section))
+                        .and_then(|s| s.get(name));
+                    assert_eq!(c.resource(section, name), expected, "{section}.{name}");
+                    assert_eq!(d.resource(section, name), expected, "{section}.{name}");
+                }
             }
         }
     }

@@ -5,7 +5,6 @@
 //! `containers` are inspected. Init containers run before the pod starts and get their own
 //! requests/limits treatment by the scheduler, and they have no probes.
 
-use crate::engine::object::Field;
 use serde_json::Value;
 
 use super::quantity::{cpu_millis, cpu_millis_str, memory_bytes, memory_bytes_str};
@@ -14,17 +13,9 @@ use crate::engine::inputs::ControlInputs;
 use crate::engine::pod_view::ContainerView;
 use crate::engine::{Context, Control, ControlMeta, Finding, Needs, Outcome, Resource};
 
-/// A container's `resources`, or `Null`.
-fn resources<'a>(c: &Ctr<'a>) -> &'a Value {
-    c.view.resources().unwrap_or(&Value::Null)
-}
-
-/// `<section>.<resource>` of a container's `resources`, when set (not absent, not `null`).
-fn quantity_of<'a>(resources: &'a Value, section: &str, name: &str) -> Option<&'a Value> {
-    resources
-        .field(section)
-        .and_then(|s| s.field(name))
-        .filter(|v| !v.is_null())
+/// `resources.<section>.<resource>` of a container, when set (not absent, not `null`).
+fn quantity_of<'a>(c: &Ctr<'a>, section: &str, name: &str) -> Option<&'a Value> {
+    c.view.resource(section, name).filter(|v| !v.is_null())
 }
 
 /// How one resource (memory or CPU) is read and bounded.
@@ -97,9 +88,8 @@ impl Limits {
     /// configured bounds. Unparsable quantities never fail.
     fn check(&self, c: &Ctr<'_>, out: &mut Vec<Finding>) {
         let b = self.bounds;
-        let res = resources(c);
         for (section, max, min) in self.sections {
-            let Some(v) = quantity_of(res, section, b.name) else {
+            let Some(v) = quantity_of(c, section, b.name) else {
                 out.push(Finding::new(b.rule).fix(
                     c.path_parts(&["resources.", section, ".", b.name]),
                     "YOUR_VALUE",
@@ -237,9 +227,8 @@ impl Control for ResourceLimits {
     fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
         check_pod(resource, cx, |_, pod, out| {
             for c in ctrs(pod, MAIN) {
-                let res = resources(&c);
-                let cpu = quantity_of(res, "limits", "cpu").is_none();
-                let memory = quantity_of(res, "limits", "memory").is_none();
+                let cpu = quantity_of(&c, "limits", "cpu").is_none();
+                let memory = quantity_of(&c, "limits", "memory").is_none();
                 if !cpu && !memory {
                     continue;
                 }
@@ -266,7 +255,7 @@ fn require_resource(
 ) -> Outcome {
     check_pod(resource, cx, |_, pod, out| {
         for c in ctrs(pod, MAIN) {
-            if quantity_of(resources(&c), section, name).is_none() {
+            if quantity_of(&c, section, name).is_none() {
                 out.push(Finding::new(rule).fix(
                     c.path_parts(&["resources.", section, ".", name]),
                     "YOUR_VALUE",
