@@ -6,7 +6,7 @@ use kubevigil_crds::identity::SubjectKind;
 
 use super::SUBJECTS;
 use crate::engine::object::{K8sObject, array, str_at};
-use crate::engine::workload::{WORKLOAD_KINDS, pod_spec};
+use crate::engine::workload::WORKLOAD_KINDS;
 use crate::engine::{
     Applies, BINDING_PATH, Context, Control, ControlMeta, Finding, Needs, Outcome, Resource,
     Triplet,
@@ -68,8 +68,8 @@ impl AccessDashboard {
         ])
     }
 
-    fn workload(obj: &K8sObject) -> Outcome {
-        let Some(pod) = pod_spec(obj) else {
+    fn workload(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
+        let Some(pod) = cx.pod_spec(obj) else {
             return Outcome::Passed;
         };
         if str_at(pod, "serviceAccountName") == Some(DASHBOARD) && !obj.name.starts_with(DASHBOARD)
@@ -92,7 +92,7 @@ impl Control for AccessDashboard {
     fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
         match resource {
             Resource::Triplet(t) => Self::subject(t, cx),
-            Resource::Object(obj) => Self::workload(obj),
+            Resource::Object(obj) => Self::workload(obj, cx),
         }
     }
 }

@@ -11,7 +11,7 @@ use super::{
 use crate::engine::object::{array, get_path, str_at};
 use crate::engine::pod_view::ContainerView;
 use crate::engine::selectors::{expression_matches, map_subset};
-use crate::engine::workload::{Containers, template_path};
+use crate::engine::workload::Containers;
 use crate::engine::{Applies, Context, ControlMeta, Finding, K8sObject, Needs, Outcome};
 
 /// C-0026 Kubernetes CronJob.
@@ -293,7 +293,7 @@ object_control!(
     mismatching_selector
 );
 
-fn mismatching_selector(obj: &K8sObject, _cx: &Context<'_>) -> Outcome {
+fn mismatching_selector(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     let (selector_path, rc) = match obj.kind.as_str() {
         "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" | "Job" => {
             ("spec.selector", false)
@@ -316,11 +316,8 @@ fn mismatching_selector(obj: &K8sObject, _cx: &Context<'_>) -> Outcome {
     if match_labels.is_none_or(Map::is_empty) && expressions.is_empty() {
         return Outcome::Passed;
     }
-    let labels = template_path(&obj.kind)
-        .and_then(|t| get_path(&obj.value, t))
-        .and_then(|t| t.field("metadata"))
-        .and_then(|m| m.field("labels"))
-        .and_then(Value::as_object);
+    // The pod template's labels (every kind here has a template), from the memo.
+    let labels = cx.pod_labels(obj);
     let path = if !map_subset(match_labels, labels) {
         if rc {
             "spec.selector".to_string()

@@ -13,10 +13,10 @@ fn has_label(metadata: Option<&Value>, wanted: &[String]) -> bool {
     let labels: Option<&Map<String, Value>> = metadata
         .and_then(|m| m.field("labels"))
         .and_then(Value::as_object);
+    // One pass over the (few) labels rather than a lookup per wanted key.
     labels.is_some_and(|l| {
-        wanted
-            .iter()
-            .any(|k| l.field(k).is_some_and(|v| *v != Value::Bool(false)))
+        l.iter()
+            .any(|(k, v)| *v != Value::Bool(false) && wanted.iter().any(|w| w == k))
     })
 }
 
