@@ -123,6 +123,8 @@ pub struct ResourceResult<'e> {
 /// What [`Evaluator::new`] precomputes for one control, so that the per-resource path does not
 /// allocate per control.
 struct Prepared {
+    /// The control's catalog entry (read once, not through the trait object per resource).
+    meta: &'static ControlMeta,
     /// The control's inputs and their values (`controlConfigurations`).
     configurations: BTreeMap<String, Vec<String>>,
     /// `configuration_required` and every input empty: always skipped / configuration.
@@ -135,7 +137,8 @@ pub struct Evaluator<'c> {
     /// One entry per control of `catalog`, same order.
     prepared: Vec<Prepared>,
     /// For each kind, the indexes (in catalog order) of the controls that apply to it.
-    by_kind: HashMap<&'static str, Vec<usize>>,
+    /// (Hashed with a fast fixed hasher: looked up once per evaluated object.)
+    by_kind: HashMap<&'static str, Vec<usize>, foldhash::fast::FixedState>,
     /// The indexes of the controls that apply to RBAC triplets.
     for_subjects: Vec<usize>,
     inputs: ControlInputs,
@@ -150,7 +153,7 @@ impl<'c> Evaluator<'c> {
         inputs: ControlInputs,
         exceptions: Exceptions,
     ) -> Self {
-        let mut by_kind: HashMap<&'static str, Vec<usize>> = HashMap::new();
+        let mut by_kind: HashMap<&'static str, Vec<usize>, _> = HashMap::default();
         let mut for_subjects = Vec::new();
         let mut prepared = Vec::with_capacity(catalog.len());
         for (i, control) in catalog.iter().enumerate() {
@@ -166,6 +169,7 @@ impl<'c> Evaluator<'c> {
             }
             let configurations = inputs.select(meta.inputs);
             prepared.push(Prepared {
+                meta,
                 missing_configuration: meta.configuration_required
                     && configurations.values().all(Vec::is_empty),
                 configurations,
@@ -294,7 +298,7 @@ impl<'c> Evaluator<'c> {
         namespace: Option<&str>,
     ) -> Option<ControlResult<'_>> {
         let (control, prepared) = (*self.catalog.get(index)?, self.prepared.get(index)?);
-        let meta = control.meta();
+        let meta = prepared.meta;
         let configurations = &prepared.configurations;
         let skip = |sub_status: SubStatus, info: &'static str| ControlResult {
             meta,
