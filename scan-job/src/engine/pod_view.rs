@@ -27,8 +27,6 @@ pub struct ContainerView<'a> {
     pub list: &'static str,
     /// Index in its list (non-object entries keep their place in the numbering).
     pub index: usize,
-    /// Its `securityContext`, or `Null` when absent.
-    pub security_context: &'a Value,
     /// The fields found once per object; `None` outside the memo (looked up on demand).
     fields: Option<&'a ContainerFields<'a>>,
 }
@@ -215,44 +213,16 @@ impl<'a, F: KnownFields<'a>> Field<'a> for Viewed<'a, F> {
 /// A `securityContext` (pod or container) as the controls read it.
 pub type SecurityContext<'a> = Viewed<'a, SecurityContextFields<'a>>;
 
-/// Declares, from one list of `field => "key"` pairs, [`ContainerFields`] (those fields and the
-/// `securityContext`), its one walk over a container's keys, and the [`ContainerView`] accessors
-/// that read a field from it (or look the key up when the view has no fields).
+/// Declares, from one list of `field => "key"` pairs, [`ContainerKeys`] (those keys and
+/// `securityContext`, found by [`known_fields!`]) and the [`ContainerView`] accessors that read
+/// them.
 macro_rules! container_fields {
     ($($(#[$doc:meta])* $field:ident => $key:literal),* $(,)?) => {
-        /// The fields of a container the controls read most, found in one pass over its keys.
-        /// Each field is exactly what `value.get(key)` returns, so a control reads the same JSON
-        /// either way.
-        #[derive(Clone, Copy, Debug, Default)]
-        pub struct ContainerFields<'a> {
-            $($field: Option<&'a Value>,)*
-            security_context: Option<&'a Value>,
-            /// The fields of `security_context`.
-            security_context_fields: SecurityContextFields<'a>,
-            /// The quantities of `resources`.
-            quantities: Quantities<'a>,
-        }
-
-        impl<'a> ContainerFields<'a> {
-            /// One walk over the keys of a container instead of a map search per field and
-            /// control.
-            fn of(map: &'a Map<String, Value>) -> Self {
-                let mut fields = ContainerFields::default();
-                for (key, value) in map {
-                    let slot = match key.as_str() {
-                        $($key => &mut fields.$field,)*
-                        "securityContext" => &mut fields.security_context,
-                        _ => continue,
-                    };
-                    *slot = Some(value);
-                }
-                if let Some(sc) = fields.security_context {
-                    fields.security_context_fields = SecurityContextFields::of_value(sc);
-                }
-                if let Some(resources) = fields.resources {
-                    fields.quantities = Quantities::of(resources);
-                }
-                fields
+        known_fields! {
+            /// The keys of a container the controls read most.
+            ContainerKeys {
+                $($field => $key,)*
+                security_context => "securityContext",
             }
         }
 
@@ -260,14 +230,34 @@ macro_rules! container_fields {
             $(
                 $(#[$doc])*
                 pub fn $field(&self) -> Option<&'a Value> {
-                    match self.fields {
-                        Some(fields) => fields.$field,
-                        None => self.value.get($key),
-                    }
+                    self.keys().field($key)
                 }
             )*
         }
     };
+}
+
+/// What the view finds once per container: its keys, and below them the fields of its
+/// `securityContext` and its resource quantities.
+#[derive(Clone, Copy, Debug, Default)]
+struct ContainerFields<'a> {
+    keys: ContainerKeys<'a>,
+    security_context: SecurityContextFields<'a>,
+    quantities: Quantities<'a>,
+}
+
+impl<'a> ContainerFields<'a> {
+    fn of(map: &'a Map<String, Value>) -> Self {
+        let keys = ContainerKeys::of(map);
+        ContainerFields {
+            keys,
+            security_context: keys
+                .security_context
+                .map(SecurityContextFields::of_value)
+                .unwrap_or_default(),
+            quantities: keys.resources.map(Quantities::of).unwrap_or_default(),
+        }
+    }
 }
 
 container_fields! {
@@ -299,11 +289,10 @@ impl<'a> ContainerView<'a> {
     /// The view of one list entry without looked-up fields, `None` for entries that are not
     /// JSON objects.
     fn direct(value: &'a Value, list: &'static str, index: usize) -> Option<Self> {
-        value.is_object().then(|| ContainerView {
+        value.is_object().then_some(ContainerView {
             value,
             list,
             index,
-            security_context: value.field("securityContext").unwrap_or(&Value::Null),
             fields: None,
         })
     }
@@ -321,9 +310,14 @@ impl<'a> ContainerView<'a> {
     /// beforehand.
     pub fn sc(&self) -> SecurityContext<'a> {
         Viewed::new(
-            self.security_context,
-            self.fields.map(|f| &f.security_context_fields),
+            self.keys().field("securityContext").unwrap_or(&Value::Null),
+            self.fields.map(|f| &f.security_context),
         )
+    }
+
+    /// The container's keys, found beforehand when the view has them.
+    fn keys(&self) -> Viewed<'a, ContainerKeys<'a>> {
+        Viewed::new(self.value, self.fields.map(|f| &f.keys))
     }
 
     /// `resources.<section>.<name>` of the container (`resources.limits.cpu`).
@@ -358,12 +352,10 @@ struct Entry<'a> {
 /// `ephemeralContainers`, each in list order, non-object entries left out.
 #[derive(Clone, Debug)]
 pub struct PodView<'a> {
-    /// The pod-level `securityContext`, or `Null` when absent.
-    pub security_context: &'a Value,
-    /// The fields of `security_context`.
-    pub security_context_fields: SecurityContextFields<'a>,
     /// The pod-level fields of the spec.
     pub fields: PodSpecFields<'a>,
+    /// The fields of the pod-level `securityContext`.
+    security_context: SecurityContextFields<'a>,
     /// All containers, lists in [`CONTAINER_LISTS`] order.
     all: Vec<Entry<'a>>,
     /// End of `containers` in `all`.
@@ -395,10 +387,11 @@ impl<'a> PodView<'a> {
             }));
             *end = all.len();
         }
-        let security_context = fields.security_context.unwrap_or(&Value::Null);
         PodView {
-            security_context,
-            security_context_fields: SecurityContextFields::of_value(security_context),
+            security_context: fields
+                .security_context
+                .map(SecurityContextFields::of_value)
+                .unwrap_or_default(),
             fields,
             all,
             main_end: ends[0],
@@ -423,9 +416,16 @@ impl<'a> PodView<'a> {
                 value: e.value,
                 list: e.list,
                 index: e.index,
-                security_context: e.fields.security_context.unwrap_or(&Value::Null),
                 fields: Some(&e.fields),
             })
+    }
+
+    /// The pod-level `securityContext` (`Null` when absent), with its fields.
+    pub fn security_context(&self) -> SecurityContext<'_> {
+        Viewed::new(
+            self.fields.security_context.unwrap_or(&Value::Null),
+            Some(&self.security_context),
+        )
     }
 }
 
@@ -467,15 +467,15 @@ mod tests {
         );
         assert_eq!(names(3).len(), 4);
         let viewed: Vec<ContainerView<'_>> = view.first_lists(3).collect();
-        assert_eq!(viewed[2].security_context, &json!({"privileged": true}));
-        assert!(viewed[0].security_context.is_null());
+        assert_eq!(viewed[2].sc().value, &json!({"privileged": true}));
+        assert!(viewed[0].sc().value.is_null());
         let direct: Vec<ContainerView<'_>> = containers_of(&spec, &CONTAINER_LISTS).collect();
         assert_eq!(
             direct.iter().map(|c| (c.list, c.index)).collect::<Vec<_>>(),
             names(3)
         );
         for (a, b) in viewed.iter().zip(&direct) {
-            assert_eq!(a.security_context, b.security_context);
+            assert_eq!(a.sc().value, b.sc().value);
             assert_eq!(a.name(), b.name());
         }
     }
@@ -527,7 +527,7 @@ mod tests {
                 assert_eq!(viewed, expected);
                 assert_eq!(looked_up, expected);
             }
-            assert_eq!(c.security_context, d.security_context);
+            assert_eq!(c.sc().value, d.sc().value);
         }
         assert_eq!(view.first_lists(1).count(), 2);
     }
@@ -585,7 +585,7 @@ mod tests {
             "unknownField",
             "missing",
         ];
-        let pod_sc = Viewed::new(view.security_context, Some(&view.security_context_fields));
+        let pod_sc = view.security_context();
         let containers: Vec<ContainerView<'_>> = view.first_lists(1).collect();
         let direct: Vec<ContainerView<'_>> = containers_of(&spec, &CONTAINER_LISTS).collect();
         for key in sc_keys {

@@ -66,7 +66,7 @@ impl<'a> PodSpec<'a> {
     /// found them.
     pub fn security_context(self) -> SecurityContext<'a> {
         match self.view {
-            Some(view) => Viewed::new(view.security_context, Some(&view.security_context_fields)),
+            Some(view) => view.security_context(),
             None => Viewed::new(
                 self.spec.field("securityContext").unwrap_or(&Value::Null),
                 None,

@@ -26,11 +26,6 @@ const CREDENTIAL_INPUTS: &[&str] = &[
     "sensitiveValuesAllowed",
 ];
 
-/// The compiled credential inputs of a context.
-fn matchers(cx: &Context<'_>, values_case_insensitive: bool) -> Arc<CredentialMatchers> {
-    credential_matchers(cx.inputs, values_case_insensitive)
-}
-
 /// `rule-credentials-in-env-var`: literal env values of `containers` that look like credentials,
 /// and `envFrom.secretRef` of `containers` and `initContainers`.
 fn credentials_in_env(obj: &K8sObject, cx: &Context<'_>) -> Vec<Finding> {
@@ -47,7 +42,7 @@ fn credentials_in_env(obj: &K8sObject, cx: &Context<'_>) -> Vec<Finding> {
             if value.is_empty() || value.starts_with('/') {
                 continue;
             }
-            let m = compiled.get_or_insert_with(|| matchers(cx, true));
+            let m = compiled.get_or_insert_with(|| credential_matchers(cx.inputs, true));
             if !(m.key_names.is_match(name) || m.values.is_match(value)) {
                 continue;
             }
@@ -102,7 +97,7 @@ fn credentials_in_configmap(obj: &K8sObject, cx: &Context<'_>) -> Vec<Finding> {
     let Some(data) = obj.value.field("data").and_then(Value::as_object) else {
         return Vec::new();
     };
-    let m = matchers(cx, false);
+    let m = credential_matchers(cx.inputs, false);
     let mut findings = Vec::new();
     for (key, value) in data {
         let Some(value) = value.as_str() else {
