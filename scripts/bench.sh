@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: kubevigil's cluster benchmark, one command. Builds everything with --release,
-# boots a fresh local cluster (own state directory) whose kubelet runs the release controller
-# and scan-job (KUBEVIGIL_BIN_PROFILE=release, see scripts/cluster.sh), runs `kv-bench run`
+# boots a fresh local cluster (own state directory) whose node runs kubevigil's images (release
+# binaries, as always: scripts/images.sh), runs `kv-bench run`
 # (every phase unless arguments say otherwise), prints the figures and writes them to
 # target/bench/figures.md, then stops the cluster.
 #
@@ -20,7 +20,7 @@ release="${CARGO_TARGET_DIR:-${root}/target}/release"
 
 echo "bench: building with --release" >&2
 cargo build --quiet --release -p controller -p scan-job -p kind-tests --bins >&2
-# A running cluster keeps its image mapping: start from a fresh one.
+# Every run starts from a fresh cluster.
 bash scripts/cluster.sh down >&2 || true
 trap 'bash scripts/cluster.sh down >&2 || true' EXIT
 KUBECONFIG="$(bash scripts/cluster.sh up | tail -n1)"

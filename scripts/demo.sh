@@ -6,10 +6,7 @@ cd "$(dirname "$0")/.."
 
 say() { printf '\n==> %s\n' "$*" >&2; }
 
-say "building the binaries (the local kubelet runs the controller and scan-job images from them)"
-cargo build --quiet --bins >&2
-
-say "booting the local real cluster (first run builds Kubernetes from Go modules: ~15 min)"
+say "booting the local real cluster and importing kubevigil's images (first run builds Kubernetes from Go modules: ~15 min)"
 KUBECONFIG=$(bash scripts/cluster.sh up | tail -n 1)
 export KUBECONFIG
 tools=$(bash scripts/tools.sh)
@@ -33,7 +30,7 @@ while :; do
   if [ $SECONDS -ge $deadline ]; then
     echo "demo: only $have of $want summaries after 120 s; scan Jobs and the controller log follow" >&2
     kubectl get jobs -n kubevigil -l app.kubernetes.io/component=scan-job >&2 || true
-    tail -n 20 "${KUBEVIGIL_CLUSTER_DIR:-$HOME/.cache/kubevigil/cluster}"/pods/kubevigil_kubevigil-controller-*/controller.log >&2 || true
+    kubectl logs -n kubevigil deployment/kubevigil-controller --tail=20 >&2 || true
     exit 1
   fi
   sleep 2
@@ -51,8 +48,7 @@ The cluster is still running. Explore it with:
   export PATH=$tools:\$PATH
   kubectl get kubevigil -A
   kubectl get jobs -n kubevigil -l app.kubernetes.io/component=scan-job
-Pods run as local processes here: their logs are files, e.g. the controller's
-  ${KUBEVIGIL_CLUSTER_DIR:-$HOME/.cache/kubevigil/cluster}/pods/kubevigil_kubevigil-controller-*/controller.log
-and its endpoints are on the loopback: curl http://127.0.0.1:8080/readyz
+  kubectl logs -n kubevigil deployment/kubevigil-controller
+  kubectl get --raw /api/v1/namespaces/kubevigil/services/kubevigil-controller-metrics:8080/proxy/readyz
 Stop it with: make cluster-down
 MSG

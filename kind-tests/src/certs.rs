@@ -1,5 +1,7 @@
-//! The local cluster's PKI, generated with `rcgen`: a CA, the API server's serving certificate, the
-//! admin client certificate and the service-account signing key.
+//! The local cluster's PKI, generated with `rcgen`: a CA, the API server's and the kubelet's
+//! serving certificates, client certificates for the admin and each node component (kubelet,
+//! kube-scheduler, kube-proxy, with the identities the default RBAC binds), and the
+//! service-account signing key.
 //!
 //! All keys are ECDSA P-256, which kube-apiserver, kubectl, helm and kube-rs (rustls) all accept.
 
@@ -34,6 +36,19 @@ pub enum Error {
 /// CommonName of the admin client certificate (the user `kubectl auth whoami` shows).
 pub const ADMIN_USER: &str = "kubevigil-admin";
 
+/// Addresses the API server's certificate names besides loopback: the bridge address where pods
+/// reach it and the `kubernetes` Service's ClusterIP.
+pub const APISERVER_IPS: &[&str] = &["10.244.0.1", "10.96.0.1"];
+
+/// A client identity of a node component: certificate and key files.
+#[derive(Debug, Clone)]
+pub struct ClientCert {
+    /// The certificate.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+}
+
 /// Where each PEM file of the PKI lives.
 #[derive(Debug, Clone)]
 pub struct PkiPaths {
@@ -53,6 +68,16 @@ pub struct PkiPaths {
     pub sa_key: PathBuf,
     /// The service-account token verification key (public).
     pub sa_pub: PathBuf,
+    /// The kubelet's serving certificate (the API server connects to it for logs and exec).
+    pub kubelet_serving_cert: PathBuf,
+    /// The kubelet's serving key.
+    pub kubelet_serving_key: PathBuf,
+    /// The kubelet's client identity (`system:node:<node>`, group `system:nodes`).
+    pub kubelet: ClientCert,
+    /// kube-scheduler's client identity (`system:kube-scheduler`).
+    pub scheduler: ClientCert,
+    /// kube-proxy's client identity (`system:kube-proxy`).
+    pub proxy: ClientCert,
 }
 
 impl PkiPaths {
@@ -67,6 +92,20 @@ impl PkiPaths {
             admin_key: dir.join("admin.key"),
             sa_key: dir.join("sa.key"),
             sa_pub: dir.join("sa.pub"),
+            kubelet_serving_cert: dir.join("kubelet-serving.crt"),
+            kubelet_serving_key: dir.join("kubelet-serving.key"),
+            kubelet: ClientCert {
+                cert: dir.join("kubelet.crt"),
+                key: dir.join("kubelet.key"),
+            },
+            scheduler: ClientCert {
+                cert: dir.join("scheduler.crt"),
+                key: dir.join("scheduler.key"),
+            },
+            proxy: ClientCert {
+                cert: dir.join("proxy.crt"),
+                key: dir.join("proxy.key"),
+            },
         }
     }
 }
@@ -100,8 +139,59 @@ fn write(path: &Path, contents: &str, private: bool) -> Result<(), Error> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)
 }
 
-/// Generates a fresh PKI into `dir` (which must exist) and returns where each file is.
-pub fn generate(dir: &Path) -> Result<PkiPaths, Error> {
+/// Signs a certificate for `params` with a new key; returns the certificate and key PEM.
+fn sign(
+    what: &'static str,
+    mut params: CertificateParams,
+    issuer: &Issuer<'_, &KeyPair>,
+) -> Result<(String, String), Error> {
+    let key = gen_key(what)?;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    validity(&mut params);
+    let cert = params
+        .signed_by(&key, issuer)
+        .map_err(|source| Error::Generate { what, source })?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// A serving certificate for `names` (DNS names or IP addresses).
+fn serving(
+    what: &'static str,
+    common_name: &str,
+    names: Vec<String>,
+    issuer: &Issuer<'_, &KeyPair>,
+) -> Result<(String, String), Error> {
+    let mut params =
+        CertificateParams::new(names).map_err(|source| Error::Generate { what, source })?;
+    params.distinguished_name = dn(common_name, None);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    sign(what, params, issuer)
+}
+
+/// A client certificate for user `common_name` in group `organization`.
+fn client(
+    what: &'static str,
+    common_name: &str,
+    organization: Option<&str>,
+    issuer: &Issuer<'_, &KeyPair>,
+) -> Result<(String, String), Error> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(common_name, organization);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    sign(what, params, issuer)
+}
+
+fn write_pair(cert: &Path, key: &Path, (cert_pem, key_pem): (String, String)) -> Result<(), Error> {
+    write(cert, &cert_pem, false)?;
+    write(key, &key_pem, true)
+}
+
+/// Generates a fresh PKI into `dir` (which must exist) for a node named `node_name` and returns
+/// where each file is.
+pub fn generate(dir: &Path, node_name: &str) -> Result<PkiPaths, Error> {
     let paths = PkiPaths::in_dir(dir);
 
     let ca_key = gen_key("CA key")?;
@@ -119,59 +209,88 @@ pub fn generate(dir: &Path) -> Result<PkiPaths, Error> {
         source,
     })?;
     let issuer = Issuer::from_params(&ca, &ca_key);
-
-    let serving_key = gen_key("serving key")?;
-    let mut serving = CertificateParams::new(vec![
-        "127.0.0.1".to_owned(),
-        "localhost".to_owned(),
-        "kubernetes".to_owned(),
-        "kubernetes.default".to_owned(),
-        "kubernetes.default.svc".to_owned(),
-        "kubernetes.default.svc.cluster.local".to_owned(),
-    ])
-    .map_err(|source| Error::Generate {
-        what: "serving certificate names",
-        source,
-    })?;
-    serving.distinguished_name = dn("kube-apiserver", None);
-    serving.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    validity(&mut serving);
-    let serving_cert =
-        serving
-            .signed_by(&serving_key, &issuer)
-            .map_err(|source| Error::Generate {
-                what: "serving certificate",
-                source,
-            })?;
-
-    let admin_key = gen_key("admin key")?;
-    let mut admin = CertificateParams::default();
-    admin.distinguished_name = dn(ADMIN_USER, Some("system:masters"));
-    admin.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    validity(&mut admin);
-    let admin_cert = admin
-        .signed_by(&admin_key, &issuer)
-        .map_err(|source| Error::Generate {
-            what: "admin certificate",
-            source,
-        })?;
-
-    let sa_key = gen_key("service-account signing key")?;
-
     write(&paths.ca_cert, &ca_cert.pem(), false)?;
     write(&paths.ca_key, &ca_key.serialize_pem(), true)?;
-    write(&paths.serving_cert, &serving_cert.pem(), false)?;
-    write(&paths.serving_key, &serving_key.serialize_pem(), true)?;
-    write(&paths.admin_cert, &admin_cert.pem(), false)?;
-    write(&paths.admin_key, &admin_key.serialize_pem(), true)?;
+
+    let mut apiserver_names: Vec<String> = [
+        "127.0.0.1",
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ]
+    .iter()
+    .chain(APISERVER_IPS)
+    .map(|s| (*s).to_owned())
+    .collect();
+    apiserver_names.dedup();
+    write_pair(
+        &paths.serving_cert,
+        &paths.serving_key,
+        serving(
+            "serving certificate",
+            "kube-apiserver",
+            apiserver_names,
+            &issuer,
+        )?,
+    )?;
+    write_pair(
+        &paths.kubelet_serving_cert,
+        &paths.kubelet_serving_key,
+        serving(
+            "kubelet serving certificate",
+            node_name,
+            vec![
+                APISERVER_IPS[0].to_owned(),
+                "127.0.0.1".to_owned(),
+                node_name.to_owned(),
+            ],
+            &issuer,
+        )?,
+    )?;
+    write_pair(
+        &paths.admin_cert,
+        &paths.admin_key,
+        client(
+            "admin certificate",
+            ADMIN_USER,
+            Some("system:masters"),
+            &issuer,
+        )?,
+    )?;
+    write_pair(
+        &paths.kubelet.cert,
+        &paths.kubelet.key,
+        client(
+            "kubelet client certificate",
+            &format!("system:node:{node_name}"),
+            Some("system:nodes"),
+            &issuer,
+        )?,
+    )?;
+    write_pair(
+        &paths.scheduler.cert,
+        &paths.scheduler.key,
+        client(
+            "scheduler client certificate",
+            "system:kube-scheduler",
+            None,
+            &issuer,
+        )?,
+    )?;
+    write_pair(
+        &paths.proxy.cert,
+        &paths.proxy.key,
+        client(
+            "kube-proxy client certificate",
+            "system:kube-proxy",
+            None,
+            &issuer,
+        )?,
+    )?;
+
+    let sa_key = gen_key("service-account signing key")?;
     write(&paths.sa_key, &sa_key.serialize_pem(), true)?;
     write(&paths.sa_pub, &sa_key.public_key_pem(), false)?;
     Ok(paths)
@@ -185,7 +304,7 @@ mod tests {
     fn generates_every_file_as_pem() {
         let dir = std::env::temp_dir().join(format!("kv-pki-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let paths = generate(&dir).unwrap();
+        let paths = generate(&dir, "node-a").unwrap();
         for (path, header) in [
             (&paths.ca_cert, "BEGIN CERTIFICATE"),
             (&paths.serving_cert, "BEGIN CERTIFICATE"),
@@ -193,6 +312,10 @@ mod tests {
             (&paths.admin_key, "BEGIN PRIVATE KEY"),
             (&paths.sa_key, "BEGIN PRIVATE KEY"),
             (&paths.sa_pub, "BEGIN PUBLIC KEY"),
+            (&paths.kubelet_serving_cert, "BEGIN CERTIFICATE"),
+            (&paths.kubelet.cert, "BEGIN CERTIFICATE"),
+            (&paths.scheduler.key, "BEGIN PRIVATE KEY"),
+            (&paths.proxy.cert, "BEGIN CERTIFICATE"),
         ] {
             let text = std::fs::read_to_string(path).unwrap();
             assert!(text.contains(header), "{} lacks {header}", path.display());

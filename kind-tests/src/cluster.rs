@@ -1,6 +1,7 @@
-//! The local real control plane: etcd, kube-apiserver and kube-controller-manager (one Go
-//! multi-call binary, `kind-tests/controlplane/`), plus the process kubelet, each as its own
-//! background process.
+//! The local real cluster: etcd, kube-apiserver, kube-controller-manager and kube-scheduler, and a
+//! real node — containerd and runc running kubevigil's own images, the CNI bridge, kubelet and
+//! kube-proxy ([`crate::node`]). The Kubernetes components come from one Go multi-call binary
+//! (`kind-tests/controlplane/`); each runs as its own background process.
 //!
 //! Everything lives in one state directory (`${KUBEVIGIL_CLUSTER_DIR:-$HOME/.cache/kubevigil/cluster}`):
 //!
@@ -9,13 +10,15 @@
 //! | `kubeconfig` | admin kubeconfig (client certificate, `O=system:masters`) |
 //! | `cluster.json` | ports and the PIDs of the four processes, read by `down` and `status` |
 //! | `lock` | `flock`ed by `up` and `down`, so two test binaries never boot two clusters |
-//! | `logs/<process>.log` | stdout and stderr of etcd, apiserver, controller-manager, kubelet |
+//! | `logs/<process>.log` | stdout and stderr of each process |
 //! | `pki/` | the CA, certificates and keys ([`crate::certs`]) |
 //! | `etcd/` | etcd's data (removed by `down`) |
-//! | `pods/<ns>_<pod>_<uid>/` | each pod's container logs, volumes and working directory |
-//! | `created-paths` | mount points the kubelet had to create on the host, removed by `down` |
+//! | `node/` | the node: containerd, CNI, kubelet, kube-proxy ([`crate::node`]) |
 //!
-//! All ports are on 127.0.0.1 and picked free at `up`.
+//! The control plane's ports are on 127.0.0.1 and picked free at `up`; pods reach the API server
+//! on the bridge address (see [`crate::node`]). One node runs on a machine at a time (the bridge,
+//! kube-proxy's chains and the cgroup root are machine-wide): `up` refuses to boot a second
+//! cluster while another state directory's node runs.
 
 use std::fmt;
 use std::fs::File;
@@ -32,17 +35,17 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::certs;
+use crate::node::{self, NodeDirs, NodeFiles, NodePorts, host, images};
 use crate::procs;
 
-/// Name of the Node that the process kubelet registers.
+/// Name of the Node that the kubelet registers.
 pub const NODE_NAME: &str = "kubevigil-local";
+/// Which state directory's node runs on this machine (written by `up`, removed by `down`).
+pub const NODE_MARKER: &str = "/run/kubevigil-local-node";
 /// Environment variable naming the state directory.
 pub const STATE_DIR_ENV: &str = "KUBEVIGIL_CLUSTER_DIR";
 /// Environment variable naming a prebuilt `controlplane` binary (skips `build.sh`).
 pub const CONTROLPLANE_ENV: &str = "KUBEVIGIL_CONTROLPLANE_BIN";
-/// Environment variable that the kubelet sets on every pod process (its value is the pod's
-/// directory), so that `down` can find pod processes even if the kubelet died.
-pub const POD_MARKER_ENV: &str = "KUBEVIGIL_LOCAL_POD_DIR";
 
 /// How long `up` waits for etcd to accept connections.
 const ETCD_TIMEOUT: Duration = Duration::from_secs(60);
@@ -52,8 +55,19 @@ const APISERVER_TIMEOUT: Duration = Duration::from_secs(120);
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Grace period for each control-plane process at `down` before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(20);
-/// The kubelet stops its pods first, so it gets a longer grace period.
-const KUBELET_STOP_GRACE: Duration = Duration::from_secs(40);
+/// How long `down` waits for the kubelet to stop every pod (containers, sandboxes, networks).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(90);
+/// The processes of a booted cluster, in start order.
+const PROCESSES: &[&str] = &[
+    "etcd",
+    "apiserver",
+    "forward",
+    "controller-manager",
+    "scheduler",
+    "containerd",
+    "kubelet",
+    "proxy",
+];
 
 /// The controllers kube-controller-manager runs (names as the 1.35 binary spells them).
 pub const CONTROLLERS: &[&str] = &[
@@ -74,6 +88,10 @@ pub const CONTROLLERS: &[&str] = &[
     "endpoints-controller",
     "endpointslice-controller",
     "endpointslice-mirroring-controller",
+    // Removes the kubelet's `not-ready` taint once the node is Ready (no taint-eviction
+    // controller runs, so nothing is ever evicted), and collects orphaned pods.
+    "node-lifecycle-controller",
+    "pod-garbage-collector-controller",
 ];
 
 /// Errors of the local control plane.
@@ -180,6 +198,24 @@ pub enum Error {
         /// What was found instead.
         detail: String,
     },
+    /// Another state directory's node runs on this machine.
+    #[error(
+        "another local cluster's node runs on this machine ({other}); stop it first \
+         (KUBEVIGIL_CLUSTER_DIR={other} bash scripts/cluster.sh down)"
+    )]
+    OtherNode {
+        /// Its state directory.
+        other: String,
+    },
+    /// Preparing or restoring the host (bridge, routes, iptables, cgroups) failed.
+    #[error("preparing the host for the node: {0}")]
+    Host(String),
+    /// Building or importing kubevigil's images failed.
+    #[error(transparent)]
+    Images(#[from] images::Error),
+    /// `down` stopped everything but the host is not as it was.
+    #[error("the cluster stopped, but it left behind:\n  {}", .0.join("\n  "))]
+    Leftovers(Vec<String>),
     /// A port still accepts connections after its process stopped.
     #[error("port 127.0.0.1:{port} of {name} still accepts connections after stopping it")]
     PortStillOpen {
@@ -251,9 +287,9 @@ impl StateDir {
     pub fn log(&self, name: &str) -> PathBuf {
         self.logs().join(format!("{name}.log"))
     }
-    /// The directory of pod directories.
-    pub fn pods(&self) -> PathBuf {
-        self.root.join("pods")
+    /// The node's directories.
+    pub fn node(&self) -> NodeDirs {
+        NodeDirs::new(&self.root)
     }
     /// etcd's data directory.
     pub fn etcd_data(&self) -> PathBuf {
@@ -267,16 +303,12 @@ impl StateDir {
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("lock")
     }
-    /// The list of host paths that the kubelet created as mount points.
-    pub fn created_paths(&self) -> PathBuf {
-        self.root.join("created-paths")
-    }
 }
 
 /// One background process of the cluster.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ProcessRecord {
-    /// `etcd`, `apiserver`, `controller-manager` or `kubelet`.
+    /// One of [`PROCESSES`].
     pub name: String,
     /// Its PID (also its process group).
     pub pid: u32,
@@ -302,6 +334,12 @@ pub struct ClusterState {
     pub etcd_peer_port: u16,
     /// The admin kubeconfig.
     pub kubeconfig: PathBuf,
+    /// The node's ports.
+    #[serde(default)]
+    pub node_ports: NodePorts,
+    /// The images imported into the node.
+    #[serde(default)]
+    pub images: Vec<images::ImageArchive>,
     /// The processes, in start order.
     pub processes: Vec<ProcessRecord>,
 }
@@ -441,21 +479,25 @@ pub struct UpOptions {
     pub state: StateDir,
     /// The `controlplane` binary; `None` runs [`controlplane_binary`].
     pub controlplane: Option<PathBuf>,
-    /// The `local-cluster` binary, started as `local-cluster kubelet ...`.
+    /// The `local-cluster` binary, started as `local-cluster forward ...`.
     pub local_cluster_exe: PathBuf,
-    /// Extra arguments for `local-cluster kubelet` (e.g. `--image-map`).
-    pub kubelet_args: Vec<String>,
 }
 
 /// Boots the cluster (or reuses it when it is already up and ready) and returns the kubeconfig
-/// path. Holds the state lock throughout.
+/// path. Builds kubevigil's images (cached) and imports them into the node either way, so that a
+/// reused cluster runs the current code. Holds the state lock throughout.
 pub async fn up(opts: &UpOptions) -> Result<PathBuf, Error> {
     let dir = &opts.state;
     let _lock = StateLock::acquire(dir).await?;
-    if let Some(state) = read_state(dir)? {
+    claim_node(dir)?;
+    let archives = images::build(&repo_root(), images::NODE_IMAGES).await?;
+    if let Some(mut state) = read_state(dir)? {
         match check_up(&state).await {
             Ok(()) => {
                 info!(kubeconfig = %state.kubeconfig.display(), "cluster is already up; reusing it");
+                images::import(&dir.node(), &archives)?;
+                state.images = archives;
+                write_state(dir, &state)?;
                 return Ok(state.kubeconfig);
             }
             Err(why) => {
@@ -463,22 +505,32 @@ pub async fn up(opts: &UpOptions) -> Result<PathBuf, Error> {
                 stop(dir, &state).await?;
             }
         }
+    } else {
+        // No record, but a crashed run may have left a node behind: clean up before booting.
+        stop(dir, &ClusterState::default()).await?;
     }
-    stop_pod_processes(dir).await?;
     fresh_dirs(dir)?;
     let controlplane = match &opts.controlplane {
         Some(bin) => bin.clone(),
         None => controlplane_binary().await?,
     };
-    info!(controlplane = %controlplane.display(), state = %dir.root().display(), "booting the local control plane");
-    let pki = certs::generate(&dir.pki())?;
+    info!(controlplane = %controlplane.display(), state = %dir.root().display(), "booting the local cluster");
+    let pki = certs::generate(&dir.pki(), NODE_NAME)?;
+    let port = || procs::free_port().map_err(Error::NoFreePort);
     let mut boot = Boot {
         dir,
         state: ClusterState {
-            apiserver_port: procs::free_port().map_err(Error::NoFreePort)?,
-            etcd_port: procs::free_port().map_err(Error::NoFreePort)?,
-            etcd_peer_port: procs::free_port().map_err(Error::NoFreePort)?,
+            apiserver_port: port()?,
+            etcd_port: port()?,
+            etcd_peer_port: port()?,
             kubeconfig: dir.kubeconfig(),
+            node_ports: NodePorts {
+                kubelet: port()?,
+                kubelet_healthz: port()?,
+                proxy_healthz: port()?,
+                proxy_metrics: port()?,
+            },
+            images: archives,
             processes: Vec::new(),
         },
         children: Vec::new(),
@@ -495,8 +547,35 @@ pub async fn up(opts: &UpOptions) -> Result<PathBuf, Error> {
     }
 }
 
+/// Records that this state directory's node runs on the machine, unless another one does.
+fn claim_node(dir: &StateDir) -> Result<(), Error> {
+    let me = dir.root().display().to_string();
+    if let Ok(other) = std::fs::read_to_string(NODE_MARKER) {
+        let other = other.trim().to_owned();
+        if other != me && !other.is_empty() {
+            let other_dir = StateDir::new(&other);
+            let alive = read_state(&other_dir).ok().flatten().is_some_and(|s| {
+                s.processes
+                    .iter()
+                    .any(|p| procs::is_alive_with(p.pid, &p.marker))
+            });
+            if alive {
+                return Err(Error::OtherNode { other });
+            }
+        }
+    }
+    std::fs::write(NODE_MARKER, format!("{me}\n"))
+        .map_err(io_err("writing", Path::new(NODE_MARKER)))
+}
+
 fn fresh_dirs(dir: &StateDir) -> Result<(), Error> {
-    for sub in [dir.etcd_data(), dir.pki(), dir.pods(), dir.logs()] {
+    let node = dir.node();
+    for sub in [
+        dir.etcd_data(),
+        dir.pki(),
+        dir.logs(),
+        node.root().to_path_buf(),
+    ] {
         if sub.exists() {
             std::fs::remove_dir_all(&sub).map_err(io_err("removing", &sub))?;
         }
@@ -590,6 +669,20 @@ impl Boot<'_> {
         opts: &UpOptions,
     ) -> Result<(), Error> {
         let st = self.state.clone();
+        let node_dirs = self.dir.node();
+        // The host before the node changes it: `down` restores it, the clean-stop check compares.
+        let snapshot = host::HostSnapshot::take();
+        let snapshot_json =
+            serde_json::to_vec_pretty(&snapshot).map_err(|source| Error::StateFile {
+                path: node_dirs.host_snapshot(),
+                source,
+            })?;
+        std::fs::write(node_dirs.host_snapshot(), snapshot_json)
+            .map_err(io_err("writing", &node_dirs.host_snapshot()))?;
+        host::setup_network().map_err(|e| Error::Host(e.to_string()))?;
+        host::create_cgroup_root()
+            .map_err(|e| Error::Host(format!("creating the pods' cgroup root: {e}")))?;
+
         let etcd_args = vec![
             "etcd".to_owned(),
             "--name=kubevigil-local".to_owned(),
@@ -612,18 +705,22 @@ impl Boot<'_> {
             "apiserver".to_owned(),
             format!("--etcd-servers=http://127.0.0.1:{}", st.etcd_port),
             "--bind-address=127.0.0.1".to_owned(),
-            "--advertise-address=127.0.0.1".to_owned(),
+            // Pods reach it here (through `forward`); the `kubernetes` Service's endpoint.
+            format!("--advertise-address={}", node::net::BRIDGE_IP),
             format!("--secure-port={}", st.apiserver_port),
             format!("--cert-dir={}", p(&self.dir.pki())),
             format!("--tls-cert-file={}", p(&pki.serving_cert)),
             format!("--tls-private-key-file={}", p(&pki.serving_key)),
             format!("--client-ca-file={}", p(&pki.ca_cert)),
+            format!("--kubelet-client-certificate={}", p(&pki.admin_cert)),
+            format!("--kubelet-client-key={}", p(&pki.admin_key)),
+            format!("--kubelet-certificate-authority={}", p(&pki.ca_cert)),
+            "--kubelet-preferred-address-types=InternalIP".to_owned(),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_owned(),
             format!("--service-account-key-file={}", p(&pki.sa_pub)),
             format!("--service-account-signing-key-file={}", p(&pki.sa_key)),
             "--authorization-mode=Node,RBAC".to_owned(),
-            "--endpoint-reconciler-type=none".to_owned(),
-            "--service-cluster-ip-range=10.96.0.0/16".to_owned(),
+            format!("--service-cluster-ip-range={}", node::net::SERVICE_RANGE),
             "--allow-privileged=true".to_owned(),
             // Fewer moving parts on a 2-core machine; nothing here needs APF.
             "--enable-priority-and-fairness=false".to_owned(),
@@ -633,6 +730,13 @@ impl Boot<'_> {
         // server answer 429 under load (issue 8's API-pressure scenario); later flags win.
         apiserver_args.extend(apiserver_extra_args());
         self.spawn("apiserver", controlplane, &apiserver_args)?;
+        let forward_args = vec![
+            format!("--state-dir={}", p(self.dir.root())),
+            "forward".to_owned(),
+            format!("--listen={}:{}", node::net::BRIDGE_IP, st.apiserver_port),
+            format!("--to=127.0.0.1:{}", st.apiserver_port),
+        ];
+        self.spawn("forward", &opts.local_cluster_exe, &forward_args)?;
         let kubeconfig = st.kubeconfig.clone();
         let client = client_for(&kubeconfig).await?;
         let c = client.clone();
@@ -660,14 +764,42 @@ impl Boot<'_> {
         ];
         self.spawn("controller-manager", controlplane, &cm_args)?;
 
-        let mut kubelet_args = vec![
-            "kubelet".to_owned(),
-            format!("--state-dir={}", p(self.dir.root())),
-            format!("--kubeconfig={}", p(&kubeconfig)),
-            format!("--apiserver-port={}", st.apiserver_port),
-        ];
-        kubelet_args.extend(opts.kubelet_args.iter().cloned());
-        self.spawn("kubelet", &opts.local_cluster_exe, &kubelet_args)?;
+        let sandbox = st
+            .images
+            .iter()
+            .find(|i| i.name == "pause")
+            .map(|i| i.reference.clone())
+            .ok_or_else(|| Error::Host("no pause image was built".to_owned()))?;
+        let files = NodeFiles {
+            dirs: &node_dirs,
+            node_name: NODE_NAME,
+            sandbox_image: &sandbox,
+            apiserver_port: st.apiserver_port,
+            ports: st.node_ports,
+            pki,
+        };
+        files.write_all().map_err(|(path, source)| Error::Io {
+            action: "writing",
+            path,
+            source,
+        })?;
+        self.spawn("scheduler", controlplane, &files.scheduler_args())?;
+
+        self.spawn(
+            "containerd",
+            Path::new("containerd"),
+            &files.containerd_args(),
+        )?;
+        let dirs = node_dirs.clone();
+        self.wait("containerd to serve its socket", ETCD_TIMEOUT, || {
+            let dirs = dirs.clone();
+            async move { Ok(node::ctr(&dirs, &["version"]).is_ok()) }
+        })
+        .await?;
+        images::import(&node_dirs, &st.images)?;
+
+        self.spawn("kubelet", controlplane, &files.kubelet_args())?;
+        self.spawn("proxy", controlplane, &files.proxy_args())?;
 
         let c = client.clone();
         self.wait(
@@ -692,6 +824,13 @@ impl Boot<'_> {
                 Ok(node.as_ref().is_some_and(node_ready))
             }
         })
+        .await?;
+        let healthz = st.node_ports.proxy_healthz;
+        self.wait(
+            "kube-proxy's first sync (healthz)",
+            SETTLE_TIMEOUT,
+            || async move { Ok(procs::port_open(healthz)) },
+        )
         .await?;
         info!(kubeconfig = %kubeconfig.display(), apiserver = %format!("https://127.0.0.1:{}", st.apiserver_port), "cluster is up");
         Ok(())
@@ -781,7 +920,7 @@ async fn check_up(state: &ClusterState) -> Result<(), String> {
             return Err(format!("{} (pid {}) is not running", p.name, p.pid));
         }
     }
-    if state.processes.len() < 4 {
+    if state.processes.len() < PROCESSES.len() {
         return Err("the cluster did not finish booting".to_owned());
     }
     let client = client_for(&state.kubeconfig)
@@ -797,8 +936,10 @@ async fn check_up(state: &ClusterState) -> Result<(), String> {
 pub struct DownReport {
     /// Each process stopped, and how.
     pub stopped: Vec<(String, u32, procs::Ended)>,
-    /// Pod processes that were still running (the kubelet normally stops them itself).
-    pub stray_pod_processes: usize,
+    /// Pods the kubelet stopped before it was stopped itself.
+    pub drained_pods: usize,
+    /// Processes killed after their component stopped (shims, containers of a dead kubelet).
+    pub stray_processes: usize,
 }
 
 impl fmt::Display for DownReport {
@@ -811,128 +952,236 @@ impl fmt::Display for DownReport {
         }
         write!(
             f,
-            "stray pod processes killed: {}",
-            self.stray_pod_processes
+            "pods stopped by the kubelet: {}; stray processes killed: {}",
+            self.drained_pods, self.stray_processes
         )
     }
 }
 
-/// Stops everything `up` started (kubelet and its pods, controller-manager, apiserver, etcd),
-/// verifies the ports are closed, and removes the PID file, etcd's data and the pod volumes.
+/// Stops everything `up` started and undoes its host changes (see [`stop`]).
 pub async fn down(dir: &StateDir) -> Result<DownReport, Error> {
     let _lock = StateLock::acquire(dir).await?;
     let state = read_state(dir)?.unwrap_or_default();
     stop(dir, &state).await
 }
 
+/// Stops the recorded processes called `name`.
+async fn stop_named(
+    state: &ClusterState,
+    name: &str,
+    report: &mut DownReport,
+) -> Result<(), Error> {
+    for p in state.processes.iter().filter(|p| p.name == name) {
+        if !procs::is_alive_with(p.pid, &p.marker) {
+            continue;
+        }
+        info!(name, pid = p.pid, "stopping");
+        let ended = procs::terminate(p.pid, true, STOP_GRACE).await;
+        report.stopped.push((p.name.clone(), p.pid, ended));
+        if ended == procs::Ended::Stuck {
+            return Err(Error::Stuck {
+                name: p.name.clone(),
+                pid: p.pid,
+            });
+        }
+        if !procs::wait_reaped(p.pid, Duration::from_secs(10)).await {
+            warn!(
+                name,
+                pid = p.pid,
+                "stopped, but not yet reaped by its parent"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Has the kubelet stop every pod (containers, sandboxes, their networks), the way a drained node
+/// does: no controller recreates them (controller-manager and scheduler stopped first), each pod
+/// is deleted without grace, and the kubelet tears it down. Returns how many pods there were.
+async fn drain(state: &ClusterState, dirs: &NodeDirs) -> usize {
+    let Ok(client) = client_for(&state.kubeconfig).await else {
+        return 0;
+    };
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::all(client.clone());
+    let Ok(list) = pods.list(&Default::default()).await else {
+        return 0;
+    };
+    let count = list.items.len();
+    let delete = kube::api::DeleteParams {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    for pod in &list.items {
+        let (Some(ns), Some(name)) = (
+            pod.metadata.namespace.as_deref(),
+            pod.metadata.name.as_deref(),
+        ) else {
+            continue;
+        };
+        let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
+        let _ = api.delete(name, &delete).await;
+    }
+    let start = Instant::now();
+    loop {
+        let tasks = node::running_tasks(dirs).map(|t| t.len()).unwrap_or(0);
+        let netns = host::HostSnapshot::take()
+            .netns
+            .iter()
+            .filter(|n| n.starts_with("cni-"))
+            .count();
+        if tasks == 0 && netns == 0 {
+            break;
+        }
+        if start.elapsed() >= DRAIN_TIMEOUT {
+            warn!(
+                tasks,
+                netns, "the kubelet did not stop every pod in time; cleaning up after it"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    count
+}
+
+/// Stops everything in reverse order and restores the host: controller-manager and scheduler;
+/// the pods (drained through the kubelet); kubelet and kube-proxy (whose `--cleanup` removes its
+/// rules); containerd, the API server, its forwarder and etcd; any shim or container process
+/// left; mounts and network namespaces; then the bridge, routes, iptables chains, sysctls and
+/// cgroups. Finally the clean-stop check: anything still there is an error.
 async fn stop(dir: &StateDir, state: &ClusterState) -> Result<DownReport, Error> {
     let mut report = DownReport::default();
-    let mut stuck = None;
-    for name in ["kubelet", "controller-manager", "apiserver", "etcd"] {
-        for p in state.processes.iter().filter(|p| p.name == name) {
-            if !procs::is_alive_with(p.pid, &p.marker) {
-                continue;
-            }
-            let grace = if name == "kubelet" {
-                KUBELET_STOP_GRACE
-            } else {
-                STOP_GRACE
-            };
-            info!(name, pid = p.pid, "stopping");
-            let ended = procs::terminate(p.pid, true, grace).await;
-            if ended == procs::Ended::Stuck {
-                stuck = Some(Error::Stuck {
-                    name: p.name.clone(),
-                    pid: p.pid,
-                });
-            }
-            report.stopped.push((p.name.clone(), p.pid, ended));
+    let dirs = dir.node();
+    for name in ["controller-manager", "scheduler"] {
+        stop_named(state, name, &mut report).await?;
+    }
+    let kubelet_alive = state
+        .processes
+        .iter()
+        .any(|p| p.name == "kubelet" && procs::is_alive_with(p.pid, &p.marker));
+    if kubelet_alive {
+        report.drained_pods = drain(state, &dirs).await;
+    }
+    for name in ["kubelet", "proxy"] {
+        stop_named(state, name, &mut report).await?;
+    }
+    if let Some(proxy) = state.processes.iter().find(|p| p.name == "proxy")
+        && let Some(program) = &proxy.program
+    {
+        let program = program.display().to_string();
+        if let Err(e) = host::run(&program, &["proxy", "--cleanup"]) {
+            warn!(error = %e, "kube-proxy --cleanup");
         }
     }
-    report.stray_pod_processes = stop_pod_processes(dir).await?;
-    if let Some(e) = stuck {
-        return Err(e);
-    }
-    // `up` exited long ago, so PID 1 reaps these; wait for it, so that nothing (not even a
-    // zombie) is left when `down` returns.
-    for (name, pid, _) in &report.stopped {
-        if !procs::wait_reaped(*pid, Duration::from_secs(10)).await {
-            warn!(name, pid, "stopped, but not yet reaped by its parent");
-        }
+    for name in ["containerd", "apiserver", "forward", "etcd"] {
+        stop_named(state, name, &mut report).await?;
     }
     for (name, port) in state.ports() {
         if port != 0 && !procs::wait_port_closed(port, Duration::from_secs(10)).await {
             return Err(Error::PortStillOpen { name, port });
         }
     }
-    remove_created_paths(dir);
+    report.stray_processes = kill_node_processes(dir).await?;
+    let mut failed = host::unmount_under(dir.root());
+    let baseline = read_snapshot(&dirs);
+    failed.extend(host::remove_new_netns(&baseline));
+    failed.extend(host::teardown_network());
+    failed.extend(host::restore_sysctls(&baseline.sysctls));
+    failed.extend(host::remove_cgroups());
     for path in [dir.state_file()] {
         if path.exists() {
             std::fs::remove_file(&path).map_err(io_err("removing", &path))?;
         }
     }
-    let etcd = dir.etcd_data();
-    if etcd.exists() {
-        std::fs::remove_dir_all(&etcd).map_err(io_err("removing", &etcd))?;
-    }
-    // Pod volumes hold tokens and secrets; the container logs stay for inspection.
-    if let Ok(pods) = std::fs::read_dir(dir.pods()) {
-        for pod in pods.flatten() {
-            let volumes = pod.path().join("volumes");
-            if volumes.exists() {
-                std::fs::remove_dir_all(&volumes).map_err(io_err("removing", &volumes))?;
-            }
+    for sub in [
+        dir.etcd_data(),
+        dirs.containerd_root(),
+        dirs.containerd_state(),
+        dirs.kubelet_root(),
+    ] {
+        if sub.exists() && host::mounts_under(&sub).is_empty() {
+            std::fs::remove_dir_all(&sub).map_err(io_err("removing", &sub))?;
         }
     }
-    Ok(report)
+    if std::fs::read_to_string(NODE_MARKER)
+        .is_ok_and(|m| m.trim() == dir.root().display().to_string())
+    {
+        let _ = std::fs::remove_file(NODE_MARKER);
+    }
+    for f in &failed {
+        warn!(what = %f, "could not undo");
+    }
+    let left = leftovers(dir);
+    if left.is_empty() {
+        Ok(report)
+    } else {
+        Err(Error::Leftovers(left))
+    }
 }
 
-/// Kills every process that carries the pod marker of this state directory. Returns how many.
-async fn stop_pod_processes(dir: &StateDir) -> Result<usize, Error> {
-    let pods = dir.pods();
+fn read_snapshot(dirs: &NodeDirs) -> host::HostSnapshot {
+    std::fs::read(dirs.host_snapshot())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| host::HostSnapshot {
+            // No snapshot: nothing to restore, and every current namespace and link is the host's.
+            sysctls: Default::default(),
+            ..host::HostSnapshot::take()
+        })
+}
+
+/// Processes of this cluster that are still running: any whose command line names the state
+/// directory (components, containerd's shims), and any in the pods' cgroups.
+fn node_processes(dir: &StateDir) -> Vec<(u32, String)> {
+    let needle = dir.root().display().to_string();
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found: Vec<(u32, String)> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me && procs::is_alive(*pid))
+        .filter_map(|pid| {
+            let cmd = procs::cmdline(pid)?;
+            cmd.iter()
+                .any(|a| a.contains(&needle))
+                .then(|| (pid, cmd.join(" ")))
+        })
+        .collect();
+    for pid in host::cgroup_processes() {
+        if !found.iter().any(|(p, _)| *p == pid) {
+            let cmd = procs::cmdline(pid).unwrap_or_default().join(" ");
+            found.push((pid, cmd));
+        }
+    }
+    found
+}
+
+/// Kills what [`node_processes`] finds (twice: a dying process may fork). Returns how many.
+async fn kill_node_processes(dir: &StateDir) -> Result<usize, Error> {
     let mut count = 0;
-    // Twice: a dying process may have forked meanwhile.
     for _ in 0..2 {
-        let pids = procs::processes_with_env(POD_MARKER_ENV, &pods);
-        count += pids.len();
-        for pid in pids {
-            warn!(pid, "killing a stray pod process");
-            if procs::terminate(pid, true, Duration::from_secs(5)).await == procs::Ended::Stuck {
-                return Err(Error::Stuck {
-                    name: "pod process".to_owned(),
-                    pid,
-                });
+        for (pid, cmd) in node_processes(dir) {
+            count += 1;
+            warn!(pid, %cmd, "killing a stray node process");
+            if procs::terminate(pid, false, Duration::from_secs(5)).await == procs::Ended::Stuck {
+                return Err(Error::Stuck { name: cmd, pid });
             }
-            // Orphaned by the dead kubelet: PID 1 reaps it.
             procs::wait_reaped(pid, Duration::from_secs(5)).await;
         }
     }
     Ok(count)
 }
 
-/// Removes the mount points the kubelet created on the host (only if still empty).
-fn remove_created_paths(dir: &StateDir) {
-    let list = dir.created_paths();
-    let Ok(text) = std::fs::read_to_string(&list) else {
-        return;
-    };
-    let mut paths: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
-    paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    paths.dedup();
-    for path in paths {
-        let path = Path::new(path);
-        let removed = if path.is_dir() {
-            std::fs::remove_dir(path)
-        } else if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
-            std::fs::remove_file(path)
-        } else {
-            continue;
-        };
-        if let Err(e) = removed {
-            warn!(path = %path.display(), error = %e, "could not remove a created mount point");
-        }
-    }
-    let _ = std::fs::remove_file(&list);
+/// The clean-stop check: what this cluster left on the host (processes, mounts, network
+/// namespaces and interfaces, routes, iptables chains, cgroups, changed sysctls), one line each.
+pub fn leftovers(dir: &StateDir) -> Vec<String> {
+    let baseline = read_snapshot(&dir.node());
+    let processes: Vec<String> = node_processes(dir)
+        .into_iter()
+        .map(|(pid, cmd)| format!("{pid} {cmd}"))
+        .collect();
+    host::leftovers(&baseline, dir.root(), &processes)
 }
 
 /// The state of the local cluster as `status` reports it.

@@ -274,10 +274,11 @@ pub async fn kubectl_uid(
         .to_owned())
 }
 
-/// GET `path` from the release's controller (`/readyz`, `/metrics`): status code and body
-/// (see [`crate::release::controller_get`] for why it is reached on 127.0.0.1).
+/// GET `path` from the release's controller (`/readyz`, `/metrics`) through the API server's
+/// service proxy: status code and body.
 pub async fn controller_get(release: &Release, path: &str) -> Result<(u16, String), BoxError> {
-    let response = release.controller_get(path).await?;
+    let cluster = TestCluster::shared().await?;
+    let response = release.controller_get(cluster, path).await?;
     Ok((response.status, response.body))
 }
 

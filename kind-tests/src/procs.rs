@@ -83,6 +83,10 @@ pub async fn wait_gone(pid: u32, timeout: Duration) -> bool {
 pub async fn wait_reaped(pid: u32, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
+        // Our own child (a boot that failed midway) is reaped here; anyone else's by its parent.
+        if let Some(p) = to_pid(pid) {
+            let _ = nix::sys::wait::waitpid(p, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        }
         if !Path::new(&format!("/proc/{pid}")).exists() {
             return true;
         }

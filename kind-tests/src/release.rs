@@ -2,8 +2,8 @@
 //!
 //! Each scenario gets its own release (own name, own install namespace) that only includes the
 //! scenario's namespaces, so scenarios running side by side do not scan, count or clean up each
-//! other's workloads. The local kubelet maps the images `kubevigil.local/controller:dev` and
-//! `kubevigil.local/scan-job:dev` to the workspace's binaries (`cargo build --bins`).
+//! other's workloads. The images are the chart's defaults (`ghcr.io/kubevigil/...:<appVersion>`),
+//! which the local node imports at boot from `scripts/images.sh`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,14 +36,13 @@ pub struct Release {
     pub sets: Vec<String>,
     /// Extra `--set-json key=json` pairs, applied after `sets`.
     pub set_jsons: Vec<String>,
-    /// Port of the controller's `/metrics`, `/livez` and `/readyz` (`metrics.port`). Pods of the
-    /// local kubelet share the host network, so each release gets a free port of its own (two
-    /// controllers on 8080 would collide); the test reaches it on 127.0.0.1.
-    pub metrics_port: u16,
 }
 
+/// The chart's default `metrics.port`.
+pub const METRICS_PORT: u16 = 8080;
+
 impl Release {
-    /// A release named `name` in namespace `name`, watching `include`, with a free metrics port.
+    /// A release named `name` in namespace `name`, watching `include`.
     pub fn new(name: &str, include: &[&str]) -> Self {
         Release {
             name: name.to_owned(),
@@ -51,7 +50,6 @@ impl Release {
             include: include.iter().map(|s| (*s).to_owned()).collect(),
             sets: Vec::new(),
             set_jsons: Vec::new(),
-            metrics_port: crate::procs::free_port().unwrap_or(8080),
         }
     }
 
@@ -69,7 +67,7 @@ impl Release {
         self
     }
 
-    /// The `helm` arguments of `upgrade --install` (the README's command plus the local images).
+    /// The `helm` arguments of `upgrade --install` (the README's command, with the test's scope).
     pub fn install_args(&self) -> Vec<String> {
         let chart = chart_dir();
         let mut args: Vec<String> = [
@@ -84,20 +82,10 @@ impl Release {
             "clusterName=local",
             "--set",
             "capabilities.continuousScan=enable",
-            "--set",
-            "controller.image.repository=kubevigil.local/controller",
-            "--set",
-            "controller.image.tag=dev",
-            "--set",
-            "scanJob.image.repository=kubevigil.local/scan-job",
-            "--set",
-            "scanJob.image.tag=dev",
         ]
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
-        args.push("--set".to_owned());
-        args.push(format!("metrics.port={}", self.metrics_port));
         if !self.include.is_empty() {
             args.push("--set".to_owned());
             args.push(format!("includeNamespaces={{{}}}", self.include.join(",")));
@@ -151,9 +139,27 @@ impl Release {
         }
     }
 
-    /// `GET path` on the controller's HTTP endpoint (`/metrics`, `/livez`, `/readyz`).
-    pub async fn controller_get(&self, path: &str) -> Result<HttpResponse, Error> {
-        controller_get(self.metrics_port, path).await
+    /// The controller's metrics Service (`<release>-kubevigil-controller-metrics`, or
+    /// `<release>-controller-metrics` when the release name holds `kubevigil`).
+    pub fn metrics_service(&self) -> String {
+        let full = if self.name.contains("kubevigil") {
+            self.name.clone()
+        } else {
+            format!("{}-kubevigil", self.name)
+        };
+        let full: String = full.chars().take(40).collect();
+        format!("{}-controller-metrics", full.trim_end_matches('-'))
+    }
+
+    /// `GET path` on the controller's HTTP endpoint (`/metrics`, `/livez`, `/readyz`), through
+    /// the API server's service proxy.
+    pub async fn controller_get(
+        &self,
+        cluster: &TestCluster,
+        path: &str,
+    ) -> Result<HttpResponse, Error> {
+        let client = cluster.client().await?;
+        controller_get(&client, &self.namespace, &self.metrics_service(), path).await
     }
 
     /// The scan Jobs of this release.
@@ -245,44 +251,43 @@ pub struct HttpResponse {
     pub body: String,
 }
 
-/// `GET path` on a controller of the local cluster, at `127.0.0.1:port`. The local kubelet runs
-/// pods as host processes with pod IP 127.0.0.1, which the API server's service and pod proxies
-/// refuse to reach, so tests talk to the port directly (on a real cluster: `kubectl get --raw
-/// /api/v1/namespaces/NS/services/SVC:PORT/proxy/PATH`).
-pub async fn controller_get(port: u16, path: &str) -> Result<HttpResponse, Error> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let what = format!("GET http://127.0.0.1:{port}{path}");
-    let io = |e: std::io::Error| Error::Boot {
-        command: what.clone(),
-        detail: e.to_string(),
-    };
-    let mut stream = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio::net::TcpStream::connect(("127.0.0.1", port)),
-    )
-    .await
-    .map_err(|_| io(std::io::Error::other("connect timed out")))?
-    .map_err(io)?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+/// `GET path` on the controller behind Service `service` in `namespace`, through the API
+/// server's service proxy (`kubectl get --raw
+/// /api/v1/namespaces/NS/services/SVC:8080/proxy/PATH`): the API server connects to the
+/// controller pod's address on the node's bridge. A non-2xx answer (`/readyz` says 503 while a
+/// kind is not ready) is returned as such, not as an error.
+pub async fn controller_get(
+    client: &kube::Client,
+    namespace: &str,
+    service: &str,
+    path: &str,
+) -> Result<HttpResponse, Error> {
+    let uri =
+        format!("/api/v1/namespaces/{namespace}/services/{service}:{METRICS_PORT}/proxy{path}");
+    let what = format!("GET {uri}");
+    let request = http::Request::get(&uri)
+        .body(Vec::new())
+        .map_err(|e| Error::Boot {
+            command: what.clone(),
+            detail: e.to_string(),
+        })?;
+    let answer = tokio::time::timeout(Duration::from_secs(10), client.request_text(request))
         .await
-        .map_err(io)?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw))
-        .await
-        .map_err(|_| io(std::io::Error::other("read timed out")))?
-        .map_err(io)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| io(std::io::Error::other(format!("no HTTP status in {head:?}"))))?;
-    Ok(HttpResponse {
-        status,
-        body: body.to_owned(),
-    })
+        .map_err(|_| Error::Boot {
+            command: what.clone(),
+            detail: "no answer within 10s".to_owned(),
+        })?;
+    match answer {
+        Ok(body) => Ok(HttpResponse { status: 200, body }),
+        Err(kube::Error::Api(status)) => Ok(HttpResponse {
+            status: status.code,
+            body: status.message.clone(),
+        }),
+        Err(e) => Err(Error::Kube {
+            action: what,
+            source: e,
+        }),
+    }
 }
 
 /// The value of the first sample of metric `name` in a Prometheus text exposition.

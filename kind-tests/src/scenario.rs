@@ -29,7 +29,7 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use crate::cluster::{self, StateDir};
-use crate::{kubelet, tools};
+use crate::tools;
 
 /// Any error a test body returns.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -42,13 +42,13 @@ pub const KEEP_NS_ENV: &str = "KUBEVIGIL_KEEP_NS";
 pub const PROBE_IMAGE_ENV: &str = "KUBEVIGIL_PROBE_IMAGE";
 
 /// The image of kind-tests' `probe` program: `$KUBEVIGIL_PROBE_IMAGE`, else
-/// `kubevigil.local/probe:dev` (the local kubelet maps it to `target/<profile>/probe`; `kind.sh`
-/// builds and loads an image of that name).
+/// `ghcr.io/kubevigil/probe:<version>` (built by `scripts/images.sh` from `images/Containerfile`
+/// and imported into the local node at boot; `kind.sh` loads the same image).
 pub fn probe_image() -> String {
     std::env::var(PROBE_IMAGE_ENV)
         .ok()
         .filter(|i| !i.is_empty())
-        .unwrap_or_else(|| "kubevigil.local/probe:dev".to_owned())
+        .unwrap_or_else(|| format!("ghcr.io/kubevigil/probe:{}", env!("CARGO_PKG_VERSION")))
 }
 
 /// Label on every test namespace.
@@ -71,9 +71,6 @@ pub enum Error {
     /// kubectl or helm failed.
     #[error(transparent)]
     Tools(#[from] tools::Error),
-    /// Reading a local pod log failed.
-    #[error(transparent)]
-    Kubelet(#[from] kubelet::Error),
     /// An API call failed.
     #[error("{action}: {source}")]
     Kube {
@@ -210,25 +207,20 @@ impl TestCluster {
         Ok(tools::helm(&self.kubeconfig, args).await?)
     }
 
-    /// A pod's log: the local kubelet's files (which outlive the pod), or the API's `pods/log`
-    /// on another cluster.
+    /// A pod's log through the API (`pods/log`, served by the node's kubelet), as `kubectl logs`
+    /// reads it.
     pub async fn pod_log(
         &self,
         client: &Client,
         namespace: &str,
         name: &str,
     ) -> Result<String, Error> {
-        match &self.local {
-            Some(state) => Ok(kubelet::pod_log(state, namespace, name)?),
-            None => {
-                let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-                api.logs(name, &LogParams::default())
-                    .await
-                    .map_err(kube_err(format!(
-                        "reading the log of pod {namespace}/{name}"
-                    )))
-            }
-        }
+        let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        api.logs(name, &LogParams::default())
+            .await
+            .map_err(kube_err(format!(
+                "reading the log of pod {namespace}/{name}"
+            )))
     }
 }
 
@@ -491,43 +483,14 @@ pub async fn dump_namespace(cluster: &TestCluster, client: &Client, ns: &str) ->
         }
     }
     let _ = writeln!(out, "--- pod logs ---");
-    match cluster.local_state() {
-        Some(state) => {
-            let prefix = format!("{ns}_");
-            let mut dirs: Vec<PathBuf> = std::fs::read_dir(state.pods())
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-                .map(|e| e.path())
-                .collect();
-            dirs.sort();
-            for dir in dirs {
-                let pod = dir
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let name = pod.split('_').nth(1).unwrap_or_default();
-                let _ = writeln!(out, ">>> {pod}");
-                match kubelet::pod_log(state, ns, name) {
-                    Ok(log) => out.push_str(&log),
-                    Err(e) => {
-                        let _ = writeln!(out, "({e})");
-                    }
-                }
-            }
-        }
-        None => {
-            if let Ok(list) = pods.list(&lp).await {
-                for p in &list.items {
-                    let name = p.metadata.name.clone().unwrap_or_default();
-                    let _ = writeln!(out, ">>> {name}");
-                    match cluster.pod_log(client, ns, &name).await {
-                        Ok(log) => out.push_str(&log),
-                        Err(e) => {
-                            let _ = writeln!(out, "({e})");
-                        }
-                    }
+    if let Ok(list) = pods.list(&lp).await {
+        for p in &list.items {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let _ = writeln!(out, ">>> {name}");
+            match cluster.pod_log(client, ns, &name).await {
+                Ok(log) => out.push_str(&log),
+                Err(e) => {
+                    let _ = writeln!(out, "({e})");
                 }
             }
         }

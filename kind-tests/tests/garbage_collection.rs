@@ -1,5 +1,5 @@
 //! The garbage collector removes a Deployment's ReplicaSet and pods on foreground deletion, and
-//! the kubelet stops the pods' processes.
+//! the kubelet stops the pods' containers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -72,34 +72,42 @@ async fn foreground_deletion_removes_replicaset_and_pods() -> Result<(), Error> 
         .await?;
         assert_eq!(running.len(), 2);
         assert_eq!(replicasets.list(&lp).await?.items.len(), 1);
-        // "Running" is reported when the process is spawned; the SIGTERM check below needs
-        // each probe to have started and logged first.
-        if let Some(state) = cluster.local_state() {
-            let prefix = format!("{ns}_sleeper-");
-            let pods_dir = state.pods();
+        // Both probes have started (their logs, read through the API as `kubectl logs` does),
+        // and on the local node each has a running containerd task.
+        let names: Vec<String> = pods
+            .list(&lp)
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        for name in &names {
             wait_for(
                 Duration::from_secs(30),
-                "both sleepers to log their start",
-                || {
-                    let (prefix, pods_dir) = (prefix.clone(), pods_dir.clone());
-                    async move {
-                        let started = std::fs::read_dir(&pods_dir)?
-                            .flatten()
-                            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-                            .filter(|e| {
-                                std::fs::read_to_string(e.path().join("sleeper.log"))
-                                    .is_ok_and(|l| l.contains("sleeping until SIGTERM"))
-                            })
-                            .count();
-                        Ok(if started == 2 {
-                            Check::Done(())
-                        } else {
-                            Check::NotYet(format!("{started} of 2 started"))
-                        })
-                    }
+                &format!("sleeper {name} to log its start"),
+                || async {
+                    let log = cluster.pod_log(&client, &ns, name).await?;
+                    Ok(if log.contains("sleeping until SIGTERM") {
+                        Check::Done(())
+                    } else {
+                        Check::NotYet(format!("log: {log:?}"))
+                    })
                 },
             )
             .await?;
+        }
+        let mut containers = Vec::new();
+        if let Some(state) = cluster.local_state() {
+            for pod in pods.list(&lp).await?.items {
+                let id = pod
+                    .status
+                    .and_then(|s| s.container_statuses)
+                    .and_then(|cs| cs.into_iter().find_map(|c| c.container_id))
+                    .expect("a running pod has a container ID");
+                let pid = kind_tests::node::container_pid(&state.node(), &id)
+                    .unwrap_or_else(|| panic!("containerd runs no task for {id}"));
+                containers.push((id, pid));
+            }
         }
 
         deployments
@@ -125,20 +133,18 @@ async fn foreground_deletion_removes_replicaset_and_pods() -> Result<(), Error> 
         assert_eq!(rs_left, 0, "ReplicaSets left after foreground deletion");
         assert!(pods_left.is_empty(), "pods left: {pods_left:?}");
 
-        // The kubelet stopped the processes with SIGTERM (the probe logs it).
+        // The kubelet stopped the containers: containerd runs no task for them, and their
+        // processes are gone.
         if let Some(state) = cluster.local_state() {
-            let prefix = format!("{ns}_sleeper-");
-            let dirs: Vec<_> = std::fs::read_dir(state.pods())?
-                .flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-                .collect();
-            assert_eq!(dirs.len(), 2, "one local pod directory per pod");
-            for dir in dirs {
-                let log = std::fs::read_to_string(dir.path().join("sleeper.log"))?;
+            for (id, pid) in &containers {
+                assert_eq!(
+                    kind_tests::node::container_pid(&state.node(), id),
+                    None,
+                    "containerd still runs {id}"
+                );
                 assert!(
-                    log.contains("got SIGTERM"),
-                    "{}: {log}",
-                    dir.path().display()
+                    !kind_tests::procs::is_alive(*pid),
+                    "process {pid} of {id} still runs"
                 );
             }
         }

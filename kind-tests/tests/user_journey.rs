@@ -159,10 +159,17 @@ fn item_names(list: &serde_json::Value, namespace: Option<&str>) -> Vec<String> 
     names
 }
 
-/// A metric of the README's controller (port 8080 on the local cluster's loopback; see
-/// `release::controller_get` for why not through the API server's proxy).
+/// A metric of the README's controller, through the API server's service proxy.
 async fn metric(name: &str) -> Result<f64, BoxError> {
-    let response = controller_get(8080, "/metrics").await?;
+    let cluster = TestCluster::shared().await?;
+    let client = cluster.client().await?;
+    let response = controller_get(
+        &client,
+        INSTALL_NS,
+        "kubevigil-controller-metrics",
+        "/metrics",
+    )
+    .await?;
     metric_value(&response.body, name).ok_or_else(|| format!("metric {name} not found").into())
 }
 
@@ -360,6 +367,61 @@ async fn journey(cluster: &TestCluster) -> Result<(), BoxError> {
     assert!(
         described.contains("kubevigil.io/targets") && described.contains(&target),
         "describe job {job_name} does not show its targets:\n{described}"
+    );
+
+    // "Inspecting scan Jobs": the scan Job's log, the kubelet's events on the controller pod, and
+    // /readyz through the API server's service proxy, each as the README shows them.
+    let job_log = cluster
+        .kubectl(["logs", &format!("job/{job_name}"), "-n", INSTALL_NS])
+        .await?;
+    let readme_log = readme_block("job-logs");
+    let first = readme_log
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split("uids=").next())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        !first.is_empty() && job_log.lines().any(|l| l.starts_with(&first)),
+        "kubectl logs job/{job_name} has no line starting like the README's {first:?}:\n{job_log}"
+    );
+    let pod_description = cluster
+        .kubectl([
+            "describe",
+            "pod",
+            "-n",
+            INSTALL_NS,
+            "-l",
+            "app.kubernetes.io/component=controller",
+        ])
+        .await?;
+    for event in ["Scheduled", "Created", "Started"] {
+        assert!(
+            pod_description
+                .lines()
+                .any(|l| l.trim_start().starts_with("Normal") && l.contains(event)),
+            "kubectl describe pod shows no {event} event:\n{pod_description}"
+        );
+    }
+    let readme_readyz = readme_block("readyz");
+    let readyz_command: Vec<String> = readme_readyz
+        .lines()
+        .find_map(|l| l.strip_prefix("$ kubectl "))
+        .unwrap()
+        .split_whitespace()
+        .map(|w| w.trim_matches('"').to_owned())
+        .collect();
+    let readyz = cluster.kubectl(&readyz_command).await?;
+    let readme_answer: Vec<&str> = readme_readyz
+        .lines()
+        .skip_while(|l| !l.starts_with("$ kubectl "))
+        .skip(1)
+        .filter(|l| !l.starts_with("```"))
+        .collect();
+    assert_eq!(
+        readyz.lines().collect::<Vec<_>>(),
+        readme_answer,
+        "/readyz through the service proxy differs from the README"
     );
 
     // Quiet once done: no scan loops (a scan Job must never cause another). After the queue

@@ -1,9 +1,9 @@
 //! `kv-bench`: kubevigil's cluster benchmark. It prints figures; it passes or fails nothing.
 //!
 //! Everything runs on the local real control plane with kubevigil installed by its Helm chart
-//! ([`Release`]); the process kubelet runs the controller and the scan Jobs as local processes,
-//! so their memory and CPU are read from `/proc/<pid>` (the pod's container ID is
-//! `local://<pid>`). Workloads are Deployments with zero replicas labelled
+//! ([`Release`]); the node's containerd runs the controller and the scan Jobs, whose processes
+//! are host processes, so their memory and CPU are read from `/proc/<pid>` (the PID of the
+//! container's containerd task). Workloads are Deployments with zero replicas labelled
 //! `kubevigil-bench=workload`, 100 per namespace in namespaces `kvb-00`, `kvb-01`...: they
 //! exist in etcd and are watched and scanned like any other, without running pods.
 //!
@@ -40,7 +40,6 @@ use kube::{Api, Client};
 use kubevigil_crds::identity::{annotations, object_fingerprint_with_spec, spec_hash};
 use kubevigil_crds::{WorkloadConfigurationScan, WorkloadConfigurationScanSummary};
 use serde_json::json;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::Instant;
 
 use crate::release::{Release, SCAN_JOB_SELECTOR};
@@ -55,9 +54,6 @@ pub const PER_NAMESPACE: usize = 100;
 pub const CHURN_NS: &str = "kvb-churn";
 /// Replicas of the churn Deployment.
 pub const CHURN_REPLICAS: i32 = 50;
-/// Port of the benchmark controller's `/metrics` (pods share the host network; a port of its
-/// own avoids other clusters' controllers on the same machine).
-pub const METRICS_PORT: u16 = 18_487;
 /// The Jobs' targets annotation (controller/src/jobs.rs).
 const TARGETS_ANNOTATION: &str = "kubevigil.io/targets";
 
@@ -152,6 +148,8 @@ pub struct LatencyFigures {
     pub timed_out: usize,
     /// Scan Jobs created during the phase.
     pub jobs: usize,
+    /// From each scan Job's creation to its pod Running (both as the watches saw them).
+    pub pod_start: Vec<Duration>,
 }
 
 /// Figures of the churn phase.
@@ -288,7 +286,7 @@ impl Bench {
 
     fn release(&self, name: &str, include: &[String]) -> Release {
         let refs: Vec<&str> = include.iter().map(String::as_str).collect();
-        Release::new(name, &refs).set(&format!("metrics.port={METRICS_PORT}"))
+        Release::new(name, &refs)
     }
 
     /// Runs `body` with `release` installed; uninstalls it afterwards, whatever happened.
@@ -302,7 +300,7 @@ impl Bench {
             eprintln!("{}", release.dump(self.cluster).await);
         }
         release.uninstall(self.cluster).await;
-        // The next release reuses the metrics port: wait for this controller to be gone.
+        // The next release starts from an idle node: wait for this controller to be gone.
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &release.namespace);
         let _ = scenario::wait_for(
             Duration::from_secs(120),
@@ -484,14 +482,18 @@ impl Bench {
         }
     }
 
-    /// The controller pod's process: its PID (from the container ID `local://<pid>`).
+    /// The controller container's host PID (containerd's task for its container ID).
     async fn controller_pid(&self, release: &Release) -> Result<u32, Error> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &release.namespace);
+        let node = crate::cluster::StateDir::from_env()
+            .map_err(|e| Error::Bench(format!("the local cluster's state directory: {e}")))?
+            .node();
         let found = scenario::wait_for(
             Duration::from_secs(120),
             &format!("the controller process of {}", release.name),
             || {
                 let pods = pods.clone();
+                let node = node.clone();
                 async move {
                     let list = pods
                         .list(
@@ -504,8 +506,9 @@ impl Bench {
                             .container_statuses
                             .as_ref()?
                             .iter()
-                            .find_map(|c| c.container_id.as_deref()?.strip_prefix("local://"))
-                            .and_then(|pid| pid.parse::<u32>().ok())
+                            .filter(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+                            .find_map(|c| c.container_id.as_deref())
+                            .and_then(|id| crate::node::container_pid(&node, id))
                     });
                     Ok::<_, scenario::BoxError>(match pid {
                         Some(pid) => scenario::Check::Done(pid),
@@ -577,8 +580,11 @@ impl Bench {
             secs(initial_scan)
         );
         // Steady: the controller has nothing queued and no Job running.
-        self.wait_controller_idle(Duration::from_secs(300)).await?;
-        let metrics = controller_metrics().await.unwrap_or_default();
+        self.wait_controller_idle(release, Duration::from_secs(300))
+            .await?;
+        let metrics = controller_metrics(&self.client, release)
+            .await
+            .unwrap_or_default();
         let mem = proc_mem(pid)?;
         let (idle_cpu, mem_after_idle) = match idle {
             Some(window) => {
@@ -606,13 +612,17 @@ impl Bench {
 
     /// Waits until the controller has reported an empty queue and no active Job for 3 s
     /// without interruption (polled every 250 ms).
-    async fn wait_controller_idle(&self, timeout: Duration) -> Result<(), Error> {
+    async fn wait_controller_idle(
+        &self,
+        release: &Release,
+        timeout: Duration,
+    ) -> Result<(), Error> {
         let quiet = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         scenario::wait_for(timeout, "the controller to be idle", || {
             let quiet = quiet.clone();
             async move {
                 use std::sync::atomic::Ordering;
-                let m = controller_metrics().await?;
+                let m = controller_metrics(&self.client, release).await?;
                 let q = stats::metric_value(&m, "kubevigil_queue_depth").unwrap_or(-1.0);
                 let a = stats::metric_value(&m, "kubevigil_scan_jobs_active").unwrap_or(-1.0);
                 let n = if q == 0.0 && a == 0.0 {
@@ -646,8 +656,10 @@ impl Bench {
         );
         let summaries = SummaryWatch::start(self.client.clone());
         let jobs = JobWatch::start(self.client.clone(), &release.namespace);
+        let pod_start = PodStartWatch::start(self.client.clone(), &release.namespace);
         summaries.wait_synced(Duration::from_secs(120)).await?;
         let jobs_before = jobs.count();
+        let known_jobs = jobs.names();
         let mut tasks = Vec::with_capacity(n);
         for i in 0..n {
             let ns = namespaces[i % namespaces.len()].clone();
@@ -687,6 +699,7 @@ impl Bench {
             }
         }
         figures.jobs = jobs.count() - jobs_before;
+        figures.pod_start = pod_start.samples(&known_jobs);
         Ok(figures)
     }
 
@@ -742,7 +755,8 @@ impl Bench {
             .ok_or_else(|| {
                 Error::Bench("the churn deployment's first summary never came".into())
             })?;
-        self.wait_controller_idle(Duration::from_secs(300)).await?;
+        self.wait_controller_idle(release, Duration::from_secs(300))
+            .await?;
         let before: HashSet<String> = jobs.names();
         eprintln!("kv-bench: churn: rolling out");
         let t0 = Instant::now();
@@ -764,7 +778,8 @@ impl Bench {
             .ok_or_else(|| Error::Bench("the rolled-out deployment was never rescanned".into()))?;
         // The positive signal before counting: the controller has processed the rollout's
         // events (queue empty, no Job active, twice in a row over several seconds).
-        self.wait_controller_idle(Duration::from_secs(300)).await?;
+        self.wait_controller_idle(release, Duration::from_secs(300))
+            .await?;
         let target = format!("apps/v1/deployments/Deployment/{CHURN_NS}/{name}");
         let (mut mine, mut other) = (0, 0);
         for (job, targets) in jobs.all() {
@@ -929,21 +944,24 @@ fn proc_ticks(pid: u32) -> Result<u64, Error> {
         .ok_or_else(|| Error::Bench(format!("no CPU times in {path}")))
 }
 
-/// The benchmark controller's `/metrics` text (pods share the host network).
-async fn controller_metrics() -> Result<String, Error> {
-    let io = |source| Error::Io {
-        what: format!("reading the controller's metrics on 127.0.0.1:{METRICS_PORT}"),
-        source,
-    };
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", METRICS_PORT))
-        .await
-        .map_err(io)?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await
-        .map_err(io)?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.map_err(io)?;
-    Ok(body)
+/// The benchmark controller's `/metrics` text, through the API server's service proxy.
+async fn controller_metrics(client: &Client, release: &Release) -> Result<String, Error> {
+    let response = crate::release::controller_get(
+        client,
+        &release.namespace,
+        &release.metrics_service(),
+        "/metrics",
+    )
+    .await
+    .map_err(|e| Error::Bench(format!("reading the controller's metrics: {e}")))?;
+    if response.status == 200 {
+        Ok(response.body)
+    } else {
+        Err(Error::Bench(format!(
+            "the controller's /metrics answered {}: {}",
+            response.status, response.body
+        )))
+    }
 }
 
 /// Every summary's fingerprint, kept current by a metadata watch (one LIST, then a WATCH: the
@@ -1179,6 +1197,76 @@ impl JobWatch {
     }
 }
 
+/// When each scan Job and its pod's Running were first seen, by Job name.
+#[derive(Clone, Default)]
+struct PodStartWatch {
+    seen: Arc<Mutex<BTreeMap<String, (Option<Instant>, Option<Instant>)>>>,
+}
+
+impl PodStartWatch {
+    fn start(client: Client, namespace: &str) -> Self {
+        let w = PodStartWatch::default();
+        let jobs: Api<PartialObjectMeta<Job>> = Api::namespaced(client.clone(), namespace);
+        let pods: Api<Pod> = Api::namespaced(client, namespace);
+        let seen = w.seen.clone();
+        tokio::spawn(async move {
+            let mut stream =
+                watcher::watcher(jobs, watcher::Config::default().labels(SCAN_JOB_SELECTOR))
+                    .default_backoff()
+                    .applied_objects()
+                    .boxed();
+            while let Some(Ok(m)) = stream.next().await {
+                let name = m.metadata.name.unwrap_or_default();
+                let mut s = seen
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                s.entry(name)
+                    .or_default()
+                    .0
+                    .get_or_insert_with(Instant::now);
+            }
+        });
+        let seen = w.seen.clone();
+        tokio::spawn(async move {
+            let mut stream =
+                watcher::watcher(pods, watcher::Config::default().labels(SCAN_JOB_SELECTOR))
+                    .default_backoff()
+                    .applied_objects()
+                    .boxed();
+            while let Some(Ok(p)) = stream.next().await {
+                let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                    || p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded");
+                let job = p
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("batch.kubernetes.io/job-name").cloned());
+                if let (true, Some(job)) = (running, job) {
+                    let mut s = seen
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    s.entry(job).or_default().1.get_or_insert_with(Instant::now);
+                }
+            }
+        });
+        w
+    }
+
+    /// Job creation to pod Running of the Jobs not in `before` whose both moments were seen.
+    fn samples(&self, before: &HashSet<String>) -> Vec<Duration> {
+        let s = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.iter()
+            .filter(|(name, _)| !before.contains(*name))
+            .filter_map(|(_, (job, pod))| {
+                Some(pod.as_ref()?.saturating_duration_since(*job.as_ref()?))
+            })
+            .collect()
+    }
+}
+
 /// The figures as Markdown tables.
 pub fn render(f: &Figures) -> String {
     let mut out = String::new();
@@ -1239,6 +1327,17 @@ pub fn render(f: &Figures) -> String {
             p(50.0),
             p(95.0),
             p(99.0)
+        ));
+        let q = |x| {
+            percentile(&l.pod_start, x)
+                .map(secs)
+                .unwrap_or_else(|| "-".into())
+        };
+        out.push_str(&format!(
+            "scan Job pod start (Job created to pod Running) over {} Jobs: p50 {}, p95 {}\n",
+            l.pod_start.len(),
+            q(50.0),
+            q(95.0)
         ));
     }
     if let Some(c) = &f.churn {

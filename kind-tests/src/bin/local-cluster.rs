@@ -1,48 +1,38 @@
-//! `local-cluster`: the local real Kubernetes control plane and the process kubelet.
+//! `local-cluster`: the local real Kubernetes cluster (control plane and a real node).
 //!
 //! ```text
 //! local-cluster up        boot (or reuse) the cluster; prints only the kubeconfig path on stdout
-//! local-cluster down      stop every process of the cluster and its pods
+//! local-cluster down      stop every process of the cluster, drain its pods, restore the host
 //! local-cluster status    show the processes and whether /readyz is ok
+//! local-cluster check-clean
+//!                         after `down`: list anything the cluster left on the host (exit 1 if any)
 //! local-cluster restart-apiserver
 //!                         stop kube-apiserver and start it again with the same arguments
-//! local-cluster kubelet   the process kubelet itself (started by `up`)
+//! local-cluster forward   serve the API server's port on the bridge address (started by `up`)
 //! ```
 //!
 //! The state directory is `--state-dir`, else `$KUBEVIGIL_CLUSTER_DIR`, else
 //! `$HOME/.cache/kubevigil/cluster`. Progress goes to stderr.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-use kind_tests::cluster::{self, NODE_NAME, StateDir, UpOptions};
-use kind_tests::kubelet::{self, KubeletConfig, image::ImageMap, sandbox};
+use clap::{Parser, Subcommand};
+use kind_tests::cluster::{self, StateDir, UpOptions};
+use kind_tests::node::forward;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "local-cluster",
-    about = "The local real Kubernetes control plane for kubevigil's tests"
+    about = "The local real Kubernetes cluster for kubevigil's tests"
 )]
 struct Cli {
-    /// State directory (kubeconfig, logs, PIDs, pods).
+    /// State directory (kubeconfig, logs, PIDs, the node).
     #[arg(long, global = true, env = cluster::STATE_DIR_ENV)]
     state_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Debug, Args)]
-struct ImageArgs {
-    /// Extra image rule PREFIX=PATH: images starting with PREFIX run the binary PATH
-    /// (repeatable, or comma-separated in the environment variable).
-    #[arg(long = "image-map", env = "KUBEVIGIL_IMAGE_MAP", value_delimiter = ',')]
-    image_map: Vec<String>,
-    /// Where the built-in rules find controller, scan-job and probe (default: the directory of
-    /// this binary).
-    #[arg(long)]
-    target_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,49 +42,29 @@ enum Command {
         /// A prebuilt `controlplane` binary (default: kind-tests/controlplane/build.sh).
         #[arg(long, env = cluster::CONTROLPLANE_ENV)]
         controlplane: Option<PathBuf>,
-        #[command(flatten)]
-        images: ImageArgs,
     },
-    /// Stop every process of the cluster, including pod processes.
+    /// Stop every process of the cluster, drain its pods and restore the host.
     Down,
     /// Show whether the cluster is up.
     Status,
+    /// List what the stopped cluster left on the host; exit 1 if anything.
+    CheckClean,
     /// Restart kube-apiserver with the same arguments (ports, certificates, etcd) and wait for
     /// /readyz; `status` and `down` follow the new PID (fault scenarios).
     RestartApiserver,
-    /// Run the process kubelet (started by `up`).
-    Kubelet {
-        /// Admin kubeconfig.
+    /// Serve a TCP port at another address, byte for byte (started by `up`).
+    Forward {
+        /// Where to listen.
         #[arg(long)]
-        kubeconfig: PathBuf,
-        /// kube-apiserver's port on 127.0.0.1.
+        listen: SocketAddr,
+        /// Where to connect.
         #[arg(long)]
-        apiserver_port: u16,
-        /// Node name.
-        #[arg(long, default_value = NODE_NAME)]
-        node_name: String,
-        /// Upper bound of a pod's termination grace period, in seconds.
-        #[arg(long, default_value_t = 30)]
-        max_grace_seconds: u64,
-        #[command(flatten)]
-        images: ImageArgs,
-    },
-    /// Internal: set up a container's mounts and exec it (run by the kubelet under unshare).
-    #[command(hide = true)]
-    ContainerInit {
-        /// The sandbox spec (JSON).
-        spec: PathBuf,
+        to: SocketAddr,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::ContainerInit { spec } = &cli.command {
-        // Returns only on failure.
-        let err = sandbox::container_init(spec);
-        eprintln!("container-init: {err}");
-        return ExitCode::from(127);
-    }
     use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -132,34 +102,14 @@ fn state_dir(cli: &Cli) -> Result<StateDir, cluster::Error> {
     }
 }
 
-fn self_dir() -> Result<PathBuf, BoxError> {
-    let exe = std::env::current_exe()?;
-    Ok(exe
-        .parent()
-        .ok_or("the executable has no parent directory")?
-        .to_path_buf())
-}
-
 async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     let state = state_dir(&cli)?;
     match cli.command {
-        Command::Up {
-            controlplane,
-            images,
-        } => {
-            let mut kubelet_args: Vec<String> = images
-                .image_map
-                .iter()
-                .map(|rule| format!("--image-map={rule}"))
-                .collect();
-            if let Some(dir) = &images.target_dir {
-                kubelet_args.push(format!("--target-dir={}", dir.display()));
-            }
+        Command::Up { controlplane } => {
             let kubeconfig = cluster::up(&UpOptions {
                 state,
                 controlplane,
                 local_cluster_exe: std::env::current_exe()?,
-                kubelet_args,
             })
             .await?;
             println!("{}", kubeconfig.display());
@@ -179,38 +129,32 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
                 ExitCode::from(3)
             })
         }
+        Command::CheckClean => {
+            let left = cluster::leftovers(&state);
+            if left.is_empty() {
+                println!(
+                    "clean: no process, mount, network namespace or interface, route, iptables \
+                     chain, cgroup or changed sysctl of {} is left",
+                    state.root().display()
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("the cluster left behind:");
+                for l in left {
+                    println!("  {l}");
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        }
         Command::RestartApiserver => {
             let report = cluster::restart_apiserver(&state).await?;
             eprintln!("{report}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Kubelet {
-            kubeconfig,
-            apiserver_port,
-            node_name,
-            max_grace_seconds,
-            images,
-        } => {
-            let target = match images.target_dir {
-                Some(dir) => dir,
-                None => self_dir()?,
-            };
-            let mut map = ImageMap::new(target);
-            for rule in &images.image_map {
-                map = map.with_rule_str(rule)?;
-            }
-            let client = cluster::client_for(&kubeconfig).await?;
-            let cfg = KubeletConfig {
-                node_name,
-                state,
-                apiserver_port,
-                images: map,
-                max_grace: Duration::from_secs(max_grace_seconds),
-            };
-            kubelet::run(client, cfg, shutdown_signal()).await?;
+        Command::Forward { listen, to } => {
+            forward::serve(listen, to, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::ContainerInit { .. } => Ok(ExitCode::FAILURE),
     }
 }
 

@@ -5,6 +5,9 @@
 //! probe rbac --configmap NAME   in-cluster client: read the ConfigMap, try to list Secrets
 //! probe sleep                   run until SIGTERM, then exit 0
 //! probe exit CODE               print and exit with CODE
+//! probe inspect [--pid PID]     print what the runtime enforces on process PID (default 1: the
+//!                               target container's process when run as an ephemeral container
+//!                               with `kubectl debug --target`), or on itself with --pid self
 //! ```
 
 use std::process::ExitCode;
@@ -37,6 +40,13 @@ enum Command {
         /// The exit code.
         code: u8,
     },
+    /// Print the user, no-new-privileges, seccomp mode, effective capabilities, root mount and
+    /// memory limit of a process.
+    Inspect {
+        /// The process (`self` for the probe itself).
+        #[arg(long, default_value = "1")]
+        pid: String,
+    },
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -47,6 +57,13 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Rbac { configmap } => rbac(&configmap).await,
         Command::Sleep => sleep().await,
+        Command::Inspect { pid } => match kind_tests::security::ProcessSecurity::read(&pid) {
+            Ok(report) => {
+                println!("probe: pid {pid}: {report}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Err(e.into()),
+        },
         Command::Exit { code } => {
             println!("probe: exiting with {code}");
             Ok(ExitCode::from(code))

@@ -7,7 +7,8 @@
 //! - [`plan`]: the seeded plan (pure).
 //! - [`invariant`]: expected results from live objects, compared with the listed ones (pure).
 //! - [`Driver`]: runs operations with bounded retries (through the API server's restart) and
-//!   injects the faults on the local cluster, where pods are processes (`local://<pid>`).
+//!   injects the faults on the local cluster's node: containers are killed through containerd
+//!   (`ctr tasks kill -s SIGKILL`, as the runtime ends an OOM-killed or crashed container).
 
 pub mod invariant;
 pub mod plan;
@@ -25,14 +26,13 @@ use kube::api::{
 use kube::{Api, Client};
 use kubevigil_crds::identity::annotations;
 use kubevigil_crds::{WorkloadConfigurationScan, WorkloadConfigurationScanSummary};
-use nix::sys::signal::Signal;
 use tokio::time::Instant;
 
 use self::invariant::{LiveObject, ObservedResult, ResultKind, Scope};
 use self::plan::{Action, Fault, KillMode, Kind, Op};
-use crate::cluster::{POD_MARKER_ENV, StateDir};
+use crate::cluster::StateDir;
+use crate::node;
 use crate::pipeline::job_finished;
-use crate::procs;
 use crate::release::{Release, SCAN_JOB_SELECTOR};
 use crate::scenario::{BoxError, Check, Error, wait_for};
 
@@ -145,29 +145,24 @@ where
     }
 }
 
-/// The pid of the first running container of `pod` (`local://<pid>`), if it is alive and
-/// really that pod's process (the kubelet marks each pod process with its pod directory).
-pub fn pod_process(state: &StateDir, pod: &Pod) -> Option<u32> {
-    let ns = pod.metadata.namespace.as_deref()?;
-    let name = pod.metadata.name.as_deref()?;
-    let pid = pod
+/// The first running container of `pod` on the local node: its containerd ID
+/// (`containerd://...`) and its host PID, if containerd has a running task for it.
+pub fn pod_container(state: &StateDir, pod: &Pod) -> Option<(String, u32)> {
+    let id = pod
         .status
         .as_ref()?
         .container_statuses
         .iter()
         .flatten()
         .filter(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
-        .find_map(|c| {
-            c.container_id
-                .as_deref()?
-                .strip_prefix("local://")?
-                .parse::<u32>()
-                .ok()
-        })?;
-    let prefix = state.pods().join(format!("{ns}_{name}_"));
-    procs::processes_with_env(POD_MARKER_ENV, &prefix)
-        .contains(&pid)
-        .then_some(pid)
+        .find_map(|c| c.container_id.clone())?;
+    let pid = node::container_pid(&state.node(), &id)?;
+    Some((id, pid))
+}
+
+/// SIGKILLs a container through containerd.
+fn kill_container(state: &StateDir, id: &str) -> Result<(), String> {
+    node::kill_container(&state.node(), id).map_err(|e| e.to_string())
 }
 
 fn ready(pod: &Pod) -> bool {
@@ -299,10 +294,12 @@ impl Driver {
             &format!("a ready controller pod in {ns} with a live process"),
             || async {
                 let pods = self.pods(&ns, CONTROLLER_SELECTOR).await?;
-                let live: Vec<(String, u32)> = pods
+                let live: Vec<(String, (String, u32))> = pods
                     .iter()
                     .filter(|p| p.metadata.deletion_timestamp.is_none() && ready(p))
-                    .filter_map(|p| Some((p.metadata.name.clone()?, pod_process(&self.state, p)?)))
+                    .filter_map(|p| {
+                        Some((p.metadata.name.clone()?, pod_container(&self.state, p)?))
+                    })
                     .collect();
                 Ok::<_, BoxError>(match live.first() {
                     Some(x) => Check::Done(x.clone()),
@@ -314,11 +311,13 @@ impl Driver {
             },
         )
         .await?;
-        let (pod, pid) = found;
+        let (pod, (container, pid)) = found;
         let detail = match mode {
             KillMode::Sigkill => {
-                procs::signal_group(pid, Signal::SIGKILL);
-                format!("SIGKILL to pod {pod}'s process group {pid}")
+                kill_container(&self.state, &container).map_err(|e| {
+                    self.fail(format!("killing controller container {container}: {e}"))
+                })?;
+                format!("SIGKILL through containerd to pod {pod}'s container (pid {pid})")
             }
             KillMode::DeletePod => {
                 let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
@@ -342,18 +341,18 @@ impl Driver {
     }
 
     /// Running scan pods with their live process, waiting up to [`FAULT_WINDOW`] for one.
-    async fn running_scan_pods(&self) -> Result<Vec<(Pod, u32)>, Error> {
+    async fn running_scan_pods(&self) -> Result<Vec<(Pod, (String, u32))>, Error> {
         let deadline = Instant::now() + FAULT_WINDOW;
         loop {
             let pods = self
                 .pods(&self.release.namespace, SCAN_JOB_SELECTOR)
                 .await?;
-            let running: Vec<(Pod, u32)> = pods
+            let running: Vec<(Pod, (String, u32))> = pods
                 .into_iter()
                 .filter(|p| p.metadata.deletion_timestamp.is_none())
                 .filter_map(|p| {
-                    let pid = pod_process(&self.state, &p)?;
-                    Some((p, pid))
+                    let container = pod_container(&self.state, &p)?;
+                    Some((p, container))
                 })
                 .collect();
             if !running.is_empty() || Instant::now() >= deadline {
@@ -367,8 +366,12 @@ impl Driver {
     pub async fn kill_scan_pods(&mut self, before_op: usize) -> Result<(), Error> {
         let running = self.running_scan_pods().await?;
         let mut killed = Vec::new();
-        for (pod, pid) in &running {
-            procs::signal_group(*pid, Signal::SIGKILL);
+        for (pod, (container, pid)) in &running {
+            if let Err(e) = kill_container(&self.state, container) {
+                // It may have finished meanwhile: a scan pod lives for a second or two.
+                tracing::info!(container, error = %e, "scan container not killed");
+                continue;
+            }
             killed.push(format!(
                 "{} (pid {pid})",
                 pod.metadata.name.as_deref().unwrap_or_default()
@@ -388,7 +391,7 @@ impl Driver {
         let running = self.running_scan_pods().await?;
         let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.release.namespace);
         let mut deleted = None;
-        for (pod, pid) in &running {
+        for (pod, (_, pid)) in &running {
             let Some(job_name) = pod.metadata.labels.as_ref().and_then(|l| {
                 l.get("batch.kubernetes.io/job-name")
                     .or_else(|| l.get("job-name"))

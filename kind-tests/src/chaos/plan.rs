@@ -211,7 +211,7 @@ impl fmt::Display for Op {
 /// How the controller is stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum KillMode {
-    /// SIGKILL its process (the `local://<pid>` of its container): the kubelet restarts the
+    /// SIGKILL its container through containerd (a node-level kill): the kubelet restarts the
     /// container in the same pod.
     Sigkill,
     /// Delete its pod with grace period 0: the Deployment creates a new one.
@@ -688,7 +688,7 @@ impl Plan {
 mod tests {
     use super::*;
 
-    const IMAGE: &str = "kubevigil.local/probe:dev";
+    const IMAGE: &str = "ghcr.io/kubevigil/probe:0.1.0";
 
     #[test]
     fn the_same_seed_gives_the_same_plan_and_another_seed_another() {

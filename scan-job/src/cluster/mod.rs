@@ -14,6 +14,7 @@ mod api;
 mod batch;
 mod objects;
 mod plan;
+mod runtime;
 mod settings;
 
 use std::path::PathBuf;
@@ -210,6 +211,7 @@ impl RunReport {
 /// Runs `scan-job run` in the cluster: reads the configuration, builds the client from the
 /// in-cluster configuration (or a kubeconfig), and scans every target.
 pub async fn run(args: RunArgs) -> Result<RunReport, RunError> {
+    eprintln!("scan-job run: process: {}", runtime::enforcement_line());
     // The configuration is checked first, so that a bad file is reported as such.
     let settings = Settings::load(args.config.as_deref())?;
     let client = kube::Client::try_default()
