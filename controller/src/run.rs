@@ -16,7 +16,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::{Api, Client};
 use kubevigil_crds::target::{KindInfo, TargetKey};
-use scan_job::engine::{ControlInputs, Evaluator, Exceptions};
+use kubevigil_engine::Settings as ScanSettings;
+use kubevigil_engine::report::SCANNER_VERSION;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -77,13 +78,6 @@ impl Settings {
             .unwrap_or_else(|| "kubevigil".to_string());
         let timing = config.timing(&path)?;
         let controls_hash = controls_hash(&config, &path)?;
-        if !config.exceptions.is_null() {
-            Exceptions::from_value(&config.exceptions).map_err(|e| Error::ConfigValue {
-                path: path.clone(),
-                field: "exceptions".into(),
-                message: e.to_string(),
-            })?;
-        }
         let metrics_addr = cli
             .metrics_addr
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], config.controller.metrics_port)));
@@ -131,20 +125,16 @@ async fn job_owner(client: &Client, namespace: &str, name: Option<&str>) -> Opti
 }
 
 /// The controls hash scan-job writes into results: the catalog and the control inputs from
-/// `controlsConfig` (Kubescape's defaults plus the overrides).
+/// `controlsConfig` (Kubescape's defaults plus the overrides). The engine's settings parser, the
+/// one scan Jobs use, checks `controlsConfig` and `exceptions` on the way.
 pub fn controls_hash(config: &Config, path: &str) -> Result<String, Error> {
-    let mut inputs = ControlInputs::default();
-    if !config.controls_config.is_null() {
-        inputs
-            .apply_overrides(&config.controls_config)
-            .map_err(|e| Error::ConfigValue {
-                path: path.to_string(),
-                field: "controlsConfig".into(),
-                message: e.to_string(),
-            })?;
-    }
-    let evaluator = Evaluator::new(scan_job::catalog::all(), inputs, Exceptions::none());
-    Ok(scan_job::report::controls_hash(&evaluator))
+    let settings = ScanSettings::from_sections(&config.controls_config, &config.exceptions)
+        .map_err(|e| Error::ConfigValue {
+            path: path.to_string(),
+            field: e.field.into(),
+            message: e.message,
+        })?;
+    Ok(settings.controls_hash())
 }
 
 /// The kube client with the client-side request limit.
@@ -237,7 +227,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         namespace = %settings.namespace,
         metrics = %settings.metrics_addr,
         controls_hash = %settings.controls_hash,
-        scanner_version = scan_job::report::SCANNER_VERSION,
+        scanner_version = SCANNER_VERSION,
         "starting kubevigil controller"
     );
     let result = run_with_server(&settings, metrics, health, shutdown_rx).await;
@@ -367,7 +357,7 @@ impl Controller {
         let mut index = Index::new(
             &settings.namespace,
             &found,
-            scan_job::report::SCANNER_VERSION,
+            SCANNER_VERSION,
             &settings.controls_hash,
         );
         let scope = resync::Scope::new(settings.config.clone(), &settings.namespace);

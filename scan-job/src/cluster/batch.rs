@@ -30,11 +30,11 @@ use super::objects::{
     role_ref_of, to_engine_object, triplet_selector,
 };
 use super::plan::{PlanTarget, Read, plan_reads};
-use super::settings::Settings;
 use super::{RunArgs, RunReport, TargetError, TargetOutcome, TargetReport};
-use crate::catalog;
-use crate::engine::{Evaluator, Inventory, K8sObject, ResourceResult};
-use crate::report::{self, ReportContext};
+use kubevigil_engine::catalog;
+use kubevigil_engine::report::{self, ReportContext};
+use kubevigil_engine::settings::Settings;
+use kubevigil_engine::{Evaluator, Inventory, K8sObject, ResourceResult};
 
 /// A progress line every this many targets, in batches larger than that.
 const PROGRESS_EVERY: usize = 10;
@@ -540,7 +540,7 @@ async fn write_target(
         .is_binding()
         .then(|| role_meta(inventory, obj))
         .flatten();
-    let spec = crate::report::spec_hash_of(obj);
+    let spec = kubevigil_engine::report::spec_hash_of(obj);
     let scanned = if key.kind.is_binding() {
         for t in inventory.triplets().iter().filter(|t| t.binding == index) {
             let result = evaluator.evaluate_triplet(inventory, t).or_else(|| {

@@ -22,7 +22,6 @@ use std::process::ExitCode;
 use kubevigil_crds::target::TargetParseError;
 
 pub use api::FIELD_MANAGER;
-pub use settings::Settings;
 
 /// Arguments of `scan-job run`, as the controller's Job passes them.
 #[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
@@ -211,7 +210,7 @@ impl RunReport {
 /// in-cluster configuration (or a kubeconfig), and scans every target.
 pub async fn run(args: RunArgs) -> Result<RunReport, RunError> {
     // The configuration is checked first, so that a bad file is reported as such.
-    let settings = Settings::load(args.config.as_deref())?;
+    let settings = settings::load(args.config.as_deref())?;
     let client = kube::Client::try_default()
         .await
         .map_err(RunError::Client)?;
@@ -220,7 +219,7 @@ pub async fn run(args: RunArgs) -> Result<RunReport, RunError> {
 
 /// Like [`run`], with a given client (tests use a mock API server).
 pub async fn run_with_client(client: kube::Client, args: RunArgs) -> Result<RunReport, RunError> {
-    let settings = Settings::load(args.config.as_deref())?;
+    let settings = settings::load(args.config.as_deref())?;
     Ok(batch::scan(client, &args, settings).await)
 }
 
@@ -328,7 +327,7 @@ mod tests {
         };
         assert_eq!(bad.failures().count(), 1);
         assert_eq!(exit_code(&Ok(bad)), ExitCode::FAILURE);
-        let err = Settings::parse("c.yaml", "- 1").map(|_| RunReport::default());
+        let err = settings::parse("c.yaml", "- 1").map(|_| RunReport::default());
         assert_eq!(exit_code(&err), ExitCode::FAILURE);
     }
 }

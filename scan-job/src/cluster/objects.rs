@@ -8,8 +8,8 @@ use kube::discovery::ApiResource;
 use kubevigil_crds::identity::{BindingRef, labels, sanitize_label_value};
 use kubevigil_crds::target::TargetKey;
 
-use crate::engine::K8sObject;
-use crate::engine::object::str_at;
+use kubevigil_engine::K8sObject;
+use kubevigil_engine::object::str_at;
 
 /// Converts a live object to an engine object: drops `metadata.managedFields` (large, never
 /// inspected) and sets `apiVersion` and `kind` from the resource when missing (list items
