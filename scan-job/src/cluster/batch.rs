@@ -83,16 +83,6 @@ fn describe(key: &TargetKey) -> String {
     }
 }
 
-fn resource_of(key: &TargetKey) -> ApiResource {
-    ApiResource {
-        group: key.kind.group.clone(),
-        version: key.kind.version.clone(),
-        api_version: key.kind.api_version(),
-        kind: key.kind.kind.clone(),
-        plural: key.kind.plural.clone(),
-    }
-}
-
 fn dynamic_api(
     client: &Client,
     resource: &ApiResource,
@@ -278,7 +268,7 @@ async fn get_targets(client: &Client, slots: &mut [Slot]) {
                     let Some(key) = key_of(i) else {
                         return Vec::new();
                     };
-                    let resource = resource_of(key);
+                    let resource = key.kind.api_resource();
                     let api = dynamic_api(client, &resource, key.namespace.as_deref());
                     let what = format!("get {}", describe(key));
                     let state = match api::get_opt(&api, &key.name, &what).await {
@@ -295,7 +285,7 @@ async fn get_targets(client: &Client, slots: &mut [Slot]) {
                     let Some(first) = slots.first().and_then(|&i| key_of(i)) else {
                         return Vec::new();
                     };
-                    let resource = resource_of(first);
+                    let resource = first.kind.api_resource();
                     let api = dynamic_api(client, &resource, first.namespace.as_deref());
                     let scope = first
                         .namespace
@@ -861,7 +851,7 @@ mod tests {
             state: State::Live(Box::new(Live {
                 meta: binding.metadata.clone(),
                 object: Some(binding),
-                resource: resource_of(&key),
+                resource: key.kind.api_resource(),
                 index: None,
             })),
             key: Some(key),
