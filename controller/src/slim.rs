@@ -250,7 +250,7 @@ mod tests {
             "subjects": [{"kind": "ServiceAccount", "name": "sa"}]
         }))
         .unwrap();
-        let spec = crate::events::BindingSpec::from_json(&b.spec_json(), Some("shop"));
+        let spec = crate::index::BindingSpec::from_json(&b.spec_json(), Some("shop"));
         assert_eq!(spec.role_name, "r");
         assert_eq!(spec.subjects.len(), 1);
         assert!(!BindingObject::metadata_api() && TargetMeta::metadata_api());

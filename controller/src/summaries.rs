@@ -2,8 +2,7 @@
 //! the namespace) with the sums of its WorkloadConfigurationScanSummaries, recomputed (debounced)
 //! whenever results of that namespace change, and deleted when none are left.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
 
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::discovery::ApiResource;
@@ -17,75 +16,6 @@ use kubevigil_crds::{
 use crate::dispatch::FIELD_MANAGER;
 use crate::error::{Error, is_not_found};
 use crate::slim::SummaryItem;
-
-/// Per-key trailing debounce with at most one run per key at a time. Pure: time is passed in.
-#[derive(Debug)]
-pub struct Debouncer {
-    delay: Duration,
-    max_wait: Duration,
-    pending: HashMap<String, (Instant, Instant)>,
-    running: HashSet<String>,
-    rerun: HashSet<String>,
-}
-
-impl Debouncer {
-    /// A debouncer: a key runs `delay` after its last mark, at most `max_wait` after its first.
-    pub fn new(delay: Duration, max_wait: Duration) -> Self {
-        Debouncer {
-            delay,
-            max_wait,
-            pending: HashMap::new(),
-            running: HashSet::new(),
-            rerun: HashSet::new(),
-        }
-    }
-
-    /// Marks a key dirty at `now`.
-    pub fn mark(&mut self, key: &str, now: Instant) {
-        if self.running.contains(key) {
-            self.rerun.insert(key.to_string());
-            return;
-        }
-        let (delay, max_wait) = (self.delay, self.max_wait);
-        let entry = self.pending.entry(key.to_string()).or_insert((now, now));
-        entry.0 = (now + delay).min(entry.1 + max_wait);
-    }
-
-    /// Keys whose quiet period has passed; they are now running.
-    pub fn take_due(&mut self, now: Instant) -> Vec<String> {
-        let mut due: Vec<String> = self
-            .pending
-            .iter()
-            .filter(|(_, (d, _))| *d <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        due.sort();
-        for k in &due {
-            self.pending.remove(k);
-            self.running.insert(k.clone());
-        }
-        due
-    }
-
-    /// A run finished; a key marked meanwhile (or whose run failed) is marked again.
-    pub fn done(&mut self, key: &str, now: Instant, ok: bool) {
-        self.running.remove(key);
-        let rerun = self.rerun.remove(key);
-        if !ok {
-            // Retry after a pause rather than immediately.
-            self.pending
-                .entry(key.to_string())
-                .or_insert((now + Duration::from_secs(10), now));
-        } else if rerun {
-            self.mark(key, now);
-        }
-    }
-
-    /// When the next key becomes due.
-    pub fn next_due(&self) -> Option<Instant> {
-        self.pending.values().map(|(d, _)| *d).min()
-    }
-}
 
 /// Sums one namespace's summaries (given as `(name, severities)`).
 pub fn namespace_summary(
@@ -177,40 +107,6 @@ pub async fn summarize(client: Client, namespace: &str) -> Result<SummaryOutcome
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn debounce_trails_and_never_runs_a_key_twice_at_once() {
-        let t0 = Instant::now();
-        let s = Duration::from_secs(1);
-        let mut d = Debouncer::new(2 * s, 10 * s);
-        d.mark("a", t0);
-        d.mark("a", t0 + s);
-        assert!(d.take_due(t0 + 2 * s).is_empty());
-        assert_eq!(d.next_due(), Some(t0 + 3 * s));
-        assert_eq!(d.take_due(t0 + 3 * s), vec!["a".to_string()]);
-        // Marked while running: runs again after.
-        d.mark("a", t0 + 3 * s);
-        assert_eq!(d.next_due(), None);
-        d.done("a", t0 + 4 * s, true);
-        assert_eq!(d.take_due(t0 + 6 * s), vec!["a".to_string()]);
-        // A failed run is retried after a pause.
-        d.done("a", t0 + 6 * s, false);
-        assert!(d.take_due(t0 + 7 * s).is_empty());
-        assert_eq!(d.take_due(t0 + 16 * s), vec!["a".to_string()]);
-        d.done("a", t0 + 16 * s, true);
-        assert_eq!(d.next_due(), None);
-    }
-
-    #[test]
-    fn debounce_is_bounded_by_max_wait() {
-        let t0 = Instant::now();
-        let s = Duration::from_secs(1);
-        let mut d = Debouncer::new(2 * s, 5 * s);
-        for i in 0..20 {
-            d.mark("busy", t0 + i * s / 2);
-        }
-        assert_eq!(d.next_due(), Some(t0 + 5 * s));
-    }
 
     #[test]
     fn sums_and_sorted_refs() {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use controller::cleanup::delete_results;
 use controller::config::Config;
 use controller::dispatch::{CreateOutcome, create_job};
-use controller::events::ResultRef;
+use controller::index::ResultRef;
 use controller::jobs::{BatchItem, build_job};
 use controller::summaries::{SummaryOutcome, summarize};
 use http::{Method, Request, Response, StatusCode};

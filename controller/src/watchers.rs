@@ -14,7 +14,6 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::discovery::ApiResource;
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource};
@@ -26,25 +25,13 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
-use crate::dispatch::job_view;
-use crate::events::BindingSpec;
-use crate::jobs::{COMPONENT, COMPONENT_LABEL};
+use crate::index::BindingSpec;
+use crate::jobs::{COMPONENT, COMPONENT_LABEL, job_view};
 use crate::slim::{BindingObject, ScalableObject, TargetMeta};
 use crate::state::{JobEvent, Msg, WatchEvent};
 
 /// Longest a binding watch waits for the role watches' initial lists.
 pub const ROLES_WAIT: Duration = Duration::from_secs(30);
-
-/// The API resource of a discovered kind.
-pub fn api_resource(kind: &KindInfo) -> ApiResource {
-    ApiResource {
-        group: kind.group.clone(),
-        version: kind.version.clone(),
-        api_version: kind.api_version(),
-        kind: kind.kind.clone(),
-        plural: kind.plural.clone(),
-    }
-}
 
 /// Only what the controller reads of an object's metadata: identity, generation, resource
 /// version, labels and the controlling owner (annotations and managed fields are dropped).
@@ -123,17 +110,6 @@ pub fn delete_event(
     Some(WatchEvent::Delete { key, binding })
 }
 
-/// The HTTP status behind a watch error, if any.
-pub fn watch_error_status(e: &watcher::Error) -> Option<u16> {
-    match e {
-        watcher::Error::InitialListFailed(e)
-        | watcher::Error::WatchStartFailed(e)
-        | watcher::Error::WatchFailed(e) => crate::error::api_status(e),
-        watcher::Error::WatchError(status) => Some(status.code),
-        watcher::Error::NoResourceVersion => None,
-    }
-}
-
 /// Watches one kind until the main loop goes away. A binding kind first waits (bounded) until
 /// `roles_synced` turns true, so that binding fingerprints include their roles from the start.
 pub async fn watch_kind(
@@ -150,7 +126,7 @@ pub async fn watch_kind(
     {
         tracing::warn!(kind = %kind.kind, "role watches not synced after {ROLES_WAIT:?}; watching bindings anyway");
     }
-    let ar = api_resource(&kind);
+    let ar = kind.api_resource();
     if kind.is_binding() {
         let api: Api<BindingObject> = Api::all_with(client, &ar);
         run(api, kind, config, tx, |o| {
@@ -195,10 +171,7 @@ async fn run<K, F>(
                 let (meta, data) = parts(o);
                 delete_event(&kind, &config, &meta, data.as_ref())
             }
-            Err(e) => Some(WatchEvent::Error {
-                message: e.to_string(),
-                status: watch_error_status(&e),
-            }),
+            Err(e) => Some(WatchEvent::Error(e)),
         };
         if let Some(event) = event {
             let msg = Msg::Watch {
@@ -229,7 +202,7 @@ pub async fn watch_jobs(client: Client, namespace: String, tx: mpsc::Sender<Msg>
             Ok(Event::InitDone) => JobEvent::InitDone,
             Ok(Event::InitApply(j) | Event::Apply(j)) => JobEvent::Apply(job_view(&j)),
             Ok(Event::Delete(j)) => JobEvent::Delete(job_view(&j)),
-            Err(e) => JobEvent::Error(e.to_string()),
+            Err(e) => JobEvent::Error(e),
         };
         if tx.send(Msg::Jobs(event)).await.is_err() {
             return;
@@ -352,12 +325,7 @@ mod tests {
             scan_job_selector(),
             "app.kubernetes.io/component=scan-job,app.kubernetes.io/managed-by=kubevigil"
         );
-        let ar = api_resource(&kind("", "Pod", "pods", true));
+        let ar = kind("", "Pod", "pods", true).api_resource();
         assert_eq!(ar.api_version, "v1");
-        let status = watcher::Error::WatchError(Box::new(kube::core::Status {
-            code: 403,
-            ..kube::core::Status::default()
-        }));
-        assert_eq!(watch_error_status(&status), Some(403));
     }
 }
