@@ -282,12 +282,13 @@ async fn run_with_server(
 async fn list_results_with_retry(
     client: &Client,
     scope: &Scope,
+    metrics: &Metrics,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Option<ResultsSnapshot>, Error> {
     let mut delay = Duration::from_secs(1);
     let mut attempt = 1;
     loop {
-        match resync::list_results(client.clone(), scope).await {
+        match resync::list_results(client.clone(), scope, metrics).await {
             Ok(s) => return Ok(Some(s)),
             Err(e) if attempt >= 5 || e.category() != Category::Retry => return Err(e),
             Err(e) => {
@@ -358,7 +359,7 @@ impl Controller {
             &settings.controls_hash,
         );
         let scope = Scope::new(settings.config.clone(), &settings.namespace);
-        let snapshot = list_results_with_retry(&client, &scope, shutdown)
+        let snapshot = list_results_with_retry(&client, &scope, &metrics, shutdown)
             .await?
             .unwrap_or_default();
         tracing::info!(results = snapshot.results.len(), "existing results listed");
@@ -551,15 +552,17 @@ impl Runner {
             Effect::ListResults => {
                 // Read-only: in the background set, which shutdown aborts instead of awaiting.
                 let scope = Scope::new(self.config.clone(), &self.namespace);
+                let metrics = self.metrics.clone();
                 watches.spawn(async move {
-                    let listed = resync::list_results(client, &scope).await;
+                    let listed = resync::list_results(client, &scope, &metrics).await;
                     let _ = tx.send(Msg::ResultsListed(listed)).await;
                 });
             }
             Effect::Summarize(namespace) => {
+                let metrics = self.metrics.clone();
                 tasks.spawn(async move {
                     let _permit = permits.acquire_owned().await;
-                    let outcome = summaries::summarize(client, &namespace).await.map(|done| {
+                    let outcome = summaries::summarize(client, &namespace, &metrics).await.map(|done| {
                         tracing::debug!(namespace = %namespace, outcome = ?done, "namespace summary updated");
                     });
                     let _ = tx.send(Msg::Summarized { namespace, outcome }).await;

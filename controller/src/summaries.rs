@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::core::DeserializeGuard;
 use kube::discovery::ApiResource;
 use kube::{Api, Client};
 use kubevigil_crds::identity::labels::{MANAGED_BY, MANAGED_BY_VALUE};
@@ -15,6 +16,7 @@ use kubevigil_crds::{
 
 use crate::dispatch::FIELD_MANAGER;
 use crate::error::{Error, is_not_found};
+use crate::ops::Metrics;
 use crate::slim::SummaryItem;
 
 /// Sums one namespace's summaries (given as `(name, severities)`).
@@ -37,8 +39,7 @@ pub fn namespace_summary(
 }
 
 /// The API resource of WorkloadConfigurationScanSummary (listed through [`SummaryItem`], which
-/// reads only names and severities, so that one malformed object cannot break a namespace's
-/// sums and the control maps are never held in memory).
+/// reads only names and severities, so that the control maps are never held in memory).
 pub fn wcss_resource() -> ApiResource {
     ApiResource::erase::<WorkloadConfigurationScanSummary>(&())
 }
@@ -52,9 +53,17 @@ pub enum SummaryOutcome {
     Deleted,
 }
 
-/// Recomputes the ConfigurationScanSummary of `namespace`.
-pub async fn summarize(client: Client, namespace: &str) -> Result<SummaryOutcome, Error> {
-    let wcss: Api<SummaryItem> = Api::namespaced_with(client.clone(), namespace, &wcss_resource());
+/// Recomputes the ConfigurationScanSummary of `namespace`. A summary that cannot be read is
+/// logged and counted (`kubevigil_malformed_objects_total`): it is still a workload of the
+/// namespace and referenced, but its severities are unknown and add nothing to the sums.
+pub async fn summarize(
+    client: Client,
+    namespace: &str,
+    metrics: &Metrics,
+) -> Result<SummaryOutcome, Error> {
+    let resource = wcss_resource();
+    let wcss: Api<DeserializeGuard<SummaryItem>> =
+        Api::namespaced_with(client.clone(), namespace, &resource);
     let mut items = Vec::new();
     let mut lp = ListParams::default().limit(100);
     loop {
@@ -64,7 +73,17 @@ pub async fn summarize(client: Client, namespace: &str) -> Result<SummaryOutcome
             source,
         })?;
         for o in page.items {
-            items.push((o.metadata.name.unwrap_or_default(), o.spec.severities));
+            let item = match o.0 {
+                Ok(o) => (o.metadata.name.unwrap_or_default(), o.spec.severities),
+                Err(bad) => {
+                    metrics.malformed(&resource.plural, &bad);
+                    (
+                        bad.metadata.name.unwrap_or_default(),
+                        SeveritySummary::default(),
+                    )
+                }
+            };
+            items.push(item);
         }
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(c) => lp = lp.continue_token(&c),
