@@ -38,10 +38,10 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group};
 use kubevigil_engine::catalog;
 use kubevigil_engine::report::{self, ReportContext};
-use kubevigil_engine::workload::{Containers, containers, pod_spec};
+use kubevigil_engine::workload::{Containers, WL7, pod_spec};
 use kubevigil_engine::{
-    Applies, Context, Control, ControlInputs, ControlMeta, Evaluator, Exceptions, Finding,
-    Inventory, K8sObject, Needs, Outcome, Resource,
+    Context, Control, ControlInputs, ControlMeta, Evaluator, Exceptions, Finding, Inventory,
+    K8sObject, Needs, Outcome, Resource,
 };
 use serde_json::{Value, json};
 
@@ -259,14 +259,14 @@ impl Control for Synthetic {
             // Container-level field check; fails on containers without it set to true.
             0 | 1 => {
                 let field = FIELDS[self.variant % FIELDS.len()];
-                for c in containers(&pod, Containers::All) {
-                    let sc = c.container.get("securityContext");
+                for c in pod.containers(Containers::All.lists()) {
+                    let sc = c.value.get("securityContext");
                     if sc.and_then(|s| s.get(field)).and_then(Value::as_bool) != Some(true)
                         && self.variant.is_multiple_of(8)
                     {
                         findings.push(
                             Finding::new(self.meta.rules[0])
-                                .fix(c.at(&format!("securityContext.{field}")), "true"),
+                                .fix(c.path(&format!("securityContext.{field}")), "true"),
                         );
                     }
                 }
@@ -274,9 +274,9 @@ impl Control for Synthetic {
             // Reads a configuration input and compares env names with it.
             2 => {
                 let keys = cx.inputs.get("sensitiveKeyNames");
-                for c in containers(&pod, Containers::Main) {
+                for c in pod.containers(Containers::Main.lists()) {
                     for (i, env) in c
-                        .container
+                        .value
                         .get("env")
                         .and_then(Value::as_array)
                         .into_iter()
@@ -291,7 +291,8 @@ impl Control for Synthetic {
                         if self.variant % 16 == 2 && keys.iter().any(|k| name.contains(k.as_str()))
                         {
                             findings.push(
-                                Finding::new(self.meta.rules[0]).review(c.at(&format!("env[{i}]"))),
+                                Finding::new(self.meta.rules[0])
+                                    .review(c.path(&format!("env[{i}]"))),
                             );
                         }
                     }
@@ -313,16 +314,6 @@ impl Control for Synthetic {
         Outcome::from_findings(findings)
     }
 }
-
-const WL: &[Applies] = &[
-    Applies::Kind("Pod"),
-    Applies::Kind("Deployment"),
-    Applies::Kind("ReplicaSet"),
-    Applies::Kind("DaemonSet"),
-    Applies::Kind("StatefulSet"),
-    Applies::Kind("Job"),
-    Applies::Kind("CronJob"),
-];
 
 fn synthetic_catalog(n: usize) -> Vec<&'static dyn Control> {
     (0..n)
@@ -361,7 +352,7 @@ fn synthetic_meta(i: usize, prefix: &str) -> &'static ControlMeta {
         remediation: "",
         base_score: (i % 10) as f64,
         frameworks: &["AllControls"],
-        applies: WL,
+        applies: WL7,
         rules: &["synthetic-rule"],
         inputs,
         configuration_required: false,

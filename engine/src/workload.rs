@@ -1,6 +1,8 @@
-//! Where a workload keeps its pod spec, and iteration over its containers with their paths.
+//! Workloads, the one place of their vocabulary: which kinds are workloads (Kubescape's WL7 and
+//! the `applies` lists built from it), where each kind keeps its pod template and pod spec, and
+//! a pod spec's containers with the paths findings name them by.
 
-use crate::object::Field;
+use std::ops::Deref;
 use std::ptr;
 
 use serde_json::Value;
@@ -9,19 +11,11 @@ use super::object::{K8sObject, get_path};
 use super::pod_view::{
     CONTAINER_LISTS, ContainerView, PodView, SecurityContext, Viewed, containers_of,
 };
+use crate::Applies;
+use crate::object::Field;
 
-/// The seven workload kinds most controls inspect (Kubescape's WL7).
-pub const WORKLOAD_KINDS: &[&str] = &[
-    "Pod",
-    "Deployment",
-    "ReplicaSet",
-    "DaemonSet",
-    "StatefulSet",
-    "Job",
-    "CronJob",
-];
-
-/// WL7 plus ReplicationController, for the controls whose rules also match it.
+/// Kubescape's WL7 (the seven workload kinds most controls inspect) followed by
+/// ReplicationController, which the rules of some controls also match.
 pub const WORKLOAD_KINDS_RC: &[&str] = &[
     "Pod",
     "Deployment",
@@ -33,20 +27,54 @@ pub const WORKLOAD_KINDS_RC: &[&str] = &[
     "ReplicationController",
 ];
 
-/// The dotted path of the pod template (its `metadata` and `spec` sit below it) for a kind, or
-/// `""` for a Pod (whose own `metadata`/`spec` play that role). `None` for non-workloads.
-pub fn template_path(kind: &str) -> Option<&'static str> {
+/// The seven workload kinds most controls inspect (Kubescape's WL7).
+pub const WORKLOAD_KINDS: &[&str] = WORKLOAD_KINDS_RC.split_at(7).0;
+
+/// The `applies` list of a control on the WL7 kinds.
+pub const WL7: &[Applies] = WL7_RC.split_at(7).0;
+
+/// The `applies` list of a control on the WL7 kinds and ReplicationController.
+pub const WL7_RC: &[Applies] = &applies::<8>(&[], WORKLOAD_KINDS_RC);
+
+/// An `applies` list of `N` entries: `first`, then `Applies::Kind` of each of `kinds` (so that
+/// a control on WL7 and more kinds starts from [`WL7`] instead of listing its kinds again).
+/// Evaluated at compile time; a wrong `N` does not compile.
+pub const fn applies<const N: usize>(first: &[Applies], kinds: &[&'static str]) -> [Applies; N] {
+    assert!(first.len() + kinds.len() == N, "N must count every entry");
+    let mut out = [Applies::Subjects; N];
+    let mut i = 0;
+    while i < first.len() {
+        out[i] = first[i];
+        i += 1;
+    }
+    let mut k = 0;
+    while k < kinds.len() {
+        out[i + k] = Applies::Kind(kinds[k]);
+        k += 1;
+    }
+    out
+}
+
+/// The dotted path of a workload kind's pod spec (`spec.template.spec`; `spec` for a Pod), or
+/// `None` for a kind that is not a workload. The one table of where pod specs sit.
+pub fn pod_spec_path(kind: &str) -> Option<&'static str> {
     match kind {
-        "Pod" => Some(""),
+        "Pod" => Some("spec"),
         "Deployment"
         | "ReplicaSet"
         | "DaemonSet"
         | "StatefulSet"
         | "Job"
-        | "ReplicationController" => Some("spec.template"),
-        "CronJob" => Some("spec.jobTemplate.spec.template"),
+        | "ReplicationController" => Some("spec.template.spec"),
+        "CronJob" => Some("spec.jobTemplate.spec.template.spec"),
         _ => None,
     }
+}
+
+/// The dotted path of the pod template (its `metadata` and `spec` sit below it) for a kind, or
+/// `""` for a Pod (whose own `metadata`/`spec` play that role). `None` for non-workloads.
+pub fn template_path(kind: &str) -> Option<&'static str> {
+    pod_spec_path(kind).map(|spec| spec.strip_suffix(".spec").unwrap_or(""))
 }
 
 /// The pod spec of a workload and its dotted path (`spec.template.spec`).
@@ -91,6 +119,17 @@ impl<'a> PodSpec<'a> {
             .flatten()
             .chain(direct.into_iter().flatten())
     }
+
+    /// The containers of `lists` (see [`PodSpec::containers_in`]), each with what its paths
+    /// are built from.
+    pub fn containers(
+        self,
+        lists: &'static [&'static str],
+    ) -> impl Iterator<Item = Container<'a>> + 'a {
+        let pod_path = self.path;
+        self.containers_in(lists)
+            .map(move |view| Container { pod_path, view })
+    }
 }
 
 /// The pod spec's own fields (`hostNetwork`, `volumes`...), from the view when there is one.
@@ -112,17 +151,7 @@ fn is_list_prefix(lists: &[&str]) -> bool {
 
 /// The pod spec of a workload object, if it is a workload and has one.
 pub fn pod_spec(obj: &K8sObject) -> Option<PodSpec<'_>> {
-    let path = match obj.kind.as_str() {
-        "Pod" => "spec",
-        "Deployment"
-        | "ReplicaSet"
-        | "DaemonSet"
-        | "StatefulSet"
-        | "Job"
-        | "ReplicationController" => "spec.template.spec",
-        "CronJob" => "spec.jobTemplate.spec.template.spec",
-        _ => return None,
-    };
+    let path = pod_spec_path(&obj.kind)?;
     get_path(&obj.value, path)
         .filter(|v| v.is_object())
         .map(|spec| PodSpec {
@@ -169,67 +198,78 @@ impl Containers {
     }
 }
 
-/// A container with its dotted path (`spec.template.spec.containers[0]`).
-#[derive(Clone, Debug)]
-pub struct ContainerRef<'a> {
-    /// The container value.
-    pub container: &'a Value,
-    /// Path of the container from the object root.
-    pub path: String,
-    /// `containers`, `initContainers` or `ephemeralContainers`.
-    pub list: &'static str,
-    /// Index in its list.
-    pub index: usize,
+/// One container of a pod spec with what its paths are built from: the one family of
+/// container paths. Paths are only formatted when a finding is reported. Reads as its
+/// [`ContainerView`].
+#[derive(Clone, Copy, Debug)]
+pub struct Container<'a> {
+    /// Path of the pod spec (`spec.template.spec`).
+    pub pod_path: &'static str,
+    /// The container, with its fields found once per object.
+    pub view: ContainerView<'a>,
 }
 
-impl ContainerRef<'_> {
-    /// The container's `name`, or `""`.
-    pub fn name(&self) -> &str {
-        self.container
-            .field("name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-    }
+impl<'a> Deref for Container<'a> {
+    type Target = ContainerView<'a>;
 
-    /// `path` followed by `.suffix`.
-    pub fn at(&self, suffix: &str) -> String {
-        format!("{}.{suffix}", self.path)
+    fn deref(&self) -> &ContainerView<'a> {
+        &self.view
     }
 }
 
-/// The containers of a pod spec, in list order, with their paths.
-pub fn containers<'a>(pod: &PodSpec<'a>, which: Containers) -> Vec<ContainerRef<'a>> {
-    pod.containers_in(which.lists())
-        .map(|c| ContainerRef {
-            container: c.value,
-            path: format!("{}.{}[{}]", pod.path, c.list, c.index),
-            list: c.list,
-            index: c.index,
-        })
-        .collect()
+impl<'a> Container<'a> {
+    /// `<podspec>.<list>[<index>].<suffix>`.
+    pub fn path(&self, suffix: &str) -> String {
+        container_field_path(self.pod_path, self.view.list, self.view.index, suffix)
+    }
+
+    /// [`Self::path`] of the suffix given in parts (no temporary string for the suffix).
+    pub fn path_parts(&self, suffix: &[&str]) -> String {
+        container_field_path_parts(self.pod_path, self.view.list, self.view.index, suffix)
+    }
+
+    /// `<podspec>.<list>[<index>].<prefix>[<k>]`: a list entry of a container field.
+    pub fn path_index(&self, prefix: &str, k: usize) -> String {
+        let mut path = self.path(prefix);
+        push_index(&mut path, k);
+        path
+    }
+
+    /// `<podspec>.<list>[<index>].<field>[<entry>].<rest>` (no `.<rest>` when empty).
+    pub fn entry_path(&self, field: &str, entry: usize, rest: &str) -> String {
+        container_entry_path(
+            self.pod_path,
+            self.view.list,
+            self.view.index,
+            field,
+            entry,
+            rest,
+        )
+    }
+
+    /// The container's `securityContext` (`Null` when absent).
+    pub fn sc(&self) -> SecurityContext<'a> {
+        self.view.sc()
+    }
+
+    /// Whether this is an ephemeral container.
+    pub fn is_ephemeral(&self) -> bool {
+        self.view.list == "ephemeralContainers"
+    }
 }
 
 /// `<pod_path>.<list>[<index>].<suffix>`: the path of a container field. Built by hand rather
 /// than with `format!`, because every finding on a container builds one or more of these.
-pub fn container_field_path(pod_path: &str, list: &str, index: usize, suffix: &str) -> String {
+fn container_field_path(pod_path: &str, list: &str, index: usize, suffix: &str) -> String {
     container_field_path_parts(pod_path, list, index, &[suffix])
 }
 
 /// [`container_field_path`] with the suffix given in parts (`["securityContext.", key]`), so
 /// that callers need no temporary `format!` for it.
-pub fn container_field_path_parts(
-    pod_path: &str,
-    list: &str,
-    index: usize,
-    suffix: &[&str],
-) -> String {
+fn container_field_path_parts(pod_path: &str, list: &str, index: usize, suffix: &[&str]) -> String {
     let suffix_len: usize = suffix.iter().map(|p| p.len()).sum();
     let mut out = String::with_capacity(pod_path.len() + list.len() + suffix_len + 8);
-    out.push_str(pod_path);
-    out.push('.');
-    out.push_str(list);
-    push_index(&mut out, index);
-    out.push('.');
+    push_container(&mut out, pod_path, list, index);
     for part in suffix {
         out.push_str(part);
     }
@@ -238,7 +278,7 @@ pub fn container_field_path_parts(
 
 /// `<pod_path>.<list>[<index>].<field>[<entry>]`, followed by `.<rest>` unless `rest` is empty:
 /// the path of a list entry of a container (`env[2].name`), without temporary strings.
-pub fn container_entry_path(
+fn container_entry_path(
     pod_path: &str,
     list: &str,
     index: usize,
@@ -248,11 +288,7 @@ pub fn container_entry_path(
 ) -> String {
     let mut out =
         String::with_capacity(pod_path.len() + list.len() + field.len() + rest.len() + 16);
-    out.push_str(pod_path);
-    out.push('.');
-    out.push_str(list);
-    push_index(&mut out, index);
-    out.push('.');
+    push_container(&mut out, pod_path, list, index);
     out.push_str(field);
     push_index(&mut out, entry);
     if !rest.is_empty() {
@@ -262,8 +298,18 @@ pub fn container_entry_path(
     out
 }
 
+/// Appends `<pod_path>.<list>[<index>].`: the start of every container path.
+#[inline]
+fn push_container(out: &mut String, pod_path: &str, list: &str, index: usize) {
+    out.push_str(pod_path);
+    out.push('.');
+    out.push_str(list);
+    push_index(out, index);
+    out.push('.');
+}
+
 /// Appends `[<index>]` to a path.
-pub fn push_index(out: &mut String, index: usize) {
+fn push_index(out: &mut String, index: usize) {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     let mut n = index;

@@ -7,11 +7,10 @@ use crate::pod_view::SecurityContext;
 use serde_json::Value;
 
 use super::{
-    ALL, Ctr, MAIN, WITH_INIT, WL7, check_pod, ctrs, pod_path, pod_path_parts, pod_sc,
-    with_init_and_pod_ephemeral,
+    ALL, MAIN, WITH_INIT, check_pod, pod_path, pod_path_parts, pod_sc, with_init_and_pod_ephemeral,
 };
 use crate::object::{array, get_path, has, is_false, is_true, str_at};
-use crate::workload::PodSpec;
+use crate::workload::{Container, PodSpec, WL7};
 use crate::{
     Context, Control, ControlMeta, Finding, Inventory, K8sObject, Needs, Outcome, Resource,
 };
@@ -41,7 +40,7 @@ fn resolve<'a>(
 }
 
 /// The path of `securityContext.<key>` at a level.
-fn level_path(level: Level, c: &Ctr<'_>, pod: PodSpec<'_>, key: &str) -> String {
+fn level_path(level: Level, c: &Container<'_>, pod: PodSpec<'_>, key: &str) -> String {
     match level {
         Level::Container => c.path_parts(&["securityContext.", key]),
         Level::Pod => pod_path_parts(pod, &["securityContext.", key]),
@@ -71,7 +70,7 @@ fn rule_non_root(obj: &K8sObject, pod: PodSpec<'_>, out: &mut Vec<Finding>) {
         set(psc, "runAsUser"),
         set(psc, "runAsGroup"),
     );
-    for c in ctrs(pod, with_init_and_pod_ephemeral(obj)) {
+    for c in pod.containers(with_init_and_pod_ephemeral(obj)) {
         let csc = c.sc();
         let non_root = resolve(csc, "runAsNonRoot", pod_non_root);
         let user = resolve(csc, "runAsUser", pod_user);
@@ -122,7 +121,7 @@ fn psps_forbid_escalation(inventory: &Inventory) -> bool {
 fn rule_allow_privilege_escalation(cx: &Context<'_>, pod: PodSpec<'_>, out: &mut Vec<Finding>) {
     const RULE: &str = "rule-allow-privilege-escalation";
     let mut psp_ok: Option<bool> = None;
-    for c in ctrs(pod, MAIN) {
+    for c in pod.containers(MAIN) {
         let sc = c.sc();
         if is_false(sc, "allowPrivilegeEscalation") {
             continue;
@@ -147,7 +146,7 @@ fn rule_allow_privilege_escalation(cx: &Context<'_>, pod: PodSpec<'_>, out: &mut
 /// `securityContext.readOnlyRootFilesystem` is not `true`; fix it to `true`.
 fn rule_immutable_filesystem(obj: &K8sObject, pod: PodSpec<'_>, out: &mut Vec<Finding>) {
     const RULE: &str = "immutable-container-filesystem";
-    for c in ctrs(pod, with_init_and_pod_ephemeral(obj)) {
+    for c in pod.containers(with_init_and_pod_ephemeral(obj)) {
         if is_true(c.sc(), "readOnlyRootFilesystem") {
             continue;
         }
@@ -165,7 +164,7 @@ fn rule_immutable_filesystem(obj: &K8sObject, pod: PodSpec<'_>, out: &mut Vec<Fi
 /// paths on each offending entry.
 fn rule_privileged(pod: PodSpec<'_>, out: &mut Vec<Finding>) {
     const RULE: &str = "rule-privilege-escalation";
-    for c in ctrs(pod, ALL) {
+    for c in pod.containers(ALL) {
         let sc = c.sc();
         let adds = sc
             .field("capabilities")
@@ -430,7 +429,7 @@ impl Control for InsecureCapabilities {
     fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
         let insecure = cx.inputs.get("insecureCapabilities");
         check_pod(resource, cx, |obj, pod, out| {
-            for c in ctrs(pod, with_init_and_pod_ephemeral(obj)) {
+            for c in pod.containers(with_init_and_pod_ephemeral(obj)) {
                 let Some(caps) = c.sc().field("capabilities") else {
                     continue;
                 };
@@ -487,7 +486,7 @@ impl Control for LinuxHardening {
             if has(pod_sc(pod), "seccompProfile") {
                 return;
             }
-            for c in ctrs(pod, WITH_INIT) {
+            for c in pod.containers(WITH_INIT) {
                 if !has(c.sc(), "seccompProfile") {
                     out.push(
                         Finding::new("linux-hardening")
@@ -539,7 +538,7 @@ impl Control for SeccompRuntimeDefault {
         const RULE: &str = "set-seccomp-profile-RuntimeDefault";
         check_pod(resource, cx, |_, pod, out| {
             let pod_type = seccomp_type(pod_sc(pod));
-            for c in ctrs(pod, MAIN) {
+            for c in pod.containers(MAIN) {
                 let f = match (seccomp_type(c.sc()), pod_type) {
                     (Some(t), _) if t.as_str() == Some("RuntimeDefault") => continue,
                     (Some(_), _) => {
@@ -594,7 +593,7 @@ fn rule_pod_or_containers(
     if !unset(pod_sc(pod), path) {
         return;
     }
-    for c in ctrs(pod, MAIN) {
+    for c in pod.containers(MAIN) {
         if unset(c.sc(), path) {
             out.push(
                 Finding::new(rule).fix(c.path_parts(&["securityContext.", path]), "YOUR_VALUE"),
@@ -608,7 +607,7 @@ fn rule_pod_or_containers(
 /// `capabilities.add` holds `NET_RAW` (delete path on `capabilities.add`).
 fn rule_drop_net_raw(pod: PodSpec<'_>, out: &mut Vec<Finding>) {
     const RULE: &str = "drop-capability-netraw";
-    for c in ctrs(pod, MAIN) {
+    for c in pod.containers(MAIN) {
         let caps = c.sc().field("capabilities").unwrap_or(&Value::Null);
         let drop = array(caps, "drop");
         let dropped = |name: &str| drop.iter().any(|d| d.as_str() == Some(name));
@@ -650,7 +649,7 @@ fn proc_mount_type_enabled(inventory: &Inventory) -> bool {
 fn rule_proc_mount(cx: &Context<'_>, pod: PodSpec<'_>, out: &mut Vec<Finding>) {
     const RULE: &str = "set-procmount-default";
     let mut enabled: Option<bool> = None;
-    for c in ctrs(pod, MAIN) {
+    for c in pod.containers(MAIN) {
         let Some(mount) = c.sc().field("procMount").filter(|v| !v.is_null()) else {
             continue;
         };
@@ -737,7 +736,7 @@ fn rule_host_process(pod: PodSpec<'_>, out: &mut Vec<Finding>) {
         let path = pod_path(pod, FIELD);
         out.push(Finding::new(RULE).failed(path.clone()).fix(path, "false"));
     }
-    for c in ctrs(pod, ALL) {
+    for c in pod.containers(ALL) {
         if host_process(c.sc()) {
             let path = c.path(FIELD);
             out.push(Finding::new(RULE).failed(path.clone()).fix(path, "false"));

@@ -4,10 +4,10 @@
 use crate::object::Field;
 use serde_json::Value;
 
-use super::{MAIN, WITH_INIT, WL7, check_pod, ctrs, pod_path};
+use super::{MAIN, WITH_INIT, check_pod, pod_path};
 use crate::object::{array, has, is_true, str_at};
 use crate::pod_view::ContainerView;
-use crate::workload::PodSpec;
+use crate::workload::{PodSpec, WL7};
 use crate::{Context, Control, ControlMeta, Finding, Needs, Outcome, Resource};
 
 // ---------------------------------------------------------------------------------------------
@@ -199,7 +199,7 @@ impl Control for ContainerHostPort {
 
     fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
         check_pod(resource, cx, |_, pod, out| {
-            for c in ctrs(pod, MAIN) {
+            for c in pod.containers(MAIN) {
                 for (j, port) in ContainerView::list_of(c.view.ports()).iter().enumerate() {
                     if has(port, "hostPort") {
                         out.push(
@@ -243,7 +243,7 @@ fn volume_with_mounts(
 ) -> Finding {
     finding = finding.delete(pod_path(pod, &format!("volumes[{i}]")));
     let name = volume_name(volume);
-    for c in ctrs(pod, lists) {
+    for c in pod.containers(lists) {
         for (k, mount) in ContainerView::list_of(c.view.volume_mounts())
             .iter()
             .enumerate()
@@ -259,7 +259,8 @@ fn volume_with_mounts(
 /// Whether some container of `lists` carries a `volumeMounts` list (Kubescape's host-path rules
 /// only produce an alert by iterating such containers).
 fn some_container_mounts(pod: PodSpec<'_>, lists: &'static [&'static str]) -> bool {
-    ctrs(pod, lists).any(|c| c.view.volume_mounts().is_some_and(Value::is_array))
+    pod.containers(lists)
+        .any(|c| c.view.volume_mounts().is_some_and(Value::is_array))
 }
 
 /// C-0048 HostPath mount: fails for every volume with a `hostPath.path`, with delete paths on
@@ -348,7 +349,7 @@ impl Control for WritableHostPath {
                     continue;
                 }
                 let name = volume_name(volume);
-                for c in ctrs(pod, WITH_INIT) {
+                for c in pod.containers(WITH_INIT) {
                     for (k, mount) in ContainerView::list_of(c.view.volume_mounts())
                         .iter()
                         .enumerate()

@@ -11,11 +11,9 @@ mod host;
 mod quantity;
 mod resources;
 
-use crate::pod_view::{ContainerView, SecurityContext};
-use crate::workload::{
-    PodSpec, WORKLOAD_KINDS, container_field_path, container_field_path_parts, push_index,
-};
-use crate::{Applies, Context, Control, Finding, K8sObject, Outcome, Resource};
+use crate::pod_view::SecurityContext;
+use crate::workload::PodSpec;
+use crate::{Context, Control, Finding, K8sObject, Outcome, Resource};
 
 pub use context::{
     AllowPrivilegeEscalation, ImmutableFilesystem, InsecureCapabilities, LinuxHardening,
@@ -62,16 +60,6 @@ pub fn controls() -> Vec<&'static dyn Control> {
     ]
 }
 
-const WL7: &[Applies] = &[
-    Applies::Kind(WORKLOAD_KINDS[0]),
-    Applies::Kind(WORKLOAD_KINDS[1]),
-    Applies::Kind(WORKLOAD_KINDS[2]),
-    Applies::Kind(WORKLOAD_KINDS[3]),
-    Applies::Kind(WORKLOAD_KINDS[4]),
-    Applies::Kind(WORKLOAD_KINDS[5]),
-    Applies::Kind(WORKLOAD_KINDS[6]),
-];
-
 /// `containers` only (most Kubescape rules).
 const MAIN: &[&str] = &["containers"];
 /// `containers` and `initContainers`.
@@ -83,53 +71,6 @@ const ALL: &[&str] = &["containers", "initContainers", "ephemeralContainers"];
 /// `ephemeralContainers` on Pods only (C-0013, C-0017, C-0046).
 fn with_init_and_pod_ephemeral(obj: &K8sObject) -> &'static [&'static str] {
     if obj.kind == "Pod" { ALL } else { WITH_INIT }
-}
-
-/// One container of a pod spec, with what is needed to build its path on demand (paths are only
-/// formatted when a finding is reported).
-#[derive(Clone, Copy, Debug)]
-struct Ctr<'a> {
-    pod_path: &'static str,
-    /// The container, with its fields found once per object.
-    view: ContainerView<'a>,
-}
-
-impl<'a> Ctr<'a> {
-    /// `<podspec>.<list>[<index>].<suffix>`.
-    fn path(&self, suffix: &str) -> String {
-        container_field_path(self.pod_path, self.view.list, self.view.index, suffix)
-    }
-
-    /// [`Self::path`] of the suffix given in parts (no temporary string for the suffix).
-    fn path_parts(&self, suffix: &[&str]) -> String {
-        container_field_path_parts(self.pod_path, self.view.list, self.view.index, suffix)
-    }
-
-    /// `<podspec>.<list>[<index>].<prefix>[<k>]`: a list entry of a container field.
-    fn path_index(&self, prefix: &str, k: usize) -> String {
-        let mut path = self.path(prefix);
-        push_index(&mut path, k);
-        path
-    }
-
-    /// The container's `securityContext` (`Null` when absent).
-    fn sc(&self) -> SecurityContext<'a> {
-        self.view.sc()
-    }
-
-    /// Whether this is an ephemeral container.
-    fn is_ephemeral(&self) -> bool {
-        self.view.list == "ephemeralContainers"
-    }
-}
-
-/// The containers of the given lists, in list order. Non-object entries are skipped. From the
-/// per-object view when the pod spec has one (see [`PodSpec::containers_in`]).
-fn ctrs<'a>(pod: PodSpec<'a>, lists: &'static [&'static str]) -> impl Iterator<Item = Ctr<'a>> {
-    pod.containers_in(lists).map(move |view| Ctr {
-        pod_path: pod.path,
-        view,
-    })
 }
 
 /// The pod spec's `securityContext`, or `Null`.

@@ -8,13 +8,14 @@
 use serde_json::Value;
 
 use super::quantity::{cpu_millis, cpu_millis_str, memory_bytes, memory_bytes_str};
-use super::{Ctr, MAIN, WL7, check_pod, ctrs};
+use super::{MAIN, check_pod};
 use crate::inputs::ControlInputs;
 use crate::pod_view::ContainerView;
+use crate::workload::{Container, WL7};
 use crate::{Context, Control, ControlMeta, Finding, Needs, Outcome, Resource};
 
 /// `resources.<section>.<resource>` of a container, when set (not absent, not `null`).
-fn quantity_of<'a>(c: &Ctr<'a>, section: &str, name: &str) -> Option<&'a Value> {
+fn quantity_of<'a>(c: &Container<'a>, section: &str, name: &str) -> Option<&'a Value> {
     c.view.resource(section, name).filter(|v| !v.is_null())
 }
 
@@ -86,7 +87,7 @@ impl Bounds {
 impl Limits {
     /// Per container: fix paths for a missing request or limit, review paths for one out of the
     /// configured bounds. Unparsable quantities never fail.
-    fn check(&self, c: &Ctr<'_>, out: &mut Vec<Finding>) {
+    fn check(&self, c: &Container<'_>, out: &mut Vec<Finding>) {
         let b = self.bounds;
         for (section, max, min) in self.sections {
             let Some(v) = quantity_of(c, section, b.name) else {
@@ -150,7 +151,7 @@ impl Control for MemoryLimitAndRequest {
     fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
         check_pod(resource, cx, |_, pod, out| {
             let limits = MEMORY.limits(cx.inputs);
-            for c in ctrs(pod, MAIN) {
+            for c in pod.containers(MAIN) {
                 limits.check(&c, out);
             }
         })
@@ -190,7 +191,7 @@ impl Control for CpuLimitAndRequest {
     fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
         check_pod(resource, cx, |_, pod, out| {
             let limits = CPU.limits(cx.inputs);
-            for c in ctrs(pod, MAIN) {
+            for c in pod.containers(MAIN) {
                 limits.check(&c, out);
             }
         })
@@ -226,7 +227,7 @@ impl Control for ResourceLimits {
 
     fn evaluate(&self, resource: Resource<'_>, cx: &Context<'_>) -> Outcome {
         check_pod(resource, cx, |_, pod, out| {
-            for c in ctrs(pod, MAIN) {
+            for c in pod.containers(MAIN) {
                 let cpu = quantity_of(&c, "limits", "cpu").is_none();
                 let memory = quantity_of(&c, "limits", "memory").is_none();
                 if !cpu && !memory {
@@ -254,7 +255,7 @@ fn require_resource(
     cx: &Context<'_>,
 ) -> Outcome {
     check_pod(resource, cx, |_, pod, out| {
-        for c in ctrs(pod, MAIN) {
+        for c in pod.containers(MAIN) {
             if quantity_of(&c, section, name).is_none() {
                 out.push(Finding::new(rule).fix(
                     c.path_parts(&["resources.", section, ".", name]),
@@ -397,7 +398,7 @@ fn require_probe(
     cx: &Context<'_>,
 ) -> Outcome {
     check_pod(resource, cx, |_, pod, out| {
-        for c in ctrs(pod, MAIN) {
+        for c in pod.containers(MAIN) {
             if probe(&c.view).is_none_or(Value::is_null) {
                 out.push(Finding::new(rule).fix(c.path(field), "YOUR_VALUE"));
             }

@@ -6,7 +6,7 @@ use kubevigil_crds::identity::SubjectKind;
 
 use super::SUBJECTS;
 use crate::object::{K8sObject, array, str_at};
-use crate::workload::WORKLOAD_KINDS;
+use crate::workload::{WORKLOAD_KINDS, applies};
 use crate::{
     Applies, BINDING_PATH, Context, Control, ControlMeta, Finding, Needs, Outcome, Resource,
     Triplet,
@@ -34,16 +34,7 @@ static ACCESS_DASHBOARD: ControlMeta = ControlMeta {
     remediation: "Bind the kubernetes-dashboard role and service account only to the dashboard itself.",
     base_score: 2.0,
     frameworks: &["MITRE", "YAML", "cis-gke-v1.9.0"],
-    applies: &[
-        Applies::Subjects,
-        Applies::Kind(WORKLOAD_KINDS[0]),
-        Applies::Kind(WORKLOAD_KINDS[1]),
-        Applies::Kind(WORKLOAD_KINDS[2]),
-        Applies::Kind(WORKLOAD_KINDS[3]),
-        Applies::Kind(WORKLOAD_KINDS[4]),
-        Applies::Kind(WORKLOAD_KINDS[5]),
-        Applies::Kind(WORKLOAD_KINDS[6]),
-    ],
+    applies: &applies::<8>(&[Applies::Subjects], WORKLOAD_KINDS),
     rules: &[
         "rule-access-dashboard-subject-v1",
         "rule-access-dashboard-wl-v1",

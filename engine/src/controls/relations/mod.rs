@@ -48,8 +48,8 @@ use serde_json::{Map, Value};
 
 use crate::object::{array, str_at};
 use crate::selectors::map_subset;
-use crate::workload::WORKLOAD_KINDS;
-use crate::{Applies, Context, Control, K8sObject, Resource};
+use crate::workload::{WL7, WL7_RC, WORKLOAD_KINDS_RC};
+use crate::{Context, Control, K8sObject, Resource};
 
 mod exposure;
 mod network;
@@ -147,8 +147,8 @@ pub const RELATED_KINDS: &[(&str, &[&str])] = &[
         ],
     ),
     ("C-0274", &["Service", "ServiceScanResult"]),
-    ("C-0293", WORKLOAD_KINDS_RC_LIST),
-    ("C-0299", WORKLOAD_KINDS_RC_LIST),
+    ("C-0293", WORKLOAD_KINDS_RC),
+    ("C-0299", WORKLOAD_KINDS_RC),
     (
         "C-0300",
         &[
@@ -159,31 +159,6 @@ pub const RELATED_KINDS: &[(&str, &[&str])] = &[
         ],
     ),
     ("C-0307", &["ServiceAccount"]),
-];
-
-const WORKLOAD_KINDS_RC_LIST: &[&str] = crate::workload::WORKLOAD_KINDS_RC;
-
-/// The seven workload kinds.
-const WL7: &[Applies] = &[
-    Applies::Kind(WORKLOAD_KINDS[0]),
-    Applies::Kind(WORKLOAD_KINDS[1]),
-    Applies::Kind(WORKLOAD_KINDS[2]),
-    Applies::Kind(WORKLOAD_KINDS[3]),
-    Applies::Kind(WORKLOAD_KINDS[4]),
-    Applies::Kind(WORKLOAD_KINDS[5]),
-    Applies::Kind(WORKLOAD_KINDS[6]),
-];
-
-/// The seven workload kinds and ReplicationController.
-const WL8: &[Applies] = &[
-    Applies::Kind(WORKLOAD_KINDS[0]),
-    Applies::Kind(WORKLOAD_KINDS[1]),
-    Applies::Kind(WORKLOAD_KINDS[2]),
-    Applies::Kind(WORKLOAD_KINDS[3]),
-    Applies::Kind(WORKLOAD_KINDS[4]),
-    Applies::Kind(WORKLOAD_KINDS[5]),
-    Applies::Kind(WORKLOAD_KINDS[6]),
-    Applies::Kind("ReplicationController"),
 ];
 
 /// The object being evaluated, if the resource is one.

@@ -6,7 +6,7 @@ use kubevigil_crds::identity::SubjectKind;
 use serde_json::Value;
 
 use super::{
-    WL7, WL8, in_namespace_of, object, service_account_name, service_account_of, token_mounted,
+    WL7, WL7_RC, in_namespace_of, object, service_account_name, service_account_of, token_mounted,
 };
 use crate::object::{array, str_at};
 use crate::{
@@ -437,7 +437,7 @@ static NON_EXISTENT_SERVICE_ACCOUNT: ControlMeta = ControlMeta {
                   serviceAccountName.",
     base_score: 5.0,
     frameworks: &["DevOpsBest"],
-    applies: WL8,
+    applies: WL7_RC,
     rules: &[MISSING_SA_RULE],
     inputs: &[],
     configuration_required: false,

@@ -9,11 +9,11 @@ use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
 use serde_json::Value;
 
 use super::regex_cache::{CredentialMatchers, credential_matchers};
-use super::{WL7, container_entry_path, each_container, object_control};
+use super::{WL7, object_control};
 use crate::object::str_at;
 use crate::pod_view::ContainerView;
-use crate::workload::{Containers, PodSpec};
-use crate::{Applies, Context, ControlMeta, Finding, K8sObject, Needs, Outcome};
+use crate::workload::{Containers, PodSpec, applies};
+use crate::{Context, ControlMeta, Finding, K8sObject, Needs, Outcome};
 
 const ENV_RULE: &str = "rule-credentials-in-env-var";
 const CONFIGMAP_RULE: &str = "rule-credentials-configmap";
@@ -34,7 +34,7 @@ fn credentials_in_env(obj: &K8sObject, cx: &Context<'_>) -> Vec<Finding> {
     };
     let mut findings = Vec::new();
     let mut compiled: Option<Arc<CredentialMatchers>> = None;
-    for c in each_container(&pod, Containers::Main) {
+    for c in pod.containers(Containers::Main.lists()) {
         for (j, env) in ContainerView::list_of(c.env()).iter().enumerate() {
             let (Some(name), Some(value)) = (str_at(env, "name"), str_at(env, "value")) else {
                 continue;
@@ -51,8 +51,8 @@ fn credentials_in_env(obj: &K8sObject, cx: &Context<'_>) -> Vec<Finding> {
             }
             findings.push(
                 Finding::new(ENV_RULE)
-                    .delete(container_entry_path(&pod, &c, "env", j, "name"))
-                    .delete(container_entry_path(&pod, &c, "env", j, "value")),
+                    .delete(c.entry_path("env", j, "name"))
+                    .delete(c.entry_path("env", j, "value")),
             );
         }
     }
@@ -70,16 +70,10 @@ fn shared_credentials_in_env(obj: &K8sObject, cx: &Context<'_>) -> Vec<Finding> 
 /// Every `envFrom[j].secretRef` of `containers` and `initContainers`: delete path
 /// `<c>.envFrom[j].secretRef`.
 fn secret_env_from(pod: &PodSpec<'_>, rule: &'static str, findings: &mut Vec<Finding>) {
-    for c in each_container(pod, Containers::WithInit) {
+    for c in pod.containers(Containers::WithInit.lists()) {
         for (j, from) in ContainerView::list_of(c.env_from()).iter().enumerate() {
             if from.field("secretRef").is_some_and(|r| !r.is_null()) {
-                findings.push(Finding::new(rule).delete(container_entry_path(
-                    pod,
-                    &c,
-                    "envFrom",
-                    j,
-                    "secretRef",
-                )));
+                findings.push(Finding::new(rule).delete(c.entry_path("envFrom", j, "secretRef")));
             }
         }
     }
@@ -150,16 +144,7 @@ static CREDENTIALS: ControlMeta = ControlMeta {
         "security",
         "YAML",
     ],
-    applies: &[
-        Applies::Kind("Pod"),
-        Applies::Kind("Deployment"),
-        Applies::Kind("ReplicaSet"),
-        Applies::Kind("DaemonSet"),
-        Applies::Kind("StatefulSet"),
-        Applies::Kind("Job"),
-        Applies::Kind("CronJob"),
-        Applies::Kind("ConfigMap"),
-    ],
+    applies: &applies::<8>(WL7, &["ConfigMap"]),
     rules: &[ENV_RULE, CONFIGMAP_RULE],
     inputs: CREDENTIAL_INPUTS,
     configuration_required: true,
@@ -240,17 +225,15 @@ fn secrets_in_env(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
         return Outcome::Passed;
     };
     let mut findings = Vec::new();
-    for c in each_container(&pod, Containers::WithInit) {
+    for c in pod.containers(Containers::WithInit.lists()) {
         for (j, env) in ContainerView::list_of(c.env()).iter().enumerate() {
             let secret_ref = env
                 .field("valueFrom")
                 .and_then(|v| v.field("secretKeyRef"))
                 .is_some_and(|r| !r.is_null());
             if secret_ref {
-                findings.push(
-                    Finding::new(SECRETS_ENV_RULE)
-                        .delete(container_entry_path(&pod, &c, "env", j, "name")),
-                );
+                findings
+                    .push(Finding::new(SECRETS_ENV_RULE).delete(c.entry_path("env", j, "name")));
             }
         }
     }

@@ -7,9 +7,7 @@ use aho_corasick::AhoCorasick;
 use regex::Regex;
 use serde_json::Value;
 
-use super::{
-    DEPLOYMENT, POD, WL7, container_path, each_container, integration_control, object_control,
-};
+use super::{DEPLOYMENT, POD, WL7, integration_control, object_control};
 use crate::object::{get_path, str_at};
 use crate::pod_view::ContainerView;
 use crate::workload::Containers;
@@ -27,9 +25,9 @@ fn vulnerable_images(
         return Outcome::Passed;
     };
     let mut findings = Vec::new();
-    for c in each_container(&pod, Containers::Main) {
+    for c in pod.containers(Containers::Main.lists()) {
         if c.image_str().is_some_and(&mut vulnerable) {
-            findings.push(Finding::new(rule).review(container_path(&pod, &c, "image")));
+            findings.push(Finding::new(rule).review(c.path("image")));
         }
     }
     Outcome::from_findings(findings)
@@ -103,7 +101,7 @@ fn subpath_symlink(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     };
     let mut findings = Vec::new();
     let mut vulnerable_node: Option<bool> = None;
-    for c in each_container(&pod, Containers::Main) {
+    for c in pod.containers(Containers::Main.lists()) {
         let mut finding: Option<Finding> = None;
         for (j, mount) in ContainerView::list_of(c.volume_mounts()).iter().enumerate() {
             if str_at(mount, "subPath").is_none_or(str::is_empty) {
@@ -119,7 +117,7 @@ fn subpath_symlink(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
             if !vulnerable {
                 return Outcome::Passed;
             }
-            let path = container_path(&pod, &c, &format!("volumeMounts[{j}].subPath"));
+            let path = c.path(&format!("volumeMounts[{j}].subPath"));
             finding = Some(
                 finding
                     .take()

@@ -5,9 +5,7 @@ use crate::object::Field;
 use serde_json::{Map, Value};
 use smallvec::SmallVec;
 
-use super::{
-    DEPLOYMENT, POD, WL7, WL7_RC, container_path, each_container, object_control, pod_spec_path,
-};
+use super::{DEPLOYMENT, POD, WL7, WL7_RC, object_control};
 use crate::object::{array, get_path, str_at};
 use crate::pod_view::ContainerView;
 use crate::selectors::{expression_matches, map_subset};
@@ -66,15 +64,12 @@ fn sudo(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
         return Outcome::Passed;
     };
     let mut findings = Vec::new();
-    for c in each_container(&pod, Containers::Main) {
+    for c in pod.containers(Containers::Main.lists()) {
         for (k, arg) in ContainerView::list_of(c.command()).iter().enumerate() {
             if arg.as_str().is_some_and(|s| s.contains("sudo")) {
                 findings.push(
-                    Finding::new("sudo-in-container-entrypoint").review(container_path(
-                        &pod,
-                        &c,
-                        &format!("command[{k}]"),
-                    )),
+                    Finding::new("sudo-in-container-entrypoint")
+                        .review(c.path(&format!("command[{k}]"))),
                 );
             }
         }
@@ -135,7 +130,7 @@ static EXTERNAL_SECRETS: ControlMeta = ControlMeta {
 object_control!(ExternalSecretStorage, EXTERNAL_SECRETS, external_secrets);
 
 fn external_secrets(obj: &K8sObject, _cx: &Context<'_>) -> Outcome {
-    let Some(path) = pod_spec_path(&obj.kind) else {
+    let Some(path) = crate::workload::pod_spec_path(&obj.kind) else {
         return Outcome::NotApplicable;
     };
     let uses_provider = get_path(&obj.value, path).is_some_and(|spec| {
@@ -229,7 +224,7 @@ fn duplicate_env(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
         return Outcome::Passed;
     };
     let mut findings = Vec::new();
-    for c in each_container(&pod, Containers::All) {
+    for c in pod.containers(Containers::All.lists()) {
         // Each entry's name looked up once, not once per pair of entries.
         let names: SmallVec<[Option<&str>; 16]> = ContainerView::list_of(c.env())
             .iter()
@@ -244,11 +239,9 @@ fn duplicate_env(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
                 .enumerate()
                 .any(|(k, other)| k != j && *other == Some(*name));
             if duplicated {
-                findings.push(Finding::new("duplicate-env-var").failed(container_path(
-                    &pod,
-                    &c,
-                    &format!("env[{j}].name"),
-                )));
+                findings.push(
+                    Finding::new("duplicate-env-var").failed(c.path(&format!("env[{j}].name"))),
+                );
             }
         }
     }

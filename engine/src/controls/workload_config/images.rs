@@ -9,7 +9,7 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::image_ref::normalize;
-use super::{WL7, container_path, each_container, integration_control, object_control};
+use super::{WL7, integration_control, object_control};
 use crate::workload::Containers;
 use crate::{Applies, Context, ControlMeta, Finding, K8sObject, Needs, Outcome};
 
@@ -25,9 +25,9 @@ fn image_findings(
         return Outcome::Passed;
     };
     let mut findings = Vec::new();
-    for c in each_container(&pod, which) {
+    for c in pod.containers(which.lists()) {
         if c.image_str().is_some_and(&mut bad) {
-            findings.push(Finding::new(rule).review(container_path(&pod, &c, "image")));
+            findings.push(Finding::new(rule).review(c.path("image")));
         }
     }
     Outcome::from_findings(findings)
@@ -171,7 +171,7 @@ fn pull_policy(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
     };
     let floating = cx.inputs.get("floatingImageTags");
     let mut findings = Vec::new();
-    for c in each_container(&pod, Containers::Main) {
+    for c in pod.containers(Containers::Main.lists()) {
         if !matches!(
             c.image_pull_policy().and_then(Value::as_str),
             Some("Never" | "IfNotPresent")
@@ -188,8 +188,8 @@ fn pull_policy(obj: &K8sObject, cx: &Context<'_>) -> Outcome {
         if bad {
             findings.push(
                 Finding::new("image-pull-policy-is-not-set-to-always")
-                    .review(container_path(&pod, &c, "image"))
-                    .review(container_path(&pod, &c, "imagePullPolicy")),
+                    .review(c.path("image"))
+                    .review(c.path("imagePullPolicy")),
             );
         }
     }

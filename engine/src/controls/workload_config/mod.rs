@@ -8,8 +8,7 @@
 
 use kubevigil_crds::SubStatus;
 
-use crate::pod_view::ContainerView;
-use crate::workload::{Containers, PodSpec};
+use crate::workload::{WL7, WL7_RC};
 use crate::{Applies, Control, Outcome};
 
 mod credentials;
@@ -57,29 +56,6 @@ pub fn controls() -> Vec<&'static dyn Control> {
         &images::ImagesNotPinned,
     ]
 }
-
-/// WL7: the seven workload kinds most rules match.
-const WL7: &[Applies] = &[
-    Applies::Kind("Pod"),
-    Applies::Kind("Deployment"),
-    Applies::Kind("ReplicaSet"),
-    Applies::Kind("DaemonSet"),
-    Applies::Kind("StatefulSet"),
-    Applies::Kind("Job"),
-    Applies::Kind("CronJob"),
-];
-
-/// WL7 plus ReplicationController.
-const WL7_RC: &[Applies] = &[
-    Applies::Kind("Pod"),
-    Applies::Kind("Deployment"),
-    Applies::Kind("ReplicaSet"),
-    Applies::Kind("DaemonSet"),
-    Applies::Kind("StatefulSet"),
-    Applies::Kind("Job"),
-    Applies::Kind("CronJob"),
-    Applies::Kind("ReplicationController"),
-];
 
 /// Deployments only (the CVE rules).
 const DEPLOYMENT: &[Applies] = &[Applies::Kind("Deployment")];
@@ -138,46 +114,5 @@ pub(crate) fn integration_outcome() -> Outcome {
     Outcome::Skipped {
         sub_status: SubStatus::Integration,
         info: "Control needs data from outside the cluster's objects".to_string(),
-    }
-}
-
-/// The containers of a pod spec, without building paths: a path is only formatted (with
-/// [`container_path`]) when a finding is reported.
-fn each_container<'a>(
-    pod: &PodSpec<'a>,
-    which: Containers,
-) -> impl Iterator<Item = ContainerView<'a>> + 'a {
-    pod.containers_in(which.lists())
-}
-
-/// `<podspec>.<list>[<index>].<suffix>` of container `c`.
-fn container_path(pod: &PodSpec<'_>, c: &ContainerView<'_>, suffix: &str) -> String {
-    crate::workload::container_field_path(pod.path, c.list, c.index, suffix)
-}
-
-/// `<podspec>.<list>[<index>].<field>[<entry>].<rest>` of container `c` (no `.<rest>` when
-/// empty).
-fn container_entry_path(
-    pod: &PodSpec<'_>,
-    c: &ContainerView<'_>,
-    field: &str,
-    entry: usize,
-    rest: &str,
-) -> String {
-    crate::workload::container_entry_path(pod.path, c.list, c.index, field, entry, rest)
-}
-
-/// The dotted path of a workload's pod spec by kind, whether or not the object has one.
-fn pod_spec_path(kind: &str) -> Option<&'static str> {
-    match kind {
-        "Pod" => Some("spec"),
-        "Deployment"
-        | "ReplicaSet"
-        | "DaemonSet"
-        | "StatefulSet"
-        | "Job"
-        | "ReplicationController" => Some("spec.template.spec"),
-        "CronJob" => Some("spec.jobTemplate.spec.template.spec"),
-        _ => None,
     }
 }

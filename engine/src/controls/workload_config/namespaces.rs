@@ -4,7 +4,8 @@ use crate::object::Field;
 use serde_json::Value;
 
 use super::{WL7, object_control};
-use crate::{Applies, Context, ControlMeta, Finding, K8sObject, Needs, Outcome};
+use crate::workload::applies;
+use crate::{Context, ControlMeta, Finding, K8sObject, Needs, Outcome};
 
 /// Kubescape's `<kind>-in-default-namespace` rules: an object whose `metadata.namespace` is
 /// `default` fails with review path `metadata.namespace`; one without a namespace fails with fix
@@ -119,31 +120,27 @@ static DEFAULT_NAMESPACE: ControlMeta = ControlMeta {
         "cis-v1.10.0",
         "cis-v1.12.0",
     ],
-    applies: &[
-        Applies::Kind("Pod"),
-        Applies::Kind("Deployment"),
-        Applies::Kind("ReplicaSet"),
-        Applies::Kind("DaemonSet"),
-        Applies::Kind("StatefulSet"),
-        Applies::Kind("Job"),
-        Applies::Kind("CronJob"),
-        Applies::Kind("RoleBinding"),
-        Applies::Kind("Role"),
-        Applies::Kind("ConfigMap"),
-        Applies::Kind("Endpoints"),
-        Applies::Kind("PersistentVolumeClaim"),
-        Applies::Kind("PodTemplate"),
-        Applies::Kind("ReplicationController"),
-        Applies::Kind("Service"),
-        Applies::Kind("ServiceAccount"),
-        Applies::Kind("EndpointSlice"),
-        Applies::Kind("HorizontalPodAutoscaler"),
-        Applies::Kind("Lease"),
-        Applies::Kind("CSIStorageCapacity"),
-        Applies::Kind("Ingress"),
-        Applies::Kind("PodDisruptionBudget"),
-        Applies::Kind("Secret"),
-    ],
+    applies: &applies::<23>(
+        WL7,
+        &[
+            "RoleBinding",
+            "Role",
+            "ConfigMap",
+            "Endpoints",
+            "PersistentVolumeClaim",
+            "PodTemplate",
+            "ReplicationController",
+            "Service",
+            "ServiceAccount",
+            "EndpointSlice",
+            "HorizontalPodAutoscaler",
+            "Lease",
+            "CSIStorageCapacity",
+            "Ingress",
+            "PodDisruptionBudget",
+            "Secret",
+        ],
+    ),
     rules: &[
         "pods-in-default-namespace",
         "rolebinding-in-default-namespace",
