@@ -178,11 +178,6 @@ impl Index {
         self.results = results;
     }
 
-    /// Records a result written by a scan.
-    pub fn record_result(&mut self, result: ResultRef, info: ResultInfo) {
-        self.results.insert(result, info);
-    }
-
     /// Number of tracked targets.
     pub fn target_count(&self) -> usize {
         self.targets.len()
@@ -340,8 +335,10 @@ impl Index {
         self.targets.get(key).map(String::as_str)
     }
 
-    /// An object was added or modified. `binding` holds a binding's spec.
-    pub fn applied(
+    /// An object was added or modified. `binding` holds a binding's spec. (The tests' form of
+    /// [`Index::applied_with_spec`] for kinds without a spec hash.)
+    #[cfg(test)]
+    pub(crate) fn applied(
         &mut self,
         key: TargetKey,
         meta: &ObjectMeta,

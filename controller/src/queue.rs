@@ -308,7 +308,8 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
     }
 
     /// Whether a target is being scanned.
-    pub fn in_flight(&self, key: &K) -> bool {
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self, key: &K) -> bool {
         self.entries
             .get(key)
             .is_some_and(|e| matches!(e.state, State::InFlight { .. }))

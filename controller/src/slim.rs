@@ -39,17 +39,21 @@ impl MetaFields {
             resource_version: self.resource_version,
             labels: self.labels,
             annotations: self.annotations.filter(|_| keep_annotations),
-            owner_references: self
-                .owner_references
-                .map(|refs| {
-                    refs.into_iter()
-                        .filter(|o| o.controller == Some(true))
-                        .collect::<Vec<_>>()
-                })
-                .filter(|refs| !refs.is_empty()),
+            owner_references: controlling_owner(self.owner_references),
             ..ObjectMeta::default()
         }
     }
+}
+
+/// Only the controlling owner reference, if any (the one the fingerprint and the owner rules
+/// read).
+pub fn controlling_owner(refs: Option<Vec<OwnerReference>>) -> Option<Vec<OwnerReference>> {
+    refs.map(|refs| {
+        refs.into_iter()
+            .filter(|o| o.controller == Some(true))
+            .collect::<Vec<_>>()
+    })
+    .filter(|refs| !refs.is_empty())
 }
 
 /// Deserializes metadata for a watched target: identity, generation, resource version, labels

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Config;
 use crate::index::BindingSpec;
 use crate::jobs::{COMPONENT, COMPONENT_LABEL, job_view};
-use crate::slim::{BindingObject, ScalableObject, TargetMeta};
+use crate::slim::{BindingObject, ScalableObject, TargetMeta, controlling_owner};
 use crate::state::{JobEvent, Msg, WatchEvent};
 
 /// Longest a binding watch waits for the role watches' initial lists.
@@ -43,14 +43,7 @@ pub fn trim_meta(meta: ObjectMeta) -> ObjectMeta {
         generation: meta.generation,
         resource_version: meta.resource_version,
         labels: meta.labels,
-        owner_references: meta
-            .owner_references
-            .map(|refs| {
-                refs.into_iter()
-                    .filter(|o| o.controller == Some(true))
-                    .collect::<Vec<_>>()
-            })
-            .filter(|refs| !refs.is_empty()),
+        owner_references: controlling_owner(meta.owner_references),
         ..ObjectMeta::default()
     }
 }

@@ -13,10 +13,3 @@ pub fn all() -> Vec<&'static dyn Control> {
     all.sort_by_key(|c| c.meta().id);
     all
 }
-
-/// Finds a control by ID (case-insensitive).
-pub fn by_id(id: &str) -> Option<&'static dyn Control> {
-    all()
-        .into_iter()
-        .find(|c| c.meta().id.eq_ignore_ascii_case(id))
-}

@@ -68,13 +68,6 @@ impl ControlMeta {
         Severity::from_score(self.base_score)
     }
 
-    /// Whether the control evaluates objects of `kind`.
-    pub fn applies_to_kind(&self, kind: &str) -> bool {
-        self.applies
-            .iter()
-            .any(|a| matches!(a, Applies::Kind(k) if *k == kind))
-    }
-
     /// Whether the control evaluates RBAC triplets.
     pub fn applies_to_subjects(&self) -> bool {
         self.applies.contains(&Applies::Subjects)

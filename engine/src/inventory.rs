@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use kubevigil_crds::identity::{BindingRef, RoleRef, Subject, SubjectKind, Target};
-use serde_json::Value;
 
 use super::object::{K8sObject, array, str_at};
 
@@ -144,12 +143,6 @@ impl Inventory {
     /// The role of a triplet.
     pub fn role_of(&self, t: &Triplet) -> Option<&K8sObject> {
         self.objects.get(t.role)
-    }
-
-    /// The subject entry of a triplet as written in the binding.
-    pub fn subject_value_of(&self, t: &Triplet) -> Option<&Value> {
-        self.binding_of(t)
-            .and_then(|b| array(&b.value, "subjects").get(t.subject_index))
     }
 
     /// The identity of a triplet, for result names and labels.

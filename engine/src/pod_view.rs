@@ -328,11 +328,6 @@ impl<'a> ContainerView<'a> {
         }
     }
 
-    /// The container's `name` if it is a string.
-    pub fn name_str(&self) -> Option<&'a str> {
-        self.name().and_then(Value::as_str)
-    }
-
     /// The container's `image` if it is a string.
     pub fn image_str(&self) -> Option<&'a str> {
         self.image().and_then(Value::as_str)

@@ -74,7 +74,9 @@ fn fixture(#[files("tests/fixtures/*/*.yaml")] path: PathBuf) {
         .to_string();
     let file = path.file_name().unwrap().to_str().unwrap().to_string();
     let expectation = file.split('-').next().unwrap().to_string();
-    let control = catalog::by_id(&control_id)
+    let control = catalog::all()
+        .into_iter()
+        .find(|c| c.meta().id.eq_ignore_ascii_case(&control_id))
         .unwrap_or_else(|| panic!("{file}: control {control_id} is not in the catalog"));
 
     let inventory = Inventory::new(load(&path));

@@ -17,66 +17,61 @@ use crate::queue::{Completion, should_dispatch};
 
 /// A scan Job the controller created or adopted and has not seen finish.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JobRecord {
+pub(crate) struct JobRecord {
     /// The targets it scans.
-    pub targets: Vec<TargetKey>,
+    pub(crate) targets: Vec<TargetKey>,
     /// The attempt number of its targets (0 for first scans).
-    pub attempt: u32,
+    pub(crate) attempt: u32,
     /// When it was recorded.
-    pub created: Instant,
+    pub(crate) created: Instant,
     /// The UID of the Job, once the API server has confirmed it (create answered, or found
     /// running). Until then, watch events for that name are of an older Job of the same name.
-    pub uid: Option<String>,
+    pub(crate) uid: Option<String>,
 }
 
 /// The active scan Jobs, by name. A Job is recorded before it is created, so that its
 /// completion maps back to its targets even when the create response is lost.
 #[derive(Debug, Default)]
-pub struct JobTracker {
+pub(crate) struct JobTracker {
     jobs: HashMap<String, JobRecord>,
 }
 
 impl JobTracker {
     /// Records a Job.
-    pub fn insert(&mut self, name: String, record: JobRecord) {
+    pub(crate) fn insert(&mut self, name: String, record: JobRecord) {
         self.jobs.insert(name, record);
     }
 
     /// Forgets a Job, returning its record.
-    pub fn remove(&mut self, name: &str) -> Option<JobRecord> {
+    pub(crate) fn remove(&mut self, name: &str) -> Option<JobRecord> {
         self.jobs.remove(name)
     }
 
     /// Whether a Job is recorded.
-    pub fn contains(&self, name: &str) -> bool {
+    pub(crate) fn contains(&self, name: &str) -> bool {
         self.jobs.contains_key(name)
     }
 
     /// Records the UID the API server gave a Job.
-    pub fn confirm(&mut self, name: &str, uid: &str) {
+    pub(crate) fn confirm(&mut self, name: &str, uid: &str) {
         if let Some(r) = self.jobs.get_mut(name) {
             r.uid = Some(uid.to_string());
         }
     }
 
     /// A recorded Job.
-    pub fn get(&self, name: &str) -> Option<&JobRecord> {
+    pub(crate) fn get(&self, name: &str) -> Option<&JobRecord> {
         self.jobs.get(name)
     }
 
     /// Number of active Jobs.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.jobs.len()
-    }
-
-    /// Whether no Job is active.
-    pub fn is_empty(&self) -> bool {
-        self.jobs.is_empty()
     }
 
     /// Confirmed Jobs recorded before `before` that are not in `seen` (a Job watch re-list
     /// did not return them: they were deleted while the watch was down).
-    pub fn vanished(&self, seen: &HashSet<String>, before: Instant) -> Vec<String> {
+    pub(crate) fn vanished(&self, seen: &HashSet<String>, before: Instant) -> Vec<String> {
         let mut out: Vec<String> = self
             .jobs
             .iter()
@@ -89,7 +84,7 @@ impl JobTracker {
 
     /// Jobs recorded longer than `max_age` ago (their deadline passed long ago without a
     /// finished state being seen).
-    pub fn overdue(&self, now: Instant, max_age: Duration) -> Vec<String> {
+    pub(crate) fn overdue(&self, now: Instant, max_age: Duration) -> Vec<String> {
         let mut out: Vec<String> = self
             .jobs
             .iter()
@@ -128,7 +123,8 @@ pub(super) enum JobList {
 
 impl State {
     /// Number of active scan Jobs.
-    pub fn active_jobs(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn active_jobs(&self) -> usize {
         self.jobs.len()
     }
 

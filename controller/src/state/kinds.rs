@@ -17,7 +17,7 @@ use crate::ops::{KindLabels, KindReport, Metrics};
 
 /// Where a kind's discovery and watch stand.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KindStatus {
+pub(crate) enum KindStatus {
     /// Discovered; its watch is listing.
     Listing,
     /// Listed; the watch is live.

@@ -27,13 +27,11 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kubevigil_crds::target::{KindInfo, TargetKey};
 
-use jobs::JobList;
-pub use jobs::{JobRecord, JobTracker};
-pub use kinds::KindStatus;
+use jobs::{JobList, JobTracker};
 use kinds::Kinds;
 pub use messages::{Effect, JobEvent, Msg, WatchEvent};
 use resync::Startup;
-pub use resync::{Merge, ResultsSnapshot, Scope, result_from_meta, source_of};
+pub use resync::{Merge, ResultsSnapshot, Scope};
 
 use crate::config::Config;
 use crate::discovery::{Failure, KindSpec};
@@ -155,13 +153,15 @@ impl State {
         effects
     }
 
-    /// The index (for tests and diagnostics).
-    pub fn index(&self) -> &Index {
+    /// The index.
+    #[cfg(test)]
+    pub(crate) fn index(&self) -> &Index {
         &self.index
     }
 
-    /// The queue (for tests and diagnostics).
-    pub fn queue(&self) -> &Queue<TargetKey> {
+    /// The queue.
+    #[cfg(test)]
+    pub(crate) fn queue(&self) -> &Queue<TargetKey> {
         &self.queue
     }
 

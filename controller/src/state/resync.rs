@@ -83,7 +83,7 @@ pub struct ResultsSnapshot {
 }
 
 /// The watched kind a result belongs to, from its labels.
-pub fn source_of(labels_map: &BTreeMap<String, String>) -> Option<SourceKind> {
+fn source_of(labels_map: &BTreeMap<String, String>) -> Option<SourceKind> {
     if labels_map.get(labels::RBAC_RESOURCE).map(String::as_str) == Some("true") {
         let kind = if labels_map.contains_key(labels::CLUSTERROLEBINDING_NAME) {
             "ClusterRoleBinding"
@@ -105,7 +105,7 @@ pub fn source_of(labels_map: &BTreeMap<String, String>) -> Option<SourceKind> {
 }
 
 /// A result's reference and what its annotations say.
-pub fn result_from_meta(meta: &ObjectMeta) -> Option<(ResultRef, ResultInfo)> {
+fn result_from_meta(meta: &ObjectMeta) -> Option<(ResultRef, ResultInfo)> {
     let r = ResultRef {
         namespace: meta.namespace.clone()?,
         name: meta.name.clone()?,
