@@ -57,6 +57,7 @@ pub const fn applies<const N: usize>(first: &[Applies], kinds: &[&'static str]) 
 
 /// The dotted path of a workload kind's pod spec (`spec.template.spec`; `spec` for a Pod), or
 /// `None` for a kind that is not a workload. The one table of where pod specs sit.
+#[inline]
 pub fn pod_spec_path(kind: &str) -> Option<&'static str> {
     match kind {
         "Pod" => Some("spec"),
@@ -212,6 +213,7 @@ pub struct Container<'a> {
 impl<'a> Deref for Container<'a> {
     type Target = ContainerView<'a>;
 
+    #[inline]
     fn deref(&self) -> &ContainerView<'a> {
         &self.view
     }
@@ -219,11 +221,13 @@ impl<'a> Deref for Container<'a> {
 
 impl<'a> Container<'a> {
     /// `<podspec>.<list>[<index>].<suffix>`.
+    #[inline]
     pub fn path(&self, suffix: &str) -> String {
         container_field_path(self.pod_path, self.view.list, self.view.index, suffix)
     }
 
     /// [`Self::path`] of the suffix given in parts (no temporary string for the suffix).
+    #[inline]
     pub fn path_parts(&self, suffix: &[&str]) -> String {
         container_field_path_parts(self.pod_path, self.view.list, self.view.index, suffix)
     }
@@ -236,6 +240,7 @@ impl<'a> Container<'a> {
     }
 
     /// `<podspec>.<list>[<index>].<field>[<entry>].<rest>` (no `.<rest>` when empty).
+    #[inline]
     pub fn entry_path(&self, field: &str, entry: usize, rest: &str) -> String {
         container_entry_path(
             self.pod_path,
@@ -269,7 +274,11 @@ fn container_field_path(pod_path: &str, list: &str, index: usize, suffix: &str) 
 fn container_field_path_parts(pod_path: &str, list: &str, index: usize, suffix: &[&str]) -> String {
     let suffix_len: usize = suffix.iter().map(|p| p.len()).sum();
     let mut out = String::with_capacity(pod_path.len() + list.len() + suffix_len + 8);
-    push_container(&mut out, pod_path, list, index);
+    out.push_str(pod_path);
+    out.push('.');
+    out.push_str(list);
+    push_index(&mut out, index);
+    out.push('.');
     for part in suffix {
         out.push_str(part);
     }
@@ -288,7 +297,11 @@ fn container_entry_path(
 ) -> String {
     let mut out =
         String::with_capacity(pod_path.len() + list.len() + field.len() + rest.len() + 16);
-    push_container(&mut out, pod_path, list, index);
+    out.push_str(pod_path);
+    out.push('.');
+    out.push_str(list);
+    push_index(&mut out, index);
+    out.push('.');
     out.push_str(field);
     push_index(&mut out, entry);
     if !rest.is_empty() {
@@ -296,16 +309,6 @@ fn container_entry_path(
         out.push_str(rest);
     }
     out
-}
-
-/// Appends `<pod_path>.<list>[<index>].`: the start of every container path.
-#[inline]
-fn push_container(out: &mut String, pod_path: &str, list: &str, index: usize) {
-    out.push_str(pod_path);
-    out.push('.');
-    out.push_str(list);
-    push_index(out, index);
-    out.push('.');
 }
 
 /// Appends `[<index>]` to a path.
