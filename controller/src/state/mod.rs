@@ -3,7 +3,7 @@
 //! API call is returned as an [`Effect`] for the runner (`run.rs`) to carry out, and its outcome
 //! comes back as a [`Msg`]. One owner, so no locks.
 //!
-//! Modules: [`messages`] (what comes in, what goes out), `kinds` (discovery and watch states,
+//! Modules: `messages` (what comes in, what goes out), `kinds` (discovery and watch states,
 //! `/readyz`), `jobs` (the Job tracker, dispatch, the Job watch, and the one place that decides
 //! whether a failed scan is retried or given up) and `resync` (startup phases and the results
 //! resync).
@@ -15,7 +15,7 @@
 
 mod jobs;
 mod kinds;
-pub mod messages;
+mod messages;
 mod resync;
 #[cfg(test)]
 mod tests;
