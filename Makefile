@@ -72,6 +72,10 @@ scenarios: ## Scenario tests on the local real cluster (boots it when KUBECONFIG
 bench: ## Cluster benchmark with release binaries on a fresh local cluster; prints figures (BENCHMARKS.md)
 	bash scripts/bench.sh $(BENCH_ARGS)
 
+.PHONY: bench-engine
+bench-engine: ## The control engine's criterion benchmark on one core (BENCHMARKS.md); prints figures
+	taskset -c 0 $(CARGO) bench -p kubevigil-engine --bench engine
+
 .PHONY: demo
 demo: ## Local cluster + kubevigil installed by Helm + a scanned demo namespace
 	bash scripts/demo.sh

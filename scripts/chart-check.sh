@@ -31,6 +31,12 @@ reject() {
 }
 reject "enable" --set capabilities.continuousScan=bad
 reject "batchSize" --set scanJob.batchSize=0
+# Bindings without roles: RBAC results depend on the bound roles (the controller would refuse
+# the config at startup; the chart says so at install instead).
+reject "rolebindings or clusterrolebindings are watched but not roles and clusterroles" \
+  --set 'continuousScanning.matchingRules[0].apiGroups[0]=rbac.authorization.k8s.io' \
+  --set 'continuousScanning.matchingRules[0].apiVersions[0]=v1' \
+  --set 'continuousScanning.matchingRules[0].resources[0]=rolebindings'
 
 # The README's values table is generated from values.yaml's comments; it must not drift.
 python3 scripts/values-table.py --check

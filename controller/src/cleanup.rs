@@ -10,7 +10,7 @@ use kube::{Api, Client};
 use kubevigil_crds::{WorkloadConfigurationScan, WorkloadConfigurationScanSummary};
 
 use crate::error::{Error, is_not_found};
-use crate::events::ResultRef;
+use crate::index::ResultRef;
 
 /// What a batch of deletions did.
 #[derive(Debug, Default)]

@@ -58,19 +58,29 @@ pub struct ContinuousScanning {
     /// The kinds to watch.
     pub matching_rules: Vec<MatchingRule>,
     /// Quiet period that coalesces bursts of events on one target (`2s`).
-    #[serde(default = "default_debounce")]
-    pub debounce: String,
+    #[serde(default = "default_debounce", deserialize_with = "duration")]
+    pub debounce: Duration,
     /// How often to look for missed deletes and missing or stale results (`10m`).
-    #[serde(default = "default_resync")]
-    pub resync_period: String,
+    #[serde(default = "default_resync", deserialize_with = "duration")]
+    pub resync_period: Duration,
 }
 
-fn default_debounce() -> String {
-    "2s".into()
+fn default_debounce() -> Duration {
+    Duration::from_secs(2)
 }
 
-fn default_resync() -> String {
-    "10m".into()
+fn default_resync() -> Duration {
+    Duration::from_secs(600)
+}
+
+/// A duration field, parsed once with the file ([`parse_duration`]).
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let value = String::deserialize(d)?;
+    parse_duration(&value).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "{value:?} is not a duration like 500ms, 2s, 10m or 1h"
+        ))
+    })
 }
 
 /// How scan Jobs are built.
@@ -197,15 +207,6 @@ fn default_controller() -> ControllerSettings {
     }
 }
 
-/// Durations parsed from the configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timing {
-    /// Debounce of events on one target.
-    pub debounce: Duration,
-    /// Resync period.
-    pub resync: Duration,
-}
-
 impl Config {
     /// Parses a configuration document and checks its values. `path` is only for messages.
     pub fn parse(path: &str, text: &str) -> Result<Self, ConfigError> {
@@ -250,7 +251,6 @@ impl Config {
         }
         self.check_rbac_kinds()
             .map_err(|m| bad("continuousScanning.matchingRules", m))?;
-        self.timing(path)?;
         let sj = &self.scan_job;
         if !(1..=500).contains(&sj.batch_size) {
             return Err(bad(
@@ -292,27 +292,6 @@ impl Config {
             ));
         }
         Ok(())
-    }
-
-    /// The debounce and resync durations.
-    pub fn timing(&self, path: &str) -> Result<Timing, ConfigError> {
-        let parse = |field: &str, value: &str| {
-            parse_duration(value).ok_or_else(|| ConfigError::Value {
-                path: path.to_string(),
-                field: field.to_string(),
-                message: format!("{value:?} is not a duration like 500ms, 2s, 10m or 1h"),
-            })
-        };
-        Ok(Timing {
-            debounce: parse(
-                "continuousScanning.debounce",
-                &self.continuous_scanning.debounce,
-            )?,
-            resync: parse(
-                "continuousScanning.resyncPeriod",
-                &self.continuous_scanning.resync_period,
-            )?,
-        })
     }
 
     /// Whether objects in `namespace` are scanned. Cluster-scoped objects (`None`) always are.
@@ -395,12 +374,10 @@ exceptions: []
     fn parses_the_chart_shape() {
         let c = Config::parse("config.yaml", GOOD).unwrap();
         assert_eq!(c.scan_job.batch_size, 50);
+        assert_eq!(c.continuous_scanning.debounce, Duration::from_secs(2));
         assert_eq!(
-            c.timing("x").unwrap(),
-            Timing {
-                debounce: Duration::from_secs(2),
-                resync: Duration::from_secs(600)
-            }
+            c.continuous_scanning.resync_period,
+            Duration::from_secs(600)
         );
         assert!(!c.namespace_selected(Some("kube-system")));
         assert!(c.namespace_selected(None));

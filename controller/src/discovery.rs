@@ -13,7 +13,7 @@ use kubevigil_crds::target::KindInfo;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::error::api_status;
+use crate::error::status_code;
 use crate::state::Msg;
 
 /// One configured resource: `(group, version, resource)` from a matching rule.
@@ -79,7 +79,7 @@ impl Failure {
 
     /// Classifies a discovery error for `spec`.
     pub fn from_error(spec: &KindSpec, e: &kube::Error) -> Self {
-        match api_status(e) {
+        match status_code(e) {
             Some(404) => Failure::not_found(spec),
             Some(403) => {
                 Failure::Forbidden(format!("discovery of resource {spec} is forbidden: {e}"))

@@ -1,14 +1,21 @@
 //! The controller's errors: one enum whose variants name the failed action and object, with a
 //! category that decides what happens next (retry, report, or stop the process).
 
+use kube::runtime::watcher;
+pub use kubevigil_crds::api_error::{is_conflict, is_not_found, is_transient, status_code};
+
 use crate::config::ConfigError;
 
-/// What the controller does about an error.
+/// What the controller does about an error: the one retry policy. API errors are sorted by
+/// [`is_transient`] (shared with scan-job): throttling, timeouts, server errors and failures to
+/// reach the server are retried; what the server refuses for good is reported at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Category {
-    /// Transient (network, 5xx, 429, conflicts): retried, by the caller or at the next resync.
+    /// Transient (408, 429, 500, 502, 503, 504, connection errors): retried with backoff, by
+    /// the caller or at the next resync.
     Retry,
-    /// The request itself is wrong or not allowed (4xx): reported, not retried as such.
+    /// Permanent (400, 401, 403, 404, 409, 422 and every other answer): reported, not retried
+    /// as such (a refused scan Job gives its targets up with a ScanFailed event).
     Report,
     /// The process cannot go on (bad configuration, missing CRDs, lost leadership).
     Fatal,
@@ -152,7 +159,7 @@ pub enum Error {
 impl Error {
     /// The HTTP status of the underlying API error, if any.
     pub fn status_code(&self) -> Option<u16> {
-        self.kube_error().and_then(api_status)
+        self.kube_error().and_then(status_code)
     }
 
     fn kube_error(&self) -> Option<&kube::Error> {
@@ -194,19 +201,14 @@ impl Error {
     /// Whether the error is retried, reported, or ends the process.
     pub fn category(&self) -> Category {
         match self {
-            Error::Config(_)
-            | Error::ConfigValue { .. }
-            | Error::Client(_)
-            | Error::CrdsMissing { .. }
-            | Error::LeaseLost { .. }
-            | Error::Listen { .. }
-            | Error::Signal(_)
-            | Error::Channel(_) => Category::Fatal,
-            _ => match self.status_code() {
-                Some(code) if is_transient_status(code) => Category::Retry,
+            Error::Client(_) => Category::Fatal,
+            // A 409 reaches here only where it is not handled as the collision it usually is
+            // (Job creates and Lease updates handle theirs): re-sending the same request would
+            // conflict again.
+            _ => match self.kube_error() {
+                Some(e) if is_transient(e) => Category::Retry,
                 Some(_) => Category::Report,
-                // Connection errors, timeouts, bad responses: try again.
-                None => Category::Retry,
+                None => Category::Fatal,
             },
         }
     }
@@ -228,27 +230,15 @@ pub fn brief(e: &kube::Error) -> String {
     }
 }
 
-/// The HTTP status code of an API error response.
-pub fn api_status(e: &kube::Error) -> Option<u16> {
+/// The HTTP status behind a watch error, if any.
+pub fn watch_status(e: &watcher::Error) -> Option<u16> {
     match e {
-        kube::Error::Api(status) => Some(status.code),
-        _ => None,
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => status_code(e),
+        watcher::Error::WatchError(status) => Some(status.code),
+        watcher::Error::NoResourceVersion => None,
     }
-}
-
-/// Whether an API error is a `404 Not Found`.
-pub fn is_not_found(e: &kube::Error) -> bool {
-    api_status(e) == Some(404)
-}
-
-/// Whether an API error is a `409 Conflict` / `AlreadyExists`.
-pub fn is_conflict(e: &kube::Error) -> bool {
-    api_status(e) == Some(409)
-}
-
-/// Statuses worth retrying: timeouts, conflicts, throttling and server errors.
-pub fn is_transient_status(code: u16) -> bool {
-    matches!(code, 408 | 409 | 429) || code >= 500
 }
 
 #[cfg(test)]
@@ -300,7 +290,14 @@ mod tests {
         assert_eq!(create(422).category(), Category::Report);
         assert_eq!(create(403).category(), Category::Report);
         assert_eq!(create(403).metric_label(), "create_job");
+        assert_eq!(create(408).category(), Category::Retry);
+        assert_eq!(create(409).category(), Category::Report);
         assert_eq!(Error::Channel("main loop").category(), Category::Fatal);
         assert!(is_not_found(&api(404)) && is_conflict(&api(409)));
+        let status = watcher::Error::WatchError(Box::new(kube::core::Status {
+            code: 403,
+            ..kube::core::Status::default()
+        }));
+        assert_eq!(watch_status(&status), Some(403));
     }
 }

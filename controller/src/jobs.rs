@@ -1,4 +1,5 @@
-//! Scan Job specs. Pure: a batch of targets and the configuration in, a Job out.
+//! Scan Job specs. Pure: a batch of targets and the configuration in, a Job out; and what a
+//! watched Job says back (its targets and outcome).
 //!
 //! Names are deterministic (a hash of the targets, their fingerprints and the attempt), so a
 //! duplicate create of the same batch collides instead of scanning twice.
@@ -120,6 +121,49 @@ pub fn job_targets(job: &Job) -> Vec<TargetKey> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// What the controller keeps of a watched scan Job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobView {
+    /// Name of the Job.
+    pub name: String,
+    /// UID of the Job (tells a Job from an older one of the same name).
+    pub uid: String,
+    /// Its targets (from the annotation).
+    pub targets: Vec<TargetKey>,
+    /// `Some(true)` when Complete, `Some(false)` when Failed, `None` while running.
+    pub finished: Option<bool>,
+    /// Whether it is being deleted.
+    pub deleting: bool,
+}
+
+/// Whether a Job finished: `Some(true)` Complete, `Some(false)` Failed, `None` still running.
+pub fn job_outcome(job: &Job) -> Option<bool> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    let is_true = |t: &str| {
+        conditions
+            .iter()
+            .any(|c| c.type_ == t && c.status == "True")
+    };
+    if is_true("Complete") {
+        Some(true)
+    } else if is_true("Failed") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// The controller's view of a watched Job.
+pub fn job_view(job: &Job) -> JobView {
+    JobView {
+        name: job.metadata.name.clone().unwrap_or_default(),
+        uid: job.metadata.uid.clone().unwrap_or_default(),
+        targets: job_targets(job),
+        finished: job_outcome(job),
+        deleting: job.metadata.deletion_timestamp.is_some(),
+    }
 }
 
 /// Builds the scan Job for a batch.
@@ -288,8 +332,46 @@ pub fn plan_batches<T: Clone>(ready: &[(T, u32)], batch_size: usize) -> Vec<(Vec
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+
     use super::*;
     use crate::config::Config;
+
+    fn job_with(conditions: &[(&str, &str)]) -> Job {
+        Job {
+            status: Some(JobStatus {
+                conditions: Some(
+                    conditions
+                        .iter()
+                        .map(|(t, s)| JobCondition {
+                            type_: (*t).into(),
+                            status: (*s).into(),
+                            ..JobCondition::default()
+                        })
+                        .collect(),
+                ),
+                ..JobStatus::default()
+            }),
+            ..Job::default()
+        }
+    }
+
+    #[test]
+    fn outcomes_from_conditions() {
+        assert_eq!(job_outcome(&Job::default()), None);
+        assert_eq!(job_outcome(&job_with(&[("Complete", "True")])), Some(true));
+        assert_eq!(
+            job_outcome(&job_with(&[
+                ("SuccessCriteriaMet", "True"),
+                ("Complete", "True")
+            ])),
+            Some(true)
+        );
+        assert_eq!(job_outcome(&job_with(&[("Failed", "True")])), Some(false));
+        // FailureTarget alone: pods are still being terminated, not finished yet.
+        assert_eq!(job_outcome(&job_with(&[("FailureTarget", "True")])), None);
+        assert_eq!(job_outcome(&job_with(&[("Complete", "False")])), None);
+    }
 
     fn config() -> Config {
         Config::parse(

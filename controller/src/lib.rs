@@ -1,10 +1,11 @@
 //! The kubevigil controller: watches workloads, RBAC objects and ServiceAccounts and turns each
 //! relevant change into a short-lived scan Job.
 //!
-//! Pure cores: [`events`] (the event table), [`queue`] (debounce, coalescing, in-flight,
-//! backoff), [`jobs`] (Job specs) and [`state`] (the main loop's state machine: messages in,
-//! API effects out). Edges do the I/O around them: [`watch`], [`discovery`], [`dispatch`],
-//! [`cleanup`], [`resync`], [`summaries`], [`lease`] and [`ops`]; [`run`] wires them together.
+//! Pure cores: [`index`] (the event table and what it knows of targets and results), [`queue`]
+//! (debounce, coalescing, in-flight, backoff), [`jobs`] (Job specs) and [`state`] (the main
+//! loop's state machine: messages in, API effects out). Edges do the I/O around them:
+//! [`watchers`], [`discovery`], [`dispatch`], [`cleanup`], [`resync`], [`summaries`], [`lease`]
+//! and [`ops`]; [`run`] wires them together.
 
 pub mod cleanup;
 pub mod cli;
@@ -12,7 +13,7 @@ pub mod config;
 pub mod discovery;
 pub mod dispatch;
 pub mod error;
-pub mod events;
+pub mod index;
 pub mod jobs;
 pub mod lease;
 pub mod ops;
@@ -23,4 +24,4 @@ pub mod run;
 pub mod slim;
 pub mod state;
 pub mod summaries;
-pub mod watch;
+pub mod watchers;

@@ -40,6 +40,13 @@ pub struct ErrorLabels {
     pub action: String,
 }
 
+/// Labels of `kubevigil_malformed_objects_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabels {
+    /// Plural resource name of the listed object.
+    pub resource: String,
+}
+
 /// The controller's metrics. Clones share the same values.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -63,6 +70,9 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     /// Results deleted by the controller (deleted targets, removed subjects, orphans).
     pub results_deleted: Counter,
+    /// Listed objects of the controller's own kinds that could not be read, by resource
+    /// (logged and skipped).
+    pub malformed_objects: Family<ResourceLabels, Counter>,
 }
 
 impl Metrics {
@@ -81,6 +91,7 @@ impl Metrics {
             kind_ready: Family::default(),
             errors: Family::default(),
             results_deleted: Counter::default(),
+            malformed_objects: Family::default(),
         };
         let mut r = Registry::default();
         r.register(
@@ -133,7 +144,27 @@ impl Metrics {
             "Result objects deleted by the controller",
             m.results_deleted.clone(),
         );
+        r.register(
+            "kubevigil_malformed_objects",
+            "Listed objects of kubevigil's own kinds that could not be read (logged and skipped)",
+            m.malformed_objects.clone(),
+        );
         (m, r)
+    }
+
+    /// Logs and counts a listed object that could not be read.
+    pub fn malformed(&self, resource: &str, bad: &kube::core::error_boundary::InvalidObject) {
+        let name = format!(
+            "{}/{}",
+            bad.metadata.namespace.as_deref().unwrap_or(""),
+            bad.metadata.name.as_deref().unwrap_or("")
+        );
+        tracing::warn!(resource, object = %name.trim_start_matches('/'), error = %bad, "skipping a malformed object");
+        self.malformed_objects
+            .get_or_create(&ResourceLabels {
+                resource: resource.to_string(),
+            })
+            .inc();
     }
 
     /// Counts a failed action.

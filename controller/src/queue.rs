@@ -1,12 +1,15 @@
-//! The scan queue: one entry per target, latest event wins, never two scans of one target at a
-//! time, retries with exponential backoff. Pure: time is passed in, nothing sleeps.
+//! The scan queue, and the per-namespace debouncer of summaries. Pure: time is passed in,
+//! nothing sleeps.
+//!
+//! The queue: one entry per target, latest event wins, never two scans of one target at a time,
+//! retries with exponential backoff.
 //!
 //! Timing: an event on an idle target is ready at once (low latency); further events on the
 //! same target within the debounce period push it back by the debounce (a trailing debounce that
 //! coalesces bursts), but never beyond `max_wait` after the first of them. An event that arrives
 //! while the target's scan runs marks it dirty: it is scanned again right after that scan.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
@@ -232,6 +235,19 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
         Completion::Retrying { attempt, delay }
     }
 
+    /// Gives a target in flight up without further attempts (its scan was refused for good):
+    /// its entry is dropped, so the next event or resync queues it afresh.
+    pub fn give_up(&mut self, key: &K) -> Completion {
+        match self.entries.get(key) {
+            Some(e) if matches!(e.state, State::InFlight { .. }) => {
+                let attempts = e.attempts + 1;
+                self.entries.remove(key);
+                Completion::GaveUp { attempts }
+            }
+            _ => Completion::Done,
+        }
+    }
+
     /// Drops `Recent` entries whose debounce has passed (bounded memory).
     pub fn prune(&mut self, now: Instant) {
         self.entries
@@ -292,10 +308,80 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
     }
 
     /// Whether a target is being scanned.
-    pub fn in_flight(&self, key: &K) -> bool {
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self, key: &K) -> bool {
         self.entries
             .get(key)
             .is_some_and(|e| matches!(e.state, State::InFlight { .. }))
+    }
+}
+
+/// Per-key trailing debounce with at most one run per key at a time. Pure: time is passed in.
+#[derive(Debug)]
+pub struct Debouncer {
+    delay: Duration,
+    max_wait: Duration,
+    pending: HashMap<String, (Instant, Instant)>,
+    running: HashSet<String>,
+    rerun: HashSet<String>,
+}
+
+impl Debouncer {
+    /// A debouncer: a key runs `delay` after its last mark, at most `max_wait` after its first.
+    pub fn new(delay: Duration, max_wait: Duration) -> Self {
+        Debouncer {
+            delay,
+            max_wait,
+            pending: HashMap::new(),
+            running: HashSet::new(),
+            rerun: HashSet::new(),
+        }
+    }
+
+    /// Marks a key dirty at `now`.
+    pub fn mark(&mut self, key: &str, now: Instant) {
+        if self.running.contains(key) {
+            self.rerun.insert(key.to_string());
+            return;
+        }
+        let (delay, max_wait) = (self.delay, self.max_wait);
+        let entry = self.pending.entry(key.to_string()).or_insert((now, now));
+        entry.0 = (now + delay).min(entry.1 + max_wait);
+    }
+
+    /// Keys whose quiet period has passed; they are now running.
+    pub fn take_due(&mut self, now: Instant) -> Vec<String> {
+        let mut due: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, (d, _))| *d <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        due.sort();
+        for k in &due {
+            self.pending.remove(k);
+            self.running.insert(k.clone());
+        }
+        due
+    }
+
+    /// A run finished; a key marked meanwhile (or whose run failed) is marked again.
+    pub fn done(&mut self, key: &str, now: Instant, ok: bool) {
+        self.running.remove(key);
+        let rerun = self.rerun.remove(key);
+        if !ok {
+            // Retry after a pause rather than immediately.
+            self.pending
+                .entry(key.to_string())
+                .or_insert((now + Duration::from_secs(10), now));
+        } else if rerun {
+            self.mark(key, now);
+        }
+    }
+
+    /// When the next key becomes due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.pending.values().map(|(d, _)| *d).min()
     }
 }
 
@@ -455,5 +541,39 @@ mod tests {
             should_dispatch(50, 100, Duration::ZERO, 50, w),
             "full batch"
         );
+    }
+
+    #[test]
+    fn debounce_trails_and_never_runs_a_key_twice_at_once() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut d = Debouncer::new(2 * s, 10 * s);
+        d.mark("a", t0);
+        d.mark("a", t0 + s);
+        assert!(d.take_due(t0 + 2 * s).is_empty());
+        assert_eq!(d.next_due(), Some(t0 + 3 * s));
+        assert_eq!(d.take_due(t0 + 3 * s), vec!["a".to_string()]);
+        // Marked while running: runs again after.
+        d.mark("a", t0 + 3 * s);
+        assert_eq!(d.next_due(), None);
+        d.done("a", t0 + 4 * s, true);
+        assert_eq!(d.take_due(t0 + 6 * s), vec!["a".to_string()]);
+        // A failed run is retried after a pause.
+        d.done("a", t0 + 6 * s, false);
+        assert!(d.take_due(t0 + 7 * s).is_empty());
+        assert_eq!(d.take_due(t0 + 16 * s), vec!["a".to_string()]);
+        d.done("a", t0 + 16 * s, true);
+        assert_eq!(d.next_due(), None);
+    }
+
+    #[test]
+    fn debounce_is_bounded_by_max_wait() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut d = Debouncer::new(2 * s, 5 * s);
+        for i in 0..20 {
+            d.mark("busy", t0 + i * s / 2);
+        }
+        assert_eq!(d.next_due(), Some(t0 + 5 * s));
     }
 }

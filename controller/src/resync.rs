@@ -1,194 +1,60 @@
-//! Listing existing results (metadata only, paged) for the startup and periodic resync: what
-//! each result says about the scan that wrote it, and which watched kind it belongs to.
+//! Listing existing results (metadata only, paged) for the startup and periodic resync. What a
+//! list means (scope, merge, staleness) is decided on the pure side, in `state`.
+//!
+//! Each listed object is read through kube's [`DeserializeGuard`]: one malformed result is
+//! logged and counted (`kubevigil_malformed_objects_total`) and skipped, instead of failing the
+//! whole list.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::ListParams;
+use kube::api::{ListParams, ObjectList};
+use kube::core::{DeserializeGuard, Request};
 use kube::discovery::ApiResource;
-use kube::{Api, Client};
-use kubevigil_crds::identity::{annotations, labels};
+use kube::{Client, Resource};
+use kubevigil_crds::identity::labels;
 use kubevigil_crds::{
     ConfigurationScanSummary, WorkloadConfigurationScan, WorkloadConfigurationScanSummary,
 };
 
-use crate::config::Config;
 use crate::error::Error;
-use crate::events::{ResultInfo, ResultRef, SourceKind};
+use crate::ops::Metrics;
 use crate::slim::ResultMeta;
+use crate::state::{Merge, ResultsSnapshot, Scope};
 
 /// Page size of result lists (metadata with managed fields can be large).
 const PAGE: u32 = 250;
 
-/// Existing results and namespace summaries.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ResultsSnapshot {
-    /// Every result (a WorkloadConfigurationScanSummary and/or WorkloadConfigurationScan).
-    pub results: HashMap<ResultRef, ResultInfo>,
-    /// Names of the existing ConfigurationScanSummaries (namespaces).
-    pub summaries: BTreeSet<String>,
-}
-
-/// The watched kind a result belongs to, from its labels.
-pub fn source_of(labels_map: &BTreeMap<String, String>) -> Option<SourceKind> {
-    if labels_map.get(labels::RBAC_RESOURCE).map(String::as_str) == Some("true") {
-        let kind = if labels_map.contains_key(labels::CLUSTERROLEBINDING_NAME) {
-            "ClusterRoleBinding"
-        } else {
-            "RoleBinding"
-        };
-        return Some(SourceKind {
-            group: "rbac.authorization.k8s.io".into(),
-            kind: kind.into(),
-        });
-    }
-    Some(SourceKind {
-        group: labels_map
-            .get(labels::API_GROUP)
-            .cloned()
-            .unwrap_or_default(),
-        kind: labels_map.get(labels::KIND)?.clone(),
-    })
-}
-
-/// A result's reference and what its annotations say.
-pub fn result_from_meta(meta: &ObjectMeta) -> Option<(ResultRef, ResultInfo)> {
-    let r = ResultRef {
-        namespace: meta.namespace.clone()?,
-        name: meta.name.clone()?,
-    };
-    let ann = |k: &str| {
-        meta.annotations
-            .as_ref()
-            .and_then(|a| a.get(k))
-            .cloned()
-            .unwrap_or_default()
-    };
-    let info = ResultInfo {
-        fingerprint: ann(annotations::FINGERPRINT),
-        scanner_version: ann(annotations::SCANNER_VERSION),
-        controls_hash: ann(annotations::CONTROLS_HASH),
-        source: meta.labels.as_ref().and_then(source_of),
-    };
-    Some((r, info))
-}
-
-/// Which results and namespace summaries belong to this installation, so that the resync of
-/// one installation never collects (or rescans) another's: two releases with disjoint
-/// `includeNamespaces` both watch the cluster-scoped kinds, each writing those results to its
-/// own install namespace, and neither may take the other's results for orphans.
-///
-/// A result of a namespaced target is this installation's when its namespace is selected
-/// (`includeNamespaces`/`excludeNamespaces`); a result of a cluster-scoped target (no
-/// workload-namespace label, or a ClusterRoleBinding triplet) when it lives in the install
-/// namespace. Results in namespaces dropped from the selection are left alone (they keep their
-/// ownerReferences, so garbage collection still removes them with their targets).
-#[derive(Clone, Debug)]
-pub struct Scope {
-    config: std::sync::Arc<Config>,
-    install_namespace: String,
-}
-
-impl Scope {
-    /// The scope of the installation in `install_namespace` with `config`.
-    pub fn new(config: std::sync::Arc<Config>, install_namespace: &str) -> Self {
-        Scope {
-            config,
-            install_namespace: install_namespace.to_string(),
-        }
-    }
-
-    /// Whether the result in `namespace` with `labels_map` belongs to this installation.
-    pub fn owns(&self, namespace: &str, labels_map: Option<&BTreeMap<String, String>>) -> bool {
-        let cluster_scoped = labels_map.map(|l| {
-            if l.get(labels::RBAC_RESOURCE).map(String::as_str) == Some("true") {
-                l.contains_key(labels::CLUSTERROLEBINDING_NAME)
-            } else {
-                !l.contains_key(labels::NAMESPACE)
-            }
-        });
-        let in_install = namespace == self.install_namespace;
-        let selected = self.config.namespace_selected(Some(namespace));
-        match cluster_scoped {
-            Some(true) => in_install,
-            Some(false) => selected,
-            None => in_install || selected,
-        }
-    }
-
-    /// Whether the ConfigurationScanSummary of namespace `name` is this installation's to
-    /// keep current.
-    pub fn owns_summary(&self, name: &str) -> bool {
-        name == self.install_namespace || self.config.namespace_selected(Some(name))
-    }
-
-    fn owns_meta(&self, meta: &ObjectMeta) -> bool {
-        meta.namespace
-            .as_deref()
-            .is_some_and(|ns| self.owns(ns, meta.labels.as_ref()))
-    }
-}
-
-/// Merges scans and summaries, page by page, into one map: a result counts as current only when
-/// both objects exist (a lone one is given an empty fingerprint, so that it is rescanned or, when
-/// its target is gone, collected). Scans must be added before summaries.
-#[derive(Debug, Default)]
-pub struct Merge {
-    scans: HashMap<ResultRef, Option<SourceKind>>,
-    out: HashMap<ResultRef, ResultInfo>,
-}
-
-impl Merge {
-    /// Adds a listed WorkloadConfigurationScan.
-    pub fn add_scan(&mut self, meta: &ObjectMeta) {
-        if let Some((r, info)) = result_from_meta(meta) {
-            self.scans.insert(r, info.source);
-        }
-    }
-
-    /// Adds a listed WorkloadConfigurationScanSummary.
-    pub fn add_summary(&mut self, meta: &ObjectMeta) {
-        if let Some((r, mut info)) = result_from_meta(meta) {
-            if self.scans.remove(&r).is_none() {
-                info.fingerprint.clear();
-            }
-            self.out.insert(r, info);
-        }
-    }
-
-    /// The merged map.
-    pub fn finish(self) -> HashMap<ResultRef, ResultInfo> {
-        let mut out = self.out;
-        for (r, source) in self.scans {
-            out.entry(r).or_insert(ResultInfo {
-                fingerprint: String::new(),
-                scanner_version: String::new(),
-                controls_hash: String::new(),
-                source,
-            });
-        }
-        out
-    }
-}
-
-/// Lists every object of a result kind, paged, parsing only names, labels and annotations, and
-/// hands each one's metadata to `each` (no page is kept).
+/// Lists every object of a result kind, paged, through metadata-only requests that parse only
+/// names, labels and annotations, and hands each one's metadata to `each` (no page is kept).
 async fn list_pages(
     client: &Client,
     resource: ApiResource,
     selector: &str,
     what: &str,
+    metrics: &Metrics,
     mut each: impl FnMut(ObjectMeta),
 ) -> Result<(), Error> {
-    let api: Api<ResultMeta> = Api::all_with(client.clone(), &resource);
+    let failed = |source| Error::List {
+        what: what.to_string(),
+        source,
+    };
+    // `Api<DeserializeGuard<_>>` would lose the metadata-only Accept header (the guard does not
+    // forward `Resource::metadata_api`), so the request is built as `Api::list` builds it.
+    let request = Request::new(ResultMeta::url_path(&resource, None));
     let mut lp = ListParams::default().labels(selector).limit(PAGE);
     loop {
-        let page = api.list(&lp).await.map_err(|source| Error::List {
-            what: what.to_string(),
-            source,
-        })?;
+        let mut req = request
+            .list_metadata(&lp)
+            .map_err(|e| failed(kube::Error::BuildRequest(e)))?;
+        req.extensions_mut().insert("list");
+        let page: ObjectList<DeserializeGuard<ResultMeta>> =
+            client.request(req).await.map_err(failed)?;
         for item in page.items {
-            each(item.metadata);
+            match item.0 {
+                Ok(o) => each(o.metadata),
+                Err(bad) => metrics.malformed(&resource.plural, &bad),
+            }
         }
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(c) => lp = lp.continue_token(&c),
@@ -198,7 +64,11 @@ async fn list_pages(
 }
 
 /// Lists every result and namespace summary of this installation (`scope`).
-pub async fn list_results(client: Client, scope: &Scope) -> Result<ResultsSnapshot, Error> {
+pub async fn list_results(
+    client: Client,
+    scope: &Scope,
+    metrics: &Metrics,
+) -> Result<ResultsSnapshot, Error> {
     let selector = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
     let mut merge = Merge::default();
     list_pages(
@@ -206,6 +76,7 @@ pub async fn list_results(client: Client, scope: &Scope) -> Result<ResultsSnapsh
         ApiResource::erase::<WorkloadConfigurationScan>(&()),
         &selector,
         "workloadconfigurationscans in all namespaces",
+        metrics,
         |m| {
             if scope.owns_meta(&m) {
                 merge.add_scan(&m);
@@ -218,6 +89,7 @@ pub async fn list_results(client: Client, scope: &Scope) -> Result<ResultsSnapsh
         ApiResource::erase::<WorkloadConfigurationScanSummary>(&()),
         &selector,
         "workloadconfigurationscansummaries in all namespaces",
+        metrics,
         |m| {
             if scope.owns_meta(&m) {
                 merge.add_summary(&m);
@@ -231,6 +103,7 @@ pub async fn list_results(client: Client, scope: &Scope) -> Result<ResultsSnapsh
         ApiResource::erase::<ConfigurationScanSummary>(&()),
         "",
         "configurationscansummaries",
+        metrics,
         |m| summaries.extend(m.name.filter(|n| scope.owns_summary(n))),
     )
     .await?;
@@ -238,176 +111,4 @@ pub async fn list_results(client: Client, scope: &Scope) -> Result<ResultsSnapsh
         results: merge.finish(),
         summaries,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn meta(ns: &str, name: &str, fp: &str, labels_map: &[(&str, &str)]) -> ObjectMeta {
-        ObjectMeta {
-            namespace: Some(ns.into()),
-            name: Some(name.into()),
-            annotations: Some(BTreeMap::from([
-                (annotations::FINGERPRINT.to_string(), fp.to_string()),
-                (
-                    annotations::SCANNER_VERSION.to_string(),
-                    "0.1.0".to_string(),
-                ),
-                (annotations::CONTROLS_HASH.to_string(), "abc".to_string()),
-            ])),
-            labels: Some(
-                labels_map
-                    .iter()
-                    .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-                    .collect(),
-            ),
-            ..ObjectMeta::default()
-        }
-    }
-
-    #[test]
-    fn sources_from_labels() {
-        let deploy = meta(
-            "shop",
-            "deployment-web",
-            "f",
-            &[(labels::API_GROUP, "apps"), (labels::KIND, "Deployment")],
-        );
-        let (r, info) = result_from_meta(&deploy).unwrap();
-        assert_eq!(r.name, "deployment-web");
-        assert_eq!(info.fingerprint, "f");
-        assert_eq!(
-            info.source,
-            Some(SourceKind {
-                group: "apps".into(),
-                kind: "Deployment".into()
-            })
-        );
-        let triplet = meta(
-            "kubevigil",
-            "user-x-clusterrole-y-clusterrolebinding-z",
-            "f",
-            &[
-                (labels::RBAC_RESOURCE, "true"),
-                (labels::KIND, "User"),
-                (labels::CLUSTERROLEBINDING_NAME, "z"),
-            ],
-        );
-        assert_eq!(
-            result_from_meta(&triplet).unwrap().1.source.unwrap().kind,
-            "ClusterRoleBinding"
-        );
-        assert_eq!(
-            result_from_meta(&meta("a", "b", "f", &[]))
-                .unwrap()
-                .1
-                .source,
-            None
-        );
-    }
-
-    fn scope(include: &str, install: &str) -> Scope {
-        let config = Config::parse(
-            "t",
-            &format!(
-                r#"
-clusterName: test
-includeNamespaces: {include}
-excludeNamespaces: [kube-system]
-continuousScanning:
-  matchingRules:
-  - {{apiGroups: [apps], apiVersions: [v1], resources: [deployments]}}
-scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: 5, maxConcurrentJobs: 2, ttlSecondsAfterFinished: 300, activeDeadlineSeconds: 300, backoffLimit: 2}}
-"#
-            ),
-        )
-        .unwrap();
-        Scope::new(std::sync::Arc::new(config), install)
-    }
-
-    fn labelled(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn two_installations_with_disjoint_namespaces_own_disjoint_results() {
-        let a = scope("[team-a]", "kv-a");
-        let b = scope("[team-b]", "kv-b");
-        let deployment_a = labelled(&[(labels::KIND, "Deployment"), (labels::NAMESPACE, "team-a")]);
-        let namespace = labelled(&[(labels::KIND, "Namespace")]);
-        let crb = labelled(&[
-            (labels::RBAC_RESOURCE, "true"),
-            (labels::KIND, "User"),
-            (labels::CLUSTERROLEBINDING_NAME, "admins"),
-        ]);
-        let rb = labelled(&[
-            (labels::RBAC_RESOURCE, "true"),
-            (labels::KIND, "User"),
-            (labels::ROLEBINDING_NAME, "readers"),
-            (labels::ROLEBINDING_NAMESPACE, "team-a"),
-        ]);
-        // Namespaced targets: by the namespace selection.
-        assert!(a.owns("team-a", Some(&deployment_a)));
-        assert!(!b.owns("team-a", Some(&deployment_a)));
-        assert!(a.owns("team-a", Some(&rb)));
-        assert!(!b.owns("team-a", Some(&rb)));
-        // Cluster-scoped targets (Namespaces, ClusterRoleBinding triplets): each installation
-        // writes its own copy to its install namespace and owns only that one.
-        for l in [&namespace, &crb] {
-            assert!(a.owns("kv-a", Some(l)));
-            assert!(!a.owns("kv-b", Some(l)));
-            assert!(b.owns("kv-b", Some(l)));
-            assert!(!b.owns("kv-a", Some(l)));
-        }
-        // Summaries: selected namespaces and the install namespace.
-        assert!(a.owns_summary("team-a") && a.owns_summary("kv-a"));
-        assert!(!a.owns_summary("team-b") && !a.owns_summary("kv-b"));
-    }
-
-    #[test]
-    fn an_installation_watching_every_namespace_leaves_others_cluster_results_alone() {
-        let all = scope("[]", "kubevigil");
-        let namespace = labelled(&[(labels::KIND, "Namespace")]);
-        let deployment = labelled(&[(labels::KIND, "Deployment"), (labels::NAMESPACE, "shop")]);
-        assert!(all.owns("shop", Some(&deployment)));
-        assert!(!all.owns("kube-system", Some(&deployment)));
-        assert!(all.owns("kubevigil", Some(&namespace)));
-        // Another installation's install namespace is selected, but its cluster-scoped
-        // results there are not this one's.
-        assert!(!all.owns("kv-other", Some(&namespace)));
-        // Without labels: by namespace.
-        assert!(all.owns("shop", None));
-        assert!(!all.owns("kube-system", None));
-    }
-
-    #[test]
-    fn a_result_needs_both_objects_to_be_current() {
-        let both = meta("shop", "deployment-web", "f1", &[]);
-        let summary_only = meta("shop", "deployment-api", "f2", &[]);
-        let scan_only = meta("shop", "deployment-db", "f3", &[]);
-        let mut merge = Merge::default();
-        for m in [&both, &scan_only] {
-            merge.add_scan(m);
-        }
-        for m in [&both, &summary_only] {
-            merge.add_summary(m);
-        }
-        let merged = merge.finish();
-        let fp = |n: &str| {
-            merged[&ResultRef {
-                namespace: "shop".into(),
-                name: n.into(),
-            }]
-                .fingerprint
-                .clone()
-        };
-        assert_eq!(merged.len(), 3);
-        assert_eq!(fp("deployment-web"), "f1");
-        assert_eq!(fp("deployment-api"), "");
-        assert_eq!(fp("deployment-db"), "");
-    }
 }

@@ -16,22 +16,23 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::{Api, Client};
 use kubevigil_crds::target::{KindInfo, TargetKey};
-use scan_job::engine::{ControlInputs, Evaluator, Exceptions};
+use kubevigil_engine::Settings as ScanSettings;
+use kubevigil_engine::report::SCANNER_VERSION;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::cli::{Cli, LogFormat};
-use crate::config::{Config, Timing};
+use crate::config::Config;
 use crate::discovery::{self, Failure, KindSpec};
-use crate::error::{Error, api_status};
-use crate::events::Index;
+use crate::error::{Category, Error, status_code};
+use crate::index::Index;
 use crate::lease::{LeaderElector, LeaseSettings};
 use crate::ops::{self, Health, Metrics, Role};
 use crate::ratelimit::RateLimitLayer;
-use crate::resync::{self, ResultsSnapshot};
-use crate::state::{Effect, Msg, State, StateSettings};
-use crate::{cleanup, dispatch, summaries, watch as watches};
+use crate::resync;
+use crate::state::{Effect, Msg, ResultsSnapshot, Scope, State, StateSettings};
+use crate::{cleanup, dispatch, summaries, watchers};
 
 /// Capacity of the main loop's channel (watch tasks wait when it is full).
 const CHANNEL: usize = 1024;
@@ -49,8 +50,6 @@ pub struct Settings {
     pub config: Arc<Config>,
     /// Install namespace.
     pub namespace: String,
-    /// Debounce and resync period.
-    pub timing: Timing,
     /// Address of the health and metrics endpoint.
     pub metrics_addr: SocketAddr,
     /// Log format.
@@ -75,22 +74,13 @@ impl Settings {
             .or_else(|| config.namespace.clone())
             .filter(|ns| !ns.is_empty())
             .unwrap_or_else(|| "kubevigil".to_string());
-        let timing = config.timing(&path)?;
         let controls_hash = controls_hash(&config, &path)?;
-        if !config.exceptions.is_null() {
-            Exceptions::from_value(&config.exceptions).map_err(|e| Error::ConfigValue {
-                path: path.clone(),
-                field: "exceptions".into(),
-                message: e.to_string(),
-            })?;
-        }
         let metrics_addr = cli
             .metrics_addr
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], config.controller.metrics_port)));
         Ok(Settings {
             config: Arc::new(config),
             namespace,
-            timing,
             metrics_addr,
             log_format: cli.log_format,
             controls_hash,
@@ -131,20 +121,16 @@ async fn job_owner(client: &Client, namespace: &str, name: Option<&str>) -> Opti
 }
 
 /// The controls hash scan-job writes into results: the catalog and the control inputs from
-/// `controlsConfig` (Kubescape's defaults plus the overrides).
+/// `controlsConfig` (Kubescape's defaults plus the overrides). The engine's settings parser, the
+/// one scan Jobs use, checks `controlsConfig` and `exceptions` on the way.
 pub fn controls_hash(config: &Config, path: &str) -> Result<String, Error> {
-    let mut inputs = ControlInputs::default();
-    if !config.controls_config.is_null() {
-        inputs
-            .apply_overrides(&config.controls_config)
-            .map_err(|e| Error::ConfigValue {
-                path: path.to_string(),
-                field: "controlsConfig".into(),
-                message: e.to_string(),
-            })?;
-    }
-    let evaluator = Evaluator::new(scan_job::catalog::all(), inputs, Exceptions::none());
-    Ok(scan_job::report::controls_hash(&evaluator))
+    let settings = ScanSettings::from_sections(&config.controls_config, &config.exceptions)
+        .map_err(|e| Error::ConfigValue {
+            path: path.to_string(),
+            field: e.field.into(),
+            message: e.message,
+        })?;
+    Ok(settings.controls_hash())
 }
 
 /// The kube client with the client-side request limit.
@@ -178,7 +164,7 @@ pub async fn check_crds(client: &Client) -> Result<(), Error> {
     let gv = format!("{}/{}", kubevigil_crds::GROUP, kubevigil_crds::VERSION);
     let served: Vec<String> = match client.list_api_group_resources(&gv).await {
         Ok(list) => list.resources.into_iter().map(|r| r.name).collect(),
-        Err(e) if api_status(&e) == Some(404) => Vec::new(),
+        Err(e) if status_code(&e) == Some(404) => Vec::new(),
         Err(source) => return Err(Error::Discovery { what: gv, source }),
     };
     let missing: Vec<String> = RESULT_RESOURCES
@@ -237,7 +223,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         namespace = %settings.namespace,
         metrics = %settings.metrics_addr,
         controls_hash = %settings.controls_hash,
-        scanner_version = scan_job::report::SCANNER_VERSION,
+        scanner_version = SCANNER_VERSION,
         "starting kubevigil controller"
     );
     let result = run_with_server(&settings, metrics, health, shutdown_rx).await;
@@ -291,18 +277,20 @@ async fn run_with_server(
     result
 }
 
-/// Lists results with a few retries (startup needs them before the watches start).
+/// Lists results with a few retries of transient errors (startup needs them before the watches
+/// start); a permanent error (RBAC, say) stops the start at once.
 async fn list_results_with_retry(
     client: &Client,
-    scope: &resync::Scope,
+    scope: &Scope,
+    metrics: &Metrics,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Option<ResultsSnapshot>, Error> {
     let mut delay = Duration::from_secs(1);
     let mut attempt = 1;
     loop {
-        match resync::list_results(client.clone(), scope).await {
+        match resync::list_results(client.clone(), scope, metrics).await {
             Ok(s) => return Ok(Some(s)),
-            Err(e) if attempt >= 5 => return Err(e),
+            Err(e) if attempt >= 5 || e.category() != Category::Retry => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, attempt, "listing existing results failed; retrying")
             }
@@ -367,21 +355,18 @@ impl Controller {
         let mut index = Index::new(
             &settings.namespace,
             &found,
-            scan_job::report::SCANNER_VERSION,
+            SCANNER_VERSION,
             &settings.controls_hash,
         );
-        let scope = resync::Scope::new(settings.config.clone(), &settings.namespace);
-        let snapshot = list_results_with_retry(&client, &scope, shutdown)
+        let scope = Scope::new(settings.config.clone(), &settings.namespace);
+        let snapshot = list_results_with_retry(&client, &scope, &metrics, shutdown)
             .await?
             .unwrap_or_default();
         tracing::info!(results = snapshot.results.len(), "existing results listed");
         index.set_results(snapshot.results);
         let now = Instant::now();
-        let mut state_settings = StateSettings::new(
-            settings.config.clone(),
-            settings.namespace.clone(),
-            settings.timing,
-        );
+        let mut state_settings =
+            StateSettings::new(settings.config.clone(), settings.namespace.clone());
         state_settings.job_owner = job_owner(
             &client,
             &settings.namespace,
@@ -410,7 +395,7 @@ impl Controller {
             metrics,
         };
         let mut watches = JoinSet::new();
-        watches.spawn(watches::watch_jobs(client, settings.namespace.clone(), tx));
+        watches.spawn(watchers::watch_jobs(client, settings.namespace.clone(), tx));
         let mut tasks = JoinSet::new();
         // Roles first: their watches start before the others.
         let mut effects = state.start(now);
@@ -524,7 +509,7 @@ impl Runner {
         match effect {
             Effect::StartWatch(kind) => {
                 let wait = kind.is_binding().then(|| self.roles_rx.clone());
-                watches.spawn(watches::watch_kind(
+                watches.spawn(watchers::watch_kind(
                     client,
                     kind,
                     self.config.clone(),
@@ -566,13 +551,10 @@ impl Runner {
             }
             Effect::ListResults => {
                 // Read-only: in the background set, which shutdown aborts instead of awaiting.
+                let scope = Scope::new(self.config.clone(), &self.namespace);
                 let metrics = self.metrics.clone();
-                let scope = resync::Scope::new(self.config.clone(), &self.namespace);
                 watches.spawn(async move {
-                    let listed = resync::list_results(client, &scope).await.map_err(|e| {
-                        metrics.error(&e);
-                        e.to_string()
-                    });
+                    let listed = resync::list_results(client, &scope, &metrics).await;
                     let _ = tx.send(Msg::ResultsListed(listed)).await;
                 });
             }
@@ -580,18 +562,10 @@ impl Runner {
                 let metrics = self.metrics.clone();
                 tasks.spawn(async move {
                     let _permit = permits.acquire_owned().await;
-                    let ok = match summaries::summarize(client, &namespace).await {
-                        Ok(outcome) => {
-                            tracing::debug!(namespace = %namespace, ?outcome, "namespace summary updated");
-                            true
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "namespace summary not updated; retrying");
-                            metrics.error(&e);
-                            false
-                        }
-                    };
-                    let _ = tx.send(Msg::Summarized { namespace, ok }).await;
+                    let outcome = summaries::summarize(client, &namespace, &metrics).await.map(|done| {
+                        tracing::debug!(namespace = %namespace, outcome = ?done, "namespace summary updated");
+                    });
+                    let _ = tx.send(Msg::Summarized { namespace, outcome }).await;
                 });
             }
             Effect::ReportFailure { key, attempts, job } => {

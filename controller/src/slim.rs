@@ -39,17 +39,21 @@ impl MetaFields {
             resource_version: self.resource_version,
             labels: self.labels,
             annotations: self.annotations.filter(|_| keep_annotations),
-            owner_references: self
-                .owner_references
-                .map(|refs| {
-                    refs.into_iter()
-                        .filter(|o| o.controller == Some(true))
-                        .collect::<Vec<_>>()
-                })
-                .filter(|refs| !refs.is_empty()),
+            owner_references: controlling_owner(self.owner_references),
             ..ObjectMeta::default()
         }
     }
+}
+
+/// Only the controlling owner reference, if any (the one the fingerprint and the owner rules
+/// read).
+pub fn controlling_owner(refs: Option<Vec<OwnerReference>>) -> Option<Vec<OwnerReference>> {
+    refs.map(|refs| {
+        refs.into_iter()
+            .filter(|o| o.controller == Some(true))
+            .collect::<Vec<_>>()
+    })
+    .filter(|refs| !refs.is_empty())
 }
 
 /// Deserializes metadata for a watched target: identity, generation, resource version, labels
@@ -165,14 +169,15 @@ pub struct ResultMeta {
 dynamic_resource!(ResultMeta, true);
 
 /// A listed WorkloadConfigurationScanSummary: its name and severity counts only (its control
-/// map and managed fields are skipped while parsing).
+/// map and managed fields are skipped while parsing). Listed through kube's `DeserializeGuard`,
+/// so that a malformed one is reported instead of failing the list.
 #[derive(Clone, Debug, Deserialize)]
 pub struct SummaryItem {
     /// Name and namespace.
     #[serde(deserialize_with = "result_meta")]
     pub metadata: ObjectMeta,
-    /// The severities; a malformed or missing `spec` counts as zero.
-    #[serde(default, deserialize_with = "lenient_severities")]
+    /// The severities (a missing `spec` counts as zero).
+    #[serde(default)]
     pub spec: SummarySeverities,
 }
 
@@ -184,25 +189,11 @@ pub struct SummarySeverities {
     pub severities: kubevigil_crds::SeveritySummary,
 }
 
-fn lenient_severities<'de, D: Deserializer<'de>>(d: D) -> Result<SummarySeverities, D::Error> {
-    #[derive(Deserialize)]
-    struct Raw {
-        #[serde(default)]
-        severities: Option<Value>,
-    }
-    let raw = Option::<Raw>::deserialize(d).unwrap_or(None);
-    Ok(SummarySeverities {
-        severities: raw
-            .and_then(|r| r.severities)
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default(),
-    })
-}
-
 dynamic_resource!(SummaryItem, false);
 
 #[cfg(test)]
 mod tests {
+    use kube::core::DeserializeGuard;
     use serde_json::json;
 
     use super::*;
@@ -250,28 +241,46 @@ mod tests {
             "subjects": [{"kind": "ServiceAccount", "name": "sa"}]
         }))
         .unwrap();
-        let spec = crate::events::BindingSpec::from_json(&b.spec_json(), Some("shop"));
+        let spec = crate::index::BindingSpec::from_json(&b.spec_json(), Some("shop"));
         assert_eq!(spec.role_name, "r");
         assert_eq!(spec.subjects.len(), 1);
         assert!(!BindingObject::metadata_api() && TargetMeta::metadata_api());
     }
 
     #[test]
-    fn summaries_parse_leniently() {
-        let ok: SummaryItem = serde_json::from_value(json!({
+    fn malformed_summaries_are_told_apart_not_counted_as_zero() {
+        let ok: DeserializeGuard<SummaryItem> = serde_json::from_value(json!({
             "metadata": metadata(),
             "spec": {"severities": {"critical": 2, "high": 1, "medium": 0, "low": 0, "unknown": 0},
                      "controls": {"C-0057": {"controlID": "C-0057"}}}
         }))
         .unwrap();
-        assert_eq!(ok.spec.severities.critical, 2);
-        for spec in [json!({"severities": "bad"}), json!(null), json!(7)] {
-            let bad: SummaryItem =
+        assert_eq!(ok.0.unwrap().spec.severities.critical, 2);
+        for spec in [json!({"severities": "bad"}), json!(7)] {
+            let bad: DeserializeGuard<SummaryItem> =
                 serde_json::from_value(json!({"metadata": metadata(), "spec": spec})).unwrap();
-            assert_eq!(bad.spec.severities.total(), 0);
+            let bad = bad.0.unwrap_err();
+            assert_eq!(bad.metadata.name.as_deref(), Some("web"), "{bad}");
         }
         let missing: SummaryItem = serde_json::from_value(json!({"metadata": metadata()})).unwrap();
         assert_eq!(missing.spec.severities.total(), 0);
+    }
+
+    #[test]
+    fn a_malformed_summary_in_a_list_page_is_skipped_not_fatal() {
+        let page: kube::api::ObjectList<DeserializeGuard<SummaryItem>> =
+            serde_json::from_value(json!({
+                "apiVersion": "spdx.softwarecomposition.kubescape.io/v1beta1",
+                "kind": "WorkloadConfigurationScanSummaryList",
+                "metadata": {},
+                "items": [
+                    {"metadata": metadata(), "spec": {"severities": {"critical": 0, "high": 1, "medium": 0, "low": 0, "unknown": 0}}},
+                    {"metadata": {"name": "bad", "namespace": "shop"}, "spec": {"severities": []}}
+                ]
+            }))
+            .unwrap();
+        let read: Vec<bool> = page.items.iter().map(|i| i.0.is_ok()).collect();
+        assert_eq!(read, vec![true, false]);
     }
 
     #[test]

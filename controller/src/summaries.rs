@@ -2,10 +2,10 @@
 //! the namespace) with the sums of its WorkloadConfigurationScanSummaries, recomputed (debounced)
 //! whenever results of that namespace change, and deleted when none are left.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
 
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::core::DeserializeGuard;
 use kube::discovery::ApiResource;
 use kube::{Api, Client};
 use kubevigil_crds::identity::labels::{MANAGED_BY, MANAGED_BY_VALUE};
@@ -16,76 +16,8 @@ use kubevigil_crds::{
 
 use crate::dispatch::FIELD_MANAGER;
 use crate::error::{Error, is_not_found};
+use crate::ops::Metrics;
 use crate::slim::SummaryItem;
-
-/// Per-key trailing debounce with at most one run per key at a time. Pure: time is passed in.
-#[derive(Debug)]
-pub struct Debouncer {
-    delay: Duration,
-    max_wait: Duration,
-    pending: HashMap<String, (Instant, Instant)>,
-    running: HashSet<String>,
-    rerun: HashSet<String>,
-}
-
-impl Debouncer {
-    /// A debouncer: a key runs `delay` after its last mark, at most `max_wait` after its first.
-    pub fn new(delay: Duration, max_wait: Duration) -> Self {
-        Debouncer {
-            delay,
-            max_wait,
-            pending: HashMap::new(),
-            running: HashSet::new(),
-            rerun: HashSet::new(),
-        }
-    }
-
-    /// Marks a key dirty at `now`.
-    pub fn mark(&mut self, key: &str, now: Instant) {
-        if self.running.contains(key) {
-            self.rerun.insert(key.to_string());
-            return;
-        }
-        let (delay, max_wait) = (self.delay, self.max_wait);
-        let entry = self.pending.entry(key.to_string()).or_insert((now, now));
-        entry.0 = (now + delay).min(entry.1 + max_wait);
-    }
-
-    /// Keys whose quiet period has passed; they are now running.
-    pub fn take_due(&mut self, now: Instant) -> Vec<String> {
-        let mut due: Vec<String> = self
-            .pending
-            .iter()
-            .filter(|(_, (d, _))| *d <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        due.sort();
-        for k in &due {
-            self.pending.remove(k);
-            self.running.insert(k.clone());
-        }
-        due
-    }
-
-    /// A run finished; a key marked meanwhile (or whose run failed) is marked again.
-    pub fn done(&mut self, key: &str, now: Instant, ok: bool) {
-        self.running.remove(key);
-        let rerun = self.rerun.remove(key);
-        if !ok {
-            // Retry after a pause rather than immediately.
-            self.pending
-                .entry(key.to_string())
-                .or_insert((now + Duration::from_secs(10), now));
-        } else if rerun {
-            self.mark(key, now);
-        }
-    }
-
-    /// When the next key becomes due.
-    pub fn next_due(&self) -> Option<Instant> {
-        self.pending.values().map(|(d, _)| *d).min()
-    }
-}
 
 /// Sums one namespace's summaries (given as `(name, severities)`).
 pub fn namespace_summary(
@@ -107,8 +39,7 @@ pub fn namespace_summary(
 }
 
 /// The API resource of WorkloadConfigurationScanSummary (listed through [`SummaryItem`], which
-/// reads only names and severities, so that one malformed object cannot break a namespace's
-/// sums and the control maps are never held in memory).
+/// reads only names and severities, so that the control maps are never held in memory).
 pub fn wcss_resource() -> ApiResource {
     ApiResource::erase::<WorkloadConfigurationScanSummary>(&())
 }
@@ -122,9 +53,17 @@ pub enum SummaryOutcome {
     Deleted,
 }
 
-/// Recomputes the ConfigurationScanSummary of `namespace`.
-pub async fn summarize(client: Client, namespace: &str) -> Result<SummaryOutcome, Error> {
-    let wcss: Api<SummaryItem> = Api::namespaced_with(client.clone(), namespace, &wcss_resource());
+/// Recomputes the ConfigurationScanSummary of `namespace`. A summary that cannot be read is
+/// logged and counted (`kubevigil_malformed_objects_total`): it is still a workload of the
+/// namespace and referenced, but its severities are unknown and add nothing to the sums.
+pub async fn summarize(
+    client: Client,
+    namespace: &str,
+    metrics: &Metrics,
+) -> Result<SummaryOutcome, Error> {
+    let resource = wcss_resource();
+    let wcss: Api<DeserializeGuard<SummaryItem>> =
+        Api::namespaced_with(client.clone(), namespace, &resource);
     let mut items = Vec::new();
     let mut lp = ListParams::default().limit(100);
     loop {
@@ -134,7 +73,17 @@ pub async fn summarize(client: Client, namespace: &str) -> Result<SummaryOutcome
             source,
         })?;
         for o in page.items {
-            items.push((o.metadata.name.unwrap_or_default(), o.spec.severities));
+            let item = match o.0 {
+                Ok(o) => (o.metadata.name.unwrap_or_default(), o.spec.severities),
+                Err(bad) => {
+                    metrics.malformed(&resource.plural, &bad);
+                    (
+                        bad.metadata.name.unwrap_or_default(),
+                        SeveritySummary::default(),
+                    )
+                }
+            };
+            items.push(item);
         }
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(c) => lp = lp.continue_token(&c),
@@ -177,40 +126,6 @@ pub async fn summarize(client: Client, namespace: &str) -> Result<SummaryOutcome
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn debounce_trails_and_never_runs_a_key_twice_at_once() {
-        let t0 = Instant::now();
-        let s = Duration::from_secs(1);
-        let mut d = Debouncer::new(2 * s, 10 * s);
-        d.mark("a", t0);
-        d.mark("a", t0 + s);
-        assert!(d.take_due(t0 + 2 * s).is_empty());
-        assert_eq!(d.next_due(), Some(t0 + 3 * s));
-        assert_eq!(d.take_due(t0 + 3 * s), vec!["a".to_string()]);
-        // Marked while running: runs again after.
-        d.mark("a", t0 + 3 * s);
-        assert_eq!(d.next_due(), None);
-        d.done("a", t0 + 4 * s, true);
-        assert_eq!(d.take_due(t0 + 6 * s), vec!["a".to_string()]);
-        // A failed run is retried after a pause.
-        d.done("a", t0 + 6 * s, false);
-        assert!(d.take_due(t0 + 7 * s).is_empty());
-        assert_eq!(d.take_due(t0 + 16 * s), vec!["a".to_string()]);
-        d.done("a", t0 + 16 * s, true);
-        assert_eq!(d.next_due(), None);
-    }
-
-    #[test]
-    fn debounce_is_bounded_by_max_wait() {
-        let t0 = Instant::now();
-        let s = Duration::from_secs(1);
-        let mut d = Debouncer::new(2 * s, 5 * s);
-        for i in 0..20 {
-            d.mark("busy", t0 + i * s / 2);
-        }
-        assert_eq!(d.next_due(), Some(t0 + 5 * s));
-    }
 
     #[test]
     fn sums_and_sorted_refs() {

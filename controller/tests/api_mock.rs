@@ -12,8 +12,9 @@ use std::time::Duration;
 use controller::cleanup::delete_results;
 use controller::config::Config;
 use controller::dispatch::{CreateOutcome, create_job};
-use controller::events::ResultRef;
+use controller::index::ResultRef;
 use controller::jobs::{BatchItem, build_job};
+use controller::ops::{Metrics, ResourceLabels};
 use controller::summaries::{SummaryOutcome, summarize};
 use http::{Method, Request, Response, StatusCode};
 use kube::Client;
@@ -322,7 +323,9 @@ fn wcss(name: &str, critical: u32, high: u32) -> Value {
 #[tokio::test]
 async fn applies_the_namespace_summary() {
     let (client, mut server) = mock();
-    let task = tokio::spawn(async move { summarize(client, "shop").await });
+    let (metrics, _) = Metrics::new();
+    let counted = metrics.clone();
+    let task = tokio::spawn(async move { summarize(client, "shop", &metrics).await });
     let seen = server
         .expect(
             200,
@@ -374,13 +377,22 @@ async fn applies_the_namespace_summary() {
         .collect();
     assert_eq!(names, vec!["broken", "deployment-api", "deployment-web"]);
     assert_eq!(task.await.unwrap().unwrap(), SummaryOutcome::Applied(3));
+    // The malformed summary is counted, not silently summed as zero.
+    let malformed = counted
+        .malformed_objects
+        .get_or_create(&ResourceLabels {
+            resource: "workloadconfigurationscansummaries".into(),
+        })
+        .get();
+    assert_eq!(malformed, 1);
     server.done().await;
 }
 
 #[tokio::test]
 async fn deletes_the_summary_of_an_empty_namespace() {
     let (client, mut server) = mock();
-    let task = tokio::spawn(async move { summarize(client, "gone").await });
+    let (metrics, _) = Metrics::new();
+    let task = tokio::spawn(async move { summarize(client, "gone", &metrics).await });
     server
         .expect(
             200,

@@ -198,7 +198,8 @@ impl Subject {
     }
 }
 
-/// A Role or ClusterRole named by a binding's `roleRef`.
+/// A Role or ClusterRole: the one key of a role, whether named by a binding's `roleRef` or read
+/// from the role object itself.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RoleRef {
     /// `true` for a ClusterRole.
@@ -207,6 +208,17 @@ pub struct RoleRef {
     pub name: String,
     /// Namespace of a Role (the binding's namespace); `None` for a ClusterRole.
     pub namespace: Option<String>,
+}
+
+impl RoleRef {
+    /// A ClusterRole (`cluster`), or a Role in `namespace` (`default` when it has none).
+    pub fn new(cluster: bool, name: &str, namespace: Option<&str>) -> Self {
+        RoleRef {
+            cluster,
+            name: name.to_string(),
+            namespace: (!cluster).then(|| namespace.unwrap_or("default").to_string()),
+        }
+    }
 }
 
 /// A RoleBinding or ClusterRoleBinding.

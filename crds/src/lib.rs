@@ -2,8 +2,9 @@
 //! tie each result to its target.
 //!
 //! Everything here is pure (no I/O), so that the controller, the scan Job and the tests compute
-//! exactly the same names.
+//! exactly the same names, and classify API errors by the same rule ([`api_error`]).
 
+pub mod api_error;
 pub mod identity;
 pub mod scan;
 pub mod summary;

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use kube::discovery::ApiResource;
+
 use crate::identity::{ObjectRef, Target};
 
 /// A watched kind, as resolved by API discovery.
@@ -25,6 +27,17 @@ impl KindInfo {
     /// `group/version` or `version`.
     pub fn api_version(&self) -> String {
         crate::identity::join_api_version(&self.group, &self.version)
+    }
+
+    /// The resource for kube's dynamic API.
+    pub fn api_resource(&self) -> ApiResource {
+        ApiResource {
+            group: self.group.clone(),
+            version: self.version.clone(),
+            api_version: self.api_version(),
+            kind: self.kind.clone(),
+            plural: self.plural.clone(),
+        }
     }
 
     /// Whether this is a RoleBinding or ClusterRoleBinding.

@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use scan_job::engine::{ControlInputs, Evaluator, Exceptions, Inventory, K8sObject};
-use scan_job::report::{self, ReportContext};
+use kubevigil_engine::{ControlInputs, Evaluator, Exceptions, Inventory, K8sObject};
+use kubevigil_engine::report::{self, ReportContext};
 use serde_json::{Value, json};
 
 fuzz_target!(|data: &[u8]| {
@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let inventory = Inventory::new(objects);
     let evaluator = Evaluator::new(
-        scan_job::catalog::all(),
+        kubevigil_engine::catalog::all(),
         ControlInputs::default(),
         Exceptions::none(),
     );

@@ -10,9 +10,9 @@ use kube::api::ObjectMeta;
 use kubevigil_crds::Severity;
 use serde::Serialize;
 
-use crate::catalog;
 use crate::offline::{self, ConfigError, ScanOptions, ScanOutcome, Scanner};
 use crate::output::{self, Style};
+use kubevigil_engine::catalog;
 
 const EXIT_CODES: &str = "\
 Exit codes:

@@ -1,12 +1,9 @@
-//! The kubevigil control engine (the Kubescape workload and RBAC catalog, natively in Rust) and
-//! the two edges of the `scan-job` binary: offline manifest scans and in-cluster scans.
+//! The two edges of the `scan-job` binary around the control engine (`kubevigil-engine`):
+//! offline manifest scans (`manifests`, `offline`, `output`) and in-cluster scans (`cluster`),
+//! with the command line (`cli`) on top.
 
-pub mod catalog;
 pub mod cli;
 pub mod cluster;
-pub mod controls;
-pub mod engine;
 pub mod manifests;
 pub mod offline;
 pub mod output;
-pub mod report;

@@ -1,7 +1,7 @@
 //! Offline input: manifest files and directories (YAML with several documents, JSON, `List`
 //! kinds) turned into objects. A bad file is reported with its path and does not stop the rest.
 
-use crate::engine::object::type_name;
+use kubevigil_engine::object::type_name;
 use std::collections::HashMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize as _;
 use serde_json::Value;
 
-use crate::engine::K8sObject;
+use kubevigil_engine::K8sObject;
 
 /// The path that stands for standard input.
 pub const STDIN: &str = "-";
@@ -378,7 +378,7 @@ fn shape_problem(obj: &K8sObject) -> Result<(), String> {
     if let Some(spec) = root.get("spec") {
         check(spec, "spec", "replicas", Shape::Integer)?;
     }
-    let Some(template) = crate::engine::workload::template_path(&obj.kind) else {
+    let Some(template) = kubevigil_engine::workload::template_path(&obj.kind) else {
         return Ok(());
     };
     // Walk down to the pod template, checking each level is a mapping.
@@ -422,7 +422,10 @@ fn shape_problem(obj: &K8sObject) -> Result<(), String> {
     check(pod, &spec_at, "volumes", Shape::List)?;
     for list in ["containers", "initContainers", "ephemeralContainers"] {
         check(pod, &spec_at, list, Shape::List)?;
-        for (i, c) in crate::engine::object::array(pod, list).iter().enumerate() {
+        for (i, c) in kubevigil_engine::object::array(pod, list)
+            .iter()
+            .enumerate()
+        {
             let c_at = format!("{spec_at}.{list}[{i}]");
             if !c.is_object() {
                 return Err(format!(

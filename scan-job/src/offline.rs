@@ -14,12 +14,12 @@ use kubevigil_crds::identity::Target;
 use kubevigil_crds::{Severity, SeveritySummary, Status, SubStatus};
 use serde_json::Value;
 
-use crate::catalog;
-use crate::engine::exceptions::ExceptionsError;
-use crate::engine::inputs::InputsError;
-use crate::engine::{Control, ControlInputs, Evaluator, Exceptions, Inventory};
 use crate::manifests::{self, LoadError, Loaded};
-use crate::report::{self, ReportContext, ResultObjects};
+use kubevigil_engine::catalog;
+use kubevigil_engine::exceptions::ExceptionsError;
+use kubevigil_engine::inputs::InputsError;
+use kubevigil_engine::report::{self, ReportContext, ResultObjects};
+use kubevigil_engine::{Control, ControlInputs, Evaluator, Exceptions, Inventory};
 
 /// A configuration problem found before scanning: the scan does not start.
 #[derive(Debug, thiserror::Error)]

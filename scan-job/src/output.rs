@@ -7,8 +7,8 @@ use kubevigil_crds::identity::Target;
 use kubevigil_crds::{RulePath, ScannedControl, Severity, Status};
 use serde::Serialize;
 
-use crate::engine::{Applies, Control, Needs};
 use crate::offline::{ScanOutcome, ScannedResource, Totals, severity_rank};
+use kubevigil_engine::{Applies, Control, Needs};
 
 /// Width the tables are laid out for.
 pub const WIDTH: usize = 100;

@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use scan_job::catalog;
+use kubevigil_engine::catalog;
 use scan_job::offline::known_frameworks;
 use serde_json::Value;
 

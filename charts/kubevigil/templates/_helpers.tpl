@@ -112,6 +112,22 @@ every template so `helm template`/`install` fail before rendering anything.
 {{- fail (printf "continuousScanning.matchingRules[%d]: core \"secrets\" cannot be watched: kubevigil never reads Secret data (remove it from resources)" $i) -}}
 {{- end -}}
 {{- end -}}
+{{- /* RBAC results depend on the bound role: the controller refuses bindings without roles. */ -}}
+{{- $rbac := list -}}
+{{- range .Values.continuousScanning.matchingRules -}}
+{{- if has "rbac.authorization.k8s.io" (.apiGroups | default list) -}}
+{{- $rbac = concat $rbac .resources -}}
+{{- end -}}
+{{- end -}}
+{{- if or (has "rolebindings" $rbac) (has "clusterrolebindings" $rbac) -}}
+{{- $missing := list -}}
+{{- range (list "roles" "clusterroles") -}}
+{{- if not (has . $rbac) -}}{{- $missing = append $missing . -}}{{- end -}}
+{{- end -}}
+{{- if $missing -}}
+{{- fail (printf "continuousScanning.matchingRules: rolebindings or clusterrolebindings are watched but not %s: RBAC results depend on the bound roles, add them to the rule for rbac.authorization.k8s.io" (join " and " $missing)) -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) -}}
 {{- fail "metrics.serviceMonitor.enabled=true needs metrics.enabled=true (the ServiceMonitor scrapes the metrics Service)" -}}
 {{- end -}}

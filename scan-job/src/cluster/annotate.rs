@@ -7,7 +7,7 @@ use kubevigil_crds::identity::{
     annotations, binding_fingerprint, object_fingerprint, object_fingerprint_with_spec,
 };
 
-use crate::report::ResultObjects;
+use kubevigil_engine::report::ResultObjects;
 
 /// What was scanned, for the fingerprint annotation.
 #[derive(Clone, Copy, Debug)]

@@ -1,5 +1,6 @@
-//! The API calls of a scan Job, each retried on transient errors: reads of live objects (GETs,
-//! paginated LISTs of targets and of related kinds), server-side apply of results, deletes.
+//! The API calls of a scan Job, each retried on transient errors (the rule shared with the
+//! controller, `kubevigil_crds::api_error`): reads of live objects (GETs, paginated LISTs of
+//! targets and of related kinds), server-side apply of results, deletes.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -30,23 +31,13 @@ fn backoff() -> ExponentialBuilder {
         .with_jitter()
 }
 
-/// The HTTP status of an API error, if the server answered.
-pub fn status_code(e: &kube::Error) -> Option<u16> {
-    match e {
-        kube::Error::Api(s) => Some(s.code),
-        _ => None,
-    }
-}
+use kubevigil_crds::api_error::{is_conflict, is_not_found};
+pub use kubevigil_crds::api_error::{is_transient, status_code};
 
-/// Whether an error may go away by itself: throttling (429), conflicts (409), server errors
-/// (5xx), and failures to reach the server (connection errors, timeouts). Other 4xx answers
-/// (403 forbidden, 422 invalid...) are permanent.
-pub fn is_transient(e: &kube::Error) -> bool {
-    match e {
-        kube::Error::Api(s) => matches!(s.code, 409 | 429) || s.code >= 500,
-        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
-        _ => false,
-    }
+/// Whether a failed server-side apply is worth sending again: a transient error, or a `409`
+/// from two Jobs racing to create the same result (the apply restates the whole intent).
+fn is_retryable_apply(e: &kube::Error) -> bool {
+    is_transient(e) || is_conflict(e)
 }
 
 /// Runs `op`, retrying transient errors with exponential backoff.
@@ -55,8 +46,21 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, kube::Error>>,
 {
+    retrying_when(what, is_transient, op).await
+}
+
+/// Runs `op`, retrying the errors `when` accepts with exponential backoff.
+async fn retrying_when<T, F, Fut>(
+    what: &str,
+    when: fn(&kube::Error) -> bool,
+    op: F,
+) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, kube::Error>>,
+{
     op.retry(backoff())
-        .when(is_transient)
+        .when(when)
         .notify(|e, after| warn!(error = %e, "{what} failed, retrying in {after:?}"))
         .await
 }
@@ -145,7 +149,7 @@ where
 {
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     let patch = Patch::Apply(obj);
-    let applied = retrying(what, || api.patch(name, &pp, &patch)).await?;
+    let applied = retrying_when(what, is_retryable_apply, || api.patch(name, &pp, &patch)).await?;
     let Some(ours) = only_own_fields(applied.meta()) else {
         return Ok(());
     };
@@ -163,7 +167,7 @@ where
     match api.replace(name, &post, &replacement).await {
         Ok(_) => Ok(()),
         // Someone wrote again meanwhile; the next scan replaces it.
-        Err(e) if status_code(&e) == Some(409) => {
+        Err(e) if is_conflict(&e) => {
             warn!(error = %e, "{what}: replacing the hand-edited result conflicted");
             Ok(())
         }
@@ -201,7 +205,7 @@ where
     let dp = DeleteParams::default();
     match retrying(what, || api.delete(name, &dp)).await {
         Ok(_) => Ok(true),
-        Err(e) if status_code(&e) == Some(404) => Ok(false),
+        Err(e) if is_not_found(&e) => Ok(false),
         Err(e) => Err(e),
     }
 }
@@ -230,12 +234,15 @@ mod tests {
 
     #[test]
     fn transient_and_permanent_errors() {
-        for code in [409, 429, 500, 503, 504] {
+        for code in [408, 429, 500, 503, 504] {
             assert!(is_transient(&api_error(code)), "{code}");
         }
-        for code in [400, 401, 403, 404, 410, 422] {
+        for code in [400, 401, 403, 404, 409, 410, 422] {
             assert!(!is_transient(&api_error(code)), "{code}");
         }
+        // An apply that lost a create race is sent again.
+        assert!(is_retryable_apply(&api_error(409)));
+        assert!(!is_retryable_apply(&api_error(422)));
         assert!(is_transient(&kube::Error::Service(
             "connection reset".into()
         )));

@@ -30,11 +30,11 @@ use super::objects::{
     role_ref_of, to_engine_object, triplet_selector,
 };
 use super::plan::{PlanTarget, Read, plan_reads};
-use super::settings::Settings;
 use super::{RunArgs, RunReport, TargetError, TargetOutcome, TargetReport};
-use crate::catalog;
-use crate::engine::{Evaluator, Inventory, K8sObject, ResourceResult};
-use crate::report::{self, ReportContext};
+use kubevigil_engine::catalog;
+use kubevigil_engine::report::{self, ReportContext};
+use kubevigil_engine::settings::Settings;
+use kubevigil_engine::{Evaluator, Inventory, K8sObject, ResourceResult};
 
 /// A progress line every this many targets, in batches larger than that.
 const PROGRESS_EVERY: usize = 10;
@@ -80,16 +80,6 @@ fn describe(key: &TargetKey) -> String {
     match &key.namespace {
         Some(ns) => format!("{} {ns}/{}", key.kind.kind, key.name),
         None => format!("{} {}", key.kind.kind, key.name),
-    }
-}
-
-fn resource_of(key: &TargetKey) -> ApiResource {
-    ApiResource {
-        group: key.kind.group.clone(),
-        version: key.kind.version.clone(),
-        api_version: key.kind.api_version(),
-        kind: key.kind.kind.clone(),
-        plural: key.kind.plural.clone(),
     }
 }
 
@@ -278,7 +268,7 @@ async fn get_targets(client: &Client, slots: &mut [Slot]) {
                     let Some(key) = key_of(i) else {
                         return Vec::new();
                     };
-                    let resource = resource_of(key);
+                    let resource = key.kind.api_resource();
                     let api = dynamic_api(client, &resource, key.namespace.as_deref());
                     let what = format!("get {}", describe(key));
                     let state = match api::get_opt(&api, &key.name, &what).await {
@@ -295,7 +285,7 @@ async fn get_targets(client: &Client, slots: &mut [Slot]) {
                     let Some(first) = slots.first().and_then(|&i| key_of(i)) else {
                         return Vec::new();
                     };
-                    let resource = resource_of(first);
+                    let resource = first.kind.api_resource();
                     let api = dynamic_api(client, &resource, first.namespace.as_deref());
                     let scope = first
                         .namespace
@@ -540,7 +530,7 @@ async fn write_target(
         .is_binding()
         .then(|| role_meta(inventory, obj))
         .flatten();
-    let spec = crate::report::spec_hash_of(obj);
+    let spec = kubevigil_engine::report::spec_hash_of(obj);
     let scanned = if key.kind.is_binding() {
         for t in inventory.triplets().iter().filter(|t| t.binding == index) {
             let result = evaluator.evaluate_triplet(inventory, t).or_else(|| {
@@ -861,7 +851,7 @@ mod tests {
             state: State::Live(Box::new(Live {
                 meta: binding.metadata.clone(),
                 object: Some(binding),
-                resource: resource_of(&key),
+                resource: key.kind.api_resource(),
                 index: None,
             })),
             key: Some(key),

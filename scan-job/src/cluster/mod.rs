@@ -23,7 +23,6 @@ use std::process::ExitCode;
 use kubevigil_crds::target::TargetParseError;
 
 pub use api::FIELD_MANAGER;
-pub use settings::Settings;
 
 /// Arguments of `scan-job run`, as the controller's Job passes them.
 #[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
@@ -213,7 +212,7 @@ impl RunReport {
 pub async fn run(args: RunArgs) -> Result<RunReport, RunError> {
     eprintln!("scan-job run: process: {}", runtime::enforcement_line());
     // The configuration is checked first, so that a bad file is reported as such.
-    let settings = Settings::load(args.config.as_deref())?;
+    let settings = settings::load(args.config.as_deref())?;
     let client = kube::Client::try_default()
         .await
         .map_err(RunError::Client)?;
@@ -222,7 +221,7 @@ pub async fn run(args: RunArgs) -> Result<RunReport, RunError> {
 
 /// Like [`run`], with a given client (tests use a mock API server).
 pub async fn run_with_client(client: kube::Client, args: RunArgs) -> Result<RunReport, RunError> {
-    let settings = Settings::load(args.config.as_deref())?;
+    let settings = settings::load(args.config.as_deref())?;
     Ok(batch::scan(client, &args, settings).await)
 }
 
@@ -330,7 +329,7 @@ mod tests {
         };
         assert_eq!(bad.failures().count(), 1);
         assert_eq!(exit_code(&Ok(bad)), ExitCode::FAILURE);
-        let err = Settings::parse("c.yaml", "- 1").map(|_| RunReport::default());
+        let err = settings::parse("c.yaml", "- 1").map(|_| RunReport::default());
         assert_eq!(exit_code(&err), ExitCode::FAILURE);
     }
 }

@@ -5,11 +5,11 @@ use std::collections::HashSet;
 
 use kube::api::{DynamicObject, TypeMeta};
 use kube::discovery::ApiResource;
-use kubevigil_crds::identity::{BindingRef, labels, sanitize_label_value};
+use kubevigil_crds::identity::{BindingRef, RoleRef, labels, sanitize_label_value};
 use kubevigil_crds::target::TargetKey;
 
-use crate::engine::K8sObject;
-use crate::engine::object::str_at;
+use kubevigil_engine::K8sObject;
+use kubevigil_engine::object::str_at;
 
 /// Converts a live object to an engine object: drops `metadata.managedFields` (large, never
 /// inspected) and sets `apiVersion` and `kind` from the resource when missing (list items
@@ -44,66 +44,47 @@ pub fn object_key(o: &K8sObject) -> ObjectKey {
     )
 }
 
-/// A Role (namespace set) or ClusterRole (no namespace), by name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct RoleKey {
-    /// `true` for a ClusterRole.
-    pub cluster: bool,
-    /// Namespace of a Role.
-    pub namespace: Option<String>,
-    /// Name.
-    pub name: String,
-}
-
 fn is_rbac(o: &K8sObject) -> bool {
     o.group() == "rbac.authorization.k8s.io"
 }
 
 /// The role a RoleBinding or ClusterRoleBinding grants (a Role is always in the RoleBinding's
 /// namespace; a ClusterRoleBinding can only grant a ClusterRole).
-pub fn role_ref_of(binding: &K8sObject) -> Option<RoleKey> {
+pub fn role_ref_of(binding: &K8sObject) -> Option<RoleRef> {
     if !is_rbac(binding) {
         return None;
     }
     let role_ref = binding.value.get("roleRef")?;
-    let name = str_at(role_ref, "name")?.to_string();
+    let name = str_at(role_ref, "name")?;
+    let namespace = Some(binding.namespace_or_default());
     match (binding.kind.as_str(), str_at(role_ref, "kind")?) {
-        ("RoleBinding" | "ClusterRoleBinding", "ClusterRole") => Some(RoleKey {
-            cluster: true,
-            namespace: None,
-            name,
-        }),
-        ("RoleBinding", "Role") => Some(RoleKey {
-            cluster: false,
-            namespace: Some(binding.namespace_or_default().to_string()),
-            name,
-        }),
+        ("RoleBinding" | "ClusterRoleBinding", "ClusterRole") => {
+            Some(RoleRef::new(true, name, namespace))
+        }
+        ("RoleBinding", "Role") => Some(RoleRef::new(false, name, namespace)),
         _ => None,
     }
 }
 
 /// The key of a Role or ClusterRole object; `None` for other objects.
-pub fn role_key_of(role: &K8sObject) -> Option<RoleKey> {
+pub fn role_key_of(role: &K8sObject) -> Option<RoleRef> {
     if !is_rbac(role) {
         return None;
     }
-    match role.kind.as_str() {
-        "ClusterRole" => Some(RoleKey {
-            cluster: true,
-            namespace: None,
-            name: role.name.clone(),
-        }),
-        "Role" => Some(RoleKey {
-            cluster: false,
-            namespace: Some(role.namespace_or_default().to_string()),
-            name: role.name.clone(),
-        }),
-        _ => None,
-    }
+    let cluster = match role.kind.as_str() {
+        "ClusterRole" => true,
+        "Role" => false,
+        _ => return None,
+    };
+    Some(RoleRef::new(
+        cluster,
+        &role.name,
+        Some(role.namespace_or_default()),
+    ))
 }
 
 /// The roles that the bindings among `objects` reference.
-pub fn referenced_roles<'a>(objects: impl IntoIterator<Item = &'a K8sObject>) -> HashSet<RoleKey> {
+pub fn referenced_roles<'a>(objects: impl IntoIterator<Item = &'a K8sObject>) -> HashSet<RoleRef> {
     objects.into_iter().filter_map(role_ref_of).collect()
 }
 

@@ -1,0 +1,511 @@
+//! Startup and the results resync: where startup stands ([`Startup`]), when the next results
+//! list runs ([`Resync`]), and what a list says ([`ResultsSnapshot`], built by [`Merge`] from
+//! the results of this installation's [`Scope`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kubevigil_crds::identity::{annotations, labels};
+use kubevigil_crds::target::TargetKey;
+
+use super::messages::Effect;
+use super::{DELETE_CHUNK, RESYNC_RETRY, State};
+use crate::config::Config;
+use crate::error::{Category, Error};
+use crate::index::{ResultInfo, ResultRef, SourceKind};
+
+/// Where startup stands. Dispatch waits for the Job watch (a running Job is adopted, not
+/// duplicated), then for every kind's first list or `dispatch_hold`, so that the startup
+/// backlog goes out in full batches.
+#[derive(Debug)]
+pub(super) enum Startup {
+    /// The Job watch has not listed yet: nothing is dispatched.
+    ListingJobs,
+    /// Jobs are listed; some watched kinds are still listing.
+    ListingKinds,
+    /// Every watch has listed once (the initial sync); results are resynced.
+    Synced(Resync),
+}
+
+/// The periodic results list, once the initial sync is done.
+#[derive(Debug)]
+pub(super) enum Resync {
+    /// The next list starts at this time.
+    Due(Instant),
+    /// A list is running. Targets whose scans finish meanwhile are not rescanned by it: the
+    /// list may predate their results.
+    Listing {
+        /// Targets whose scans finished since the list started.
+        finished: HashSet<TargetKey>,
+    },
+}
+
+impl Resync {
+    /// A list running from now.
+    fn listing() -> Self {
+        Resync::Listing {
+            finished: HashSet::new(),
+        }
+    }
+
+    /// Brings a due list forward to `at` (a watch re-listed; a running list is left alone).
+    pub(super) fn soon(&mut self, at: Instant) {
+        if let Resync::Due(due) = self {
+            *due = (*due).min(at);
+        }
+    }
+
+    /// Records a target whose scan finished.
+    pub(super) fn finished(&mut self, key: &TargetKey) {
+        if let Resync::Listing { finished } = self {
+            finished.insert(key.clone());
+        }
+    }
+
+    /// When the next list is due, if none is running.
+    pub(super) fn due(&self) -> Option<Instant> {
+        match self {
+            Resync::Due(at) => Some(*at),
+            Resync::Listing { .. } => None,
+        }
+    }
+}
+
+/// Existing results and namespace summaries.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ResultsSnapshot {
+    /// Every result (a WorkloadConfigurationScanSummary and/or WorkloadConfigurationScan).
+    pub results: HashMap<ResultRef, ResultInfo>,
+    /// Names of the existing ConfigurationScanSummaries (namespaces).
+    pub summaries: BTreeSet<String>,
+}
+
+/// The watched kind a result belongs to, from its labels.
+fn source_of(labels_map: &BTreeMap<String, String>) -> Option<SourceKind> {
+    if labels_map.get(labels::RBAC_RESOURCE).map(String::as_str) == Some("true") {
+        let kind = if labels_map.contains_key(labels::CLUSTERROLEBINDING_NAME) {
+            "ClusterRoleBinding"
+        } else {
+            "RoleBinding"
+        };
+        return Some(SourceKind {
+            group: "rbac.authorization.k8s.io".into(),
+            kind: kind.into(),
+        });
+    }
+    Some(SourceKind {
+        group: labels_map
+            .get(labels::API_GROUP)
+            .cloned()
+            .unwrap_or_default(),
+        kind: labels_map.get(labels::KIND)?.clone(),
+    })
+}
+
+/// A result's reference and what its annotations say.
+fn result_from_meta(meta: &ObjectMeta) -> Option<(ResultRef, ResultInfo)> {
+    let r = ResultRef {
+        namespace: meta.namespace.clone()?,
+        name: meta.name.clone()?,
+    };
+    let ann = |k: &str| {
+        meta.annotations
+            .as_ref()
+            .and_then(|a| a.get(k))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let info = ResultInfo {
+        fingerprint: ann(annotations::FINGERPRINT),
+        scanner_version: ann(annotations::SCANNER_VERSION),
+        controls_hash: ann(annotations::CONTROLS_HASH),
+        source: meta.labels.as_ref().and_then(source_of),
+    };
+    Some((r, info))
+}
+
+/// Which results and namespace summaries belong to this installation, so that the resync of
+/// one installation never collects (or rescans) another's: two releases with disjoint
+/// `includeNamespaces` both watch the cluster-scoped kinds, each writing those results to its
+/// own install namespace, and neither may take the other's results for orphans.
+///
+/// A result of a namespaced target is this installation's when its namespace is selected
+/// (`includeNamespaces`/`excludeNamespaces`); a result of a cluster-scoped target (no
+/// workload-namespace label, or a ClusterRoleBinding triplet) when it lives in the install
+/// namespace. Results in namespaces dropped from the selection are left alone (they keep their
+/// ownerReferences, so garbage collection still removes them with their targets).
+#[derive(Clone, Debug)]
+pub struct Scope {
+    config: Arc<Config>,
+    install_namespace: String,
+}
+
+impl Scope {
+    /// The scope of the installation in `install_namespace` with `config`.
+    pub fn new(config: Arc<Config>, install_namespace: &str) -> Self {
+        Scope {
+            config,
+            install_namespace: install_namespace.to_string(),
+        }
+    }
+
+    /// Whether the result in `namespace` with `labels_map` belongs to this installation.
+    pub fn owns(&self, namespace: &str, labels_map: Option<&BTreeMap<String, String>>) -> bool {
+        let cluster_scoped = labels_map.map(|l| {
+            if l.get(labels::RBAC_RESOURCE).map(String::as_str) == Some("true") {
+                l.contains_key(labels::CLUSTERROLEBINDING_NAME)
+            } else {
+                !l.contains_key(labels::NAMESPACE)
+            }
+        });
+        let in_install = namespace == self.install_namespace;
+        let selected = self.config.namespace_selected(Some(namespace));
+        match cluster_scoped {
+            Some(true) => in_install,
+            Some(false) => selected,
+            None => in_install || selected,
+        }
+    }
+
+    /// Whether the ConfigurationScanSummary of namespace `name` is this installation's to
+    /// keep current.
+    pub fn owns_summary(&self, name: &str) -> bool {
+        name == self.install_namespace || self.config.namespace_selected(Some(name))
+    }
+
+    /// Whether the listed result with `meta` belongs to this installation.
+    pub fn owns_meta(&self, meta: &ObjectMeta) -> bool {
+        meta.namespace
+            .as_deref()
+            .is_some_and(|ns| self.owns(ns, meta.labels.as_ref()))
+    }
+}
+
+/// Merges scans and summaries, page by page, into one map: a result counts as current only when
+/// both objects exist (a lone one is given an empty fingerprint, so that it is rescanned or, when
+/// its target is gone, collected). Scans must be added before summaries.
+#[derive(Debug, Default)]
+pub struct Merge {
+    scans: HashMap<ResultRef, Option<SourceKind>>,
+    out: HashMap<ResultRef, ResultInfo>,
+}
+
+impl Merge {
+    /// Adds a listed WorkloadConfigurationScan.
+    pub fn add_scan(&mut self, meta: &ObjectMeta) {
+        if let Some((r, info)) = result_from_meta(meta) {
+            self.scans.insert(r, info.source);
+        }
+    }
+
+    /// Adds a listed WorkloadConfigurationScanSummary.
+    pub fn add_summary(&mut self, meta: &ObjectMeta) {
+        if let Some((r, mut info)) = result_from_meta(meta) {
+            if self.scans.remove(&r).is_none() {
+                info.fingerprint.clear();
+            }
+            self.out.insert(r, info);
+        }
+    }
+
+    /// The merged map.
+    pub fn finish(self) -> HashMap<ResultRef, ResultInfo> {
+        let mut out = self.out;
+        for (r, source) in self.scans {
+            out.entry(r).or_insert(ResultInfo {
+                fingerprint: String::new(),
+                scanner_version: String::new(),
+                controls_hash: String::new(),
+                source,
+            });
+        }
+        out
+    }
+}
+
+impl State {
+    /// Whether the initial sync is done.
+    pub fn initial_sync_done(&self) -> bool {
+        matches!(self.startup, Startup::Synced(_))
+    }
+
+    /// Ends startup once the Jobs and every kind are listed: the first resync list starts.
+    pub(super) fn check_initial_sync(&mut self, now: Instant) -> Vec<Effect> {
+        if !matches!(self.startup, Startup::ListingKinds) || self.kinds.any_listing() {
+            return Vec::new();
+        }
+        self.startup = Startup::Synced(Resync::listing());
+        self.kinds.mark_changed();
+        tracing::info!(
+            targets = self.index.target_count(),
+            queued = self.queue.counts(now).0,
+            "initial sync done"
+        );
+        vec![Effect::ListResults]
+    }
+
+    /// Starts the results list when it is due.
+    pub(super) fn resync_if_due(&mut self, now: Instant) -> Option<Effect> {
+        let Startup::Synced(resync) = &mut self.startup else {
+            return None;
+        };
+        if resync.due().is_some_and(|d| d <= now) {
+            *resync = Resync::listing();
+            return Some(Effect::ListResults);
+        }
+        None
+    }
+
+    pub(super) fn on_results(
+        &mut self,
+        result: Result<ResultsSnapshot, Error>,
+        now: Instant,
+    ) -> Vec<Effect> {
+        let Startup::Synced(resync) = &mut self.startup else {
+            // Only the startup list runs before the initial sync, and its answer is not a
+            // message.
+            return Vec::new();
+        };
+        let done_during_list = match std::mem::replace(resync, Resync::Due(now)) {
+            Resync::Listing { finished } => finished,
+            Resync::Due(_) => HashSet::new(),
+        };
+        let snapshot = match result {
+            Ok(s) => s,
+            Err(e) => {
+                self.metrics.error(&e);
+                // A transient error is retried soon; a permanent one (RBAC, say) at the next
+                // regular resync.
+                let retry = if e.category() == Category::Retry {
+                    tracing::warn!(error = %e, "listing results for the resync failed; retrying");
+                    RESYNC_RETRY
+                } else {
+                    tracing::error!(error = %e, category = ?e.category(), "listing results for the resync failed; trying again at the next resync");
+                    self.s.config.continuous_scanning.resync_period
+                };
+                *resync = Resync::Due(now + retry);
+                return Vec::new();
+            }
+        };
+        *resync = Resync::Due(now + self.s.config.continuous_scanning.resync_period);
+        let results = snapshot.results.len();
+        self.index.set_results(snapshot.results);
+        if let (n, Some(example)) = self.index.version_mismatches() {
+            tracing::warn!(
+                results = n,
+                scanner_version = %example.scanner_version,
+                controls_hash = %example.controls_hash,
+                "results written by another scanner version or control set are rescanned; if this \
+                 repeats at every resync, the controller and scan-job images are from different \
+                 releases or read different configurations"
+            );
+        }
+        let (scans, orphans) = self.index.resync();
+        let mut queued = 0usize;
+        for key in scans {
+            if !self.queue.is_queued(&key) && !done_during_list.contains(&key) {
+                self.enqueue(key, now);
+                queued += 1;
+            }
+        }
+        let (deletable, kept): (Vec<ResultRef>, Vec<ResultRef>) =
+            orphans.into_iter().partition(|r| {
+                let source = self.index.result_info(r).and_then(|i| i.source.clone());
+                self.kinds.source_synced(source.as_ref())
+            });
+        tracing::info!(
+            results,
+            rescans = queued,
+            orphans = deletable.len(),
+            orphans_waiting_for_watches = kept.len(),
+            "resync"
+        );
+        let mut effects = Vec::new();
+        for chunk in deletable.chunks(DELETE_CHUNK) {
+            effects.push(Effect::DeleteResults(chunk.to_vec()));
+        }
+        for ns in self
+            .index
+            .result_namespaces()
+            .into_iter()
+            .chain(snapshot.summaries)
+        {
+            self.summaries.mark(&ns, now);
+        }
+        effects
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(ns: &str, name: &str, fp: &str, labels_map: &[(&str, &str)]) -> ObjectMeta {
+        ObjectMeta {
+            namespace: Some(ns.into()),
+            name: Some(name.into()),
+            annotations: Some(BTreeMap::from([
+                (annotations::FINGERPRINT.to_string(), fp.to_string()),
+                (
+                    annotations::SCANNER_VERSION.to_string(),
+                    "0.1.0".to_string(),
+                ),
+                (annotations::CONTROLS_HASH.to_string(), "abc".to_string()),
+            ])),
+            labels: Some(
+                labels_map
+                    .iter()
+                    .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn sources_from_labels() {
+        let deploy = meta(
+            "shop",
+            "deployment-web",
+            "f",
+            &[(labels::API_GROUP, "apps"), (labels::KIND, "Deployment")],
+        );
+        let (r, info) = result_from_meta(&deploy).unwrap();
+        assert_eq!(r.name, "deployment-web");
+        assert_eq!(info.fingerprint, "f");
+        assert_eq!(
+            info.source,
+            Some(SourceKind {
+                group: "apps".into(),
+                kind: "Deployment".into()
+            })
+        );
+        let triplet = meta(
+            "kubevigil",
+            "user-x-clusterrole-y-clusterrolebinding-z",
+            "f",
+            &[
+                (labels::RBAC_RESOURCE, "true"),
+                (labels::KIND, "User"),
+                (labels::CLUSTERROLEBINDING_NAME, "z"),
+            ],
+        );
+        assert_eq!(
+            result_from_meta(&triplet).unwrap().1.source.unwrap().kind,
+            "ClusterRoleBinding"
+        );
+        assert_eq!(
+            result_from_meta(&meta("a", "b", "f", &[]))
+                .unwrap()
+                .1
+                .source,
+            None
+        );
+    }
+
+    fn scope(include: &str, install: &str) -> Scope {
+        let config = Config::parse(
+            "t",
+            &format!(
+                r#"
+clusterName: test
+includeNamespaces: {include}
+excludeNamespaces: [kube-system]
+continuousScanning:
+  matchingRules:
+  - {{apiGroups: [apps], apiVersions: [v1], resources: [deployments]}}
+scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: 5, maxConcurrentJobs: 2, ttlSecondsAfterFinished: 300, activeDeadlineSeconds: 300, backoffLimit: 2}}
+"#
+            ),
+        )
+        .unwrap();
+        Scope::new(Arc::new(config), install)
+    }
+
+    fn labelled(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn two_installations_with_disjoint_namespaces_own_disjoint_results() {
+        let a = scope("[team-a]", "kv-a");
+        let b = scope("[team-b]", "kv-b");
+        let deployment_a = labelled(&[(labels::KIND, "Deployment"), (labels::NAMESPACE, "team-a")]);
+        let namespace = labelled(&[(labels::KIND, "Namespace")]);
+        let crb = labelled(&[
+            (labels::RBAC_RESOURCE, "true"),
+            (labels::KIND, "User"),
+            (labels::CLUSTERROLEBINDING_NAME, "admins"),
+        ]);
+        let rb = labelled(&[
+            (labels::RBAC_RESOURCE, "true"),
+            (labels::KIND, "User"),
+            (labels::ROLEBINDING_NAME, "readers"),
+            (labels::ROLEBINDING_NAMESPACE, "team-a"),
+        ]);
+        // Namespaced targets: by the namespace selection.
+        assert!(a.owns("team-a", Some(&deployment_a)));
+        assert!(!b.owns("team-a", Some(&deployment_a)));
+        assert!(a.owns("team-a", Some(&rb)));
+        assert!(!b.owns("team-a", Some(&rb)));
+        // Cluster-scoped targets (Namespaces, ClusterRoleBinding triplets): each installation
+        // writes its own copy to its install namespace and owns only that one.
+        for l in [&namespace, &crb] {
+            assert!(a.owns("kv-a", Some(l)));
+            assert!(!a.owns("kv-b", Some(l)));
+            assert!(b.owns("kv-b", Some(l)));
+            assert!(!b.owns("kv-a", Some(l)));
+        }
+        // Summaries: selected namespaces and the install namespace.
+        assert!(a.owns_summary("team-a") && a.owns_summary("kv-a"));
+        assert!(!a.owns_summary("team-b") && !a.owns_summary("kv-b"));
+    }
+
+    #[test]
+    fn an_installation_watching_every_namespace_leaves_others_cluster_results_alone() {
+        let all = scope("[]", "kubevigil");
+        let namespace = labelled(&[(labels::KIND, "Namespace")]);
+        let deployment = labelled(&[(labels::KIND, "Deployment"), (labels::NAMESPACE, "shop")]);
+        assert!(all.owns("shop", Some(&deployment)));
+        assert!(!all.owns("kube-system", Some(&deployment)));
+        assert!(all.owns("kubevigil", Some(&namespace)));
+        // Another installation's install namespace is selected, but its cluster-scoped
+        // results there are not this one's.
+        assert!(!all.owns("kv-other", Some(&namespace)));
+        // Without labels: by namespace.
+        assert!(all.owns("shop", None));
+        assert!(!all.owns("kube-system", None));
+    }
+
+    #[test]
+    fn a_result_needs_both_objects_to_be_current() {
+        let both = meta("shop", "deployment-web", "f1", &[]);
+        let summary_only = meta("shop", "deployment-api", "f2", &[]);
+        let scan_only = meta("shop", "deployment-db", "f3", &[]);
+        let mut merge = Merge::default();
+        for m in [&both, &scan_only] {
+            merge.add_scan(m);
+        }
+        for m in [&both, &summary_only] {
+            merge.add_summary(m);
+        }
+        let merged = merge.finish();
+        let fp = |n: &str| {
+            merged[&ResultRef {
+                namespace: "shop".into(),
+                name: n.into(),
+            }]
+                .fingerprint
+                .clone()
+        };
+        assert_eq!(merged.len(), 3);
+        assert_eq!(fp("deployment-web"), "f1");
+        assert_eq!(fp("deployment-api"), "");
+        assert_eq!(fp("deployment-db"), "");
+    }
+}

@@ -1,0 +1,182 @@
+//! The scanner's part of the chart's configuration file: `controlsConfig` (control-input
+//! overrides) and `exceptions` (posture exceptions), parsed in one place for the controller
+//! (which checks them at startup and hashes them) and for scan Jobs (which apply them). Every
+//! other key of the file is someone else's and ignored here.
+
+use serde_json::Value;
+
+use crate::object::type_name;
+use crate::{ControlInputs, Exceptions, catalog};
+
+/// Key of the control-input overrides in the configuration file.
+pub const CONTROLS_CONFIG: &str = "controlsConfig";
+/// Key of the posture exceptions in the configuration file.
+pub const EXCEPTIONS: &str = "exceptions";
+
+/// Control inputs and exceptions, as configured.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// Kubescape's default inputs with the configured overrides applied.
+    pub inputs: ControlInputs,
+    /// The configured posture exceptions.
+    pub exceptions: Exceptions,
+}
+
+/// A malformed section; the caller names the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}`: {message}")]
+pub struct FieldError {
+    /// [`CONTROLS_CONFIG`] or [`EXCEPTIONS`].
+    pub field: &'static str,
+    /// What is wrong, naming the key inside the section.
+    pub message: String,
+}
+
+/// What is wrong with a configuration file's text; the caller names the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// The text is not YAML, or not a mapping at the top level.
+    #[error("{0}")]
+    Parse(String),
+    /// A section is malformed.
+    #[error(transparent)]
+    Field(#[from] FieldError),
+}
+
+impl Settings {
+    /// Parses the text of a whole configuration file (YAML; empty means the defaults).
+    pub fn parse(text: &str) -> Result<Self, SettingsError> {
+        if text.trim().is_empty() {
+            return Ok(Settings::default());
+        }
+        let doc: Value =
+            serde_norway::from_str(text).map_err(|e| SettingsError::Parse(e.to_string()))?;
+        match &doc {
+            Value::Null => Ok(Settings::default()),
+            Value::Object(root) => Ok(Settings::from_sections(
+                root.get(CONTROLS_CONFIG).unwrap_or(&Value::Null),
+                root.get(EXCEPTIONS).unwrap_or(&Value::Null),
+            )?),
+            other => Err(SettingsError::Parse(format!(
+                "expected a mapping at the top level, found {}",
+                type_name(other)
+            ))),
+        }
+    }
+
+    /// The settings from the two sections as values (`null` when absent).
+    pub fn from_sections(controls_config: &Value, exceptions: &Value) -> Result<Self, FieldError> {
+        let mut inputs = ControlInputs::default();
+        if !controls_config.is_null() {
+            inputs
+                .apply_overrides(controls_config)
+                .map_err(|e| FieldError {
+                    field: CONTROLS_CONFIG,
+                    message: e.to_string(),
+                })?;
+        }
+        let exceptions = if exceptions.is_null() {
+            Exceptions::none()
+        } else {
+            Exceptions::from_value(exceptions).map_err(|e| FieldError {
+                field: EXCEPTIONS,
+                message: e.to_string(),
+            })?
+        };
+        Ok(Settings { inputs, exceptions })
+    }
+
+    /// The controls hash that results scanned with these settings carry.
+    pub fn controls_hash(&self) -> String {
+        controls_hash(&catalog::all(), &self.inputs)
+    }
+}
+
+/// A hash of the control IDs and the configuration inputs: results written under a different
+/// hash are stale. Exceptions are not part of it (they change a result's status, not what was
+/// checked).
+pub fn controls_hash(controls: &[&dyn crate::Control], inputs: &ControlInputs) -> String {
+    let mut key = String::new();
+    for c in controls {
+        key.push_str(c.meta().id);
+        key.push(';');
+    }
+    for (k, v) in inputs.iter() {
+        key.push_str(&format!("{}:{k}={};", k.len(), v.join("\u{1f}")));
+    }
+    kubevigil_crds::identity::short_hash(&key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHART_SHAPE: &str = r#"
+clusterName: kind
+namespace: kubevigil
+continuousScanning: {matchingRules: []}
+scanJob: {image: x, serviceAccountName: y, batchSize: 50}
+controlsConfig:
+  insecureCapabilities: ["SYS_ADMIN", "NET_ADMIN"]
+  cpu_limit_max: [2]
+exceptions:
+  - name: allow-monitoring
+    policyType: postureExceptionPolicy
+    resources:
+      - attributes: {kind: Deployment, namespace: monitoring}
+    posturePolicies:
+      - controlID: C-0057
+"#;
+
+    #[test]
+    fn reads_controls_config_and_exceptions_and_ignores_the_rest() {
+        let s = Settings::parse(CHART_SHAPE).unwrap();
+        assert_eq!(
+            s.inputs.get("insecureCapabilities"),
+            ["SYS_ADMIN", "NET_ADMIN"]
+        );
+        assert_eq!(s.inputs.get("cpu_limit_max"), ["2"]);
+        // Keys not overridden keep Kubescape's defaults.
+        assert_eq!(
+            s.inputs.get("memory_request_min"),
+            ControlInputs::default().get("memory_request_min")
+        );
+        assert!(!s.exceptions.is_empty());
+        assert_ne!(s.controls_hash(), Settings::default().controls_hash());
+    }
+
+    #[test]
+    fn empty_or_missing_sections_are_defaults() {
+        for text in [
+            "",
+            "controlsConfig: {}\nexceptions: []\n",
+            "controlsConfig:\n",
+            "a: 1",
+        ] {
+            let s = Settings::parse(text).unwrap();
+            assert_eq!(s.inputs, ControlInputs::default());
+            assert!(s.exceptions.is_empty());
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = Settings::parse("controlsConfig:\n  x: 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("field `controlsConfig`"), "{e}");
+        assert!(e.contains("`x`"), "{e}");
+
+        let e = Settings::parse("exceptions: {a: 1}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("field `exceptions`"), "{e}");
+
+        assert!(matches!(
+            Settings::parse("controlsConfig: [\n"),
+            Err(SettingsError::Parse(_))
+        ));
+        let e = Settings::parse("- 1\n").unwrap_err().to_string();
+        assert!(e.contains("mapping"), "{e}");
+    }
+}
