@@ -6,12 +6,15 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
+};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapProjection, ConfigMapVolumeSource, Container, DownwardAPIProjection,
-    DownwardAPIVolumeFile, EnvVar, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec,
-    PodTemplateSpec, ProjectedVolumeSource, ResourceRequirements, SELinuxOptions, SeccompProfile,
-    SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+    DownwardAPIVolumeFile, EnvVar, KeyToPath, ObjectFieldSelector, Pod, PodSecurityContext,
+    PodSpec, PodTemplateSpec, ProjectedVolumeSource, ResourceRequirements, SELinuxOptions,
+    SeccompProfile, SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount,
+    VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubevigil_crds::identity::labels::{MANAGED_BY, MANAGED_BY_VALUE};
@@ -136,6 +139,52 @@ pub struct JobView {
     pub finished: Option<bool>,
     /// Whether it is being deleted.
     pub deleting: bool,
+    /// Whether it failed because its container was OOMKilled (the watch reads the failed pod).
+    pub oom_killed: bool,
+}
+
+/// The name of the scan Job's container.
+pub const SCAN_JOB_CONTAINER: &str = "scan-job";
+
+/// The exit code of a container killed by SIGKILL: the kernel's OOM killer, or anyone else.
+pub const SIGKILL_EXIT_CODE: i32 = 137;
+
+/// The failed pod a Job's pod failure policy names in its `Failed` condition ("Container
+/// scan-job for pod NS/NAME failed with exit code 137 matching FailJob rule at index 0"), if the
+/// Job failed that way.
+pub fn failed_pod(job: &Job) -> Option<String> {
+    let condition = job
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Failed" && c.status == "True")?;
+    if condition.reason.as_deref() != Some("PodFailurePolicy") {
+        return None;
+    }
+    let message = condition.message.as_deref()?;
+    let (_, rest) = message.split_once(" for pod ")?;
+    let pod = rest.split_whitespace().next()?;
+    let name = pod.rsplit_once('/').map_or(pod, |(_, name)| name);
+    Some(name.to_owned())
+}
+
+/// Whether the scan-job container of `pod` was killed for exceeding its memory limit.
+pub fn pod_oom_killed(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.name == SCAN_JOB_CONTAINER
+                    && c.state
+                        .as_ref()
+                        .and_then(|s| s.terminated.as_ref())
+                        .and_then(|t| t.reason.as_deref())
+                        == Some("OOMKilled")
+            })
+        })
 }
 
 /// Whether a Job finished: `Some(true)` Complete, `Some(false)` Failed, `None` still running.
@@ -163,6 +212,7 @@ pub fn job_view(job: &Job) -> JobView {
         targets: job_targets(job),
         finished: job_outcome(job),
         deleting: job.metadata.deletion_timestamp.is_some(),
+        oom_killed: false,
     }
 }
 
@@ -230,7 +280,7 @@ pub fn build_job(
 
     let resources: Option<ResourceRequirements> = serde_json::from_value(sj.resources.clone()).ok();
     let container = Container {
-        name: "scan-job".into(),
+        name: SCAN_JOB_CONTAINER.into(),
         image: Some(sj.image.clone()),
         image_pull_policy: Some(sj.image_pull_policy.clone()),
         args: Some(args),
@@ -272,6 +322,20 @@ pub fn build_job(
             ttl_seconds_after_finished: Some(sj.ttl_seconds_after_finished),
             active_deadline_seconds: Some(sj.active_deadline_seconds),
             backoff_limit: Some(sj.backoff_limit),
+            // A scan-job killed by SIGKILL (above all the kernel's OOM killer: its batch needs
+            // more than the memory limit) fails the Job at once instead of being run again with
+            // the same limit; the controller then reads the pod to tell an OOM kill apart.
+            pod_failure_policy: Some(PodFailurePolicy {
+                rules: vec![PodFailurePolicyRule {
+                    action: "FailJob".into(),
+                    on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                        container_name: Some(SCAN_JOB_CONTAINER.into()),
+                        operator: "In".into(),
+                        values: vec![SIGKILL_EXIT_CODE],
+                    }),
+                    on_pod_conditions: None,
+                }],
+            }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),

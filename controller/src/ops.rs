@@ -60,6 +60,8 @@ pub struct Metrics {
     pub scans_failed: Counter,
     /// Failed scan attempts that are retried.
     pub scan_retries: Counter,
+    /// Scan Jobs whose container was OOMKilled (their targets are given up).
+    pub scan_jobs_oom_killed: Counter,
     /// Scan Jobs created and not finished.
     pub jobs_active: Gauge,
     /// Seconds from a target's first queued event to the completion of its scan Job.
@@ -84,6 +86,7 @@ impl Metrics {
             scans_succeeded: Counter::default(),
             scans_failed: Counter::default(),
             scan_retries: Counter::default(),
+            scan_jobs_oom_killed: Counter::default(),
             jobs_active: Gauge::default(),
             scan_latency: Histogram::new([
                 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
@@ -118,6 +121,11 @@ impl Metrics {
             "kubevigil_scan_retries",
             "Failed scan attempts that are retried with backoff",
             m.scan_retries.clone(),
+        );
+        r.register(
+            "kubevigil_scan_jobs_oom_killed",
+            "Scan Jobs whose container was OOMKilled (memory limit too small for the batch); their targets are given up until they change",
+            m.scan_jobs_oom_killed.clone(),
         );
         r.register(
             "kubevigil_scan_jobs_active",

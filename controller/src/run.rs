@@ -31,7 +31,7 @@ use crate::lease::{LeaderElector, LeaseSettings};
 use crate::ops::{self, Health, Metrics, Role};
 use crate::ratelimit::RateLimitLayer;
 use crate::resync;
-use crate::state::{Effect, Msg, ResultsSnapshot, Scope, State, StateSettings};
+use crate::state::{Effect, GiveUpReason, Msg, ResultsSnapshot, Scope, State, StateSettings};
 use crate::{cleanup, dispatch, summaries, watchers};
 
 /// Capacity of the main loop's channel (watch tasks wait when it is full).
@@ -568,12 +568,17 @@ impl Runner {
                     let _ = tx.send(Msg::Summarized { namespace, outcome }).await;
                 });
             }
-            Effect::ReportFailure { key, attempts, job } => {
+            Effect::ReportFailure {
+                key,
+                attempts,
+                job,
+                reason,
+            } => {
                 let recorder = self.recorder.clone();
                 let metrics = self.metrics.clone();
                 tasks.spawn(async move {
                     let _permit = permits.acquire_owned().await;
-                    if let Err(e) = report_failure(&recorder, &key, attempts, &job).await {
+                    if let Err(e) = report_failure(&recorder, &key, attempts, &job, reason).await {
                         tracing::warn!(error = %e, "could not publish the ScanFailed event");
                         metrics.error(&e);
                     }
@@ -600,15 +605,28 @@ pub async fn report_failure(
     key: &TargetKey,
     attempts: u32,
     job: &str,
+    reason: GiveUpReason,
 ) -> Result<(), Error> {
+    let kind = &key.kind.kind;
+    let note = match reason {
+        GiveUpReason::Attempts => format!(
+            "kubevigil could not scan this {kind} after {attempts} attempts (last scan Job {job}); \
+             it is tried again at the next resync"
+        ),
+        GiveUpReason::Refused => format!(
+            "kubevigil could not scan this {kind}: the API server refused its scan Job {job}; \
+             it is tried again at the next resync"
+        ),
+        GiveUpReason::OomKilled => format!(
+            "kubevigil could not scan this {kind}: scan Job {job} was OOMKilled (its batch needs \
+             more memory than scanJob.resources.limits.memory); raise the limit or lower \
+             scanJob.batchSize. It is not retried until it changes or the configuration does"
+        ),
+    };
     let event = KubeEvent {
         type_: EventType::Warning,
         reason: "ScanFailed".into(),
-        note: Some(format!(
-            "kubevigil could not scan this {} after {attempts} attempts (last scan Job {job}); \
-             it is tried again at the next resync",
-            key.kind.kind
-        )),
+        note: Some(note),
         action: "Scan".into(),
         secondary: None,
     };

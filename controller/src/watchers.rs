@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::index::BindingSpec;
-use crate::jobs::{COMPONENT, COMPONENT_LABEL, job_view};
+use crate::jobs::{COMPONENT, COMPONENT_LABEL, JobView, failed_pod, job_view, pod_oom_killed};
 use crate::slim::{BindingObject, ScalableObject, TargetMeta, controlling_owner};
 use crate::state::{JobEvent, Msg, WatchEvent};
 
@@ -183,8 +183,29 @@ pub fn scan_job_selector() -> String {
     format!("{COMPONENT_LABEL}={COMPONENT},{MANAGED_BY}={MANAGED_BY_VALUE}")
 }
 
+/// The view of a Job; for one that failed by its pod failure policy, whether the failed pod was
+/// OOMKilled (read from the pod: the Job does not say why its container got SIGKILL).
+async fn view_with_failure(pods: &Api<k8s_openapi::api::core::v1::Pod>, job: &Job) -> JobView {
+    let mut view = job_view(job);
+    if view.finished == Some(false)
+        && let Some(pod) = failed_pod(job)
+    {
+        match pods.get_opt(&pod).await {
+            Ok(Some(p)) => view.oom_killed = pod_oom_killed(&p),
+            Ok(None) => {
+                tracing::warn!(job = %view.name, pod, "the failed scan pod is gone; its failure is treated as transient")
+            }
+            Err(e) => {
+                tracing::warn!(job = %view.name, pod, error = %e, "could not read the failed scan pod; its failure is treated as transient")
+            }
+        }
+    }
+    view
+}
+
 /// Watches the scan Jobs in the install namespace until the main loop goes away.
 pub async fn watch_jobs(client: Client, namespace: String, tx: mpsc::Sender<Msg>) {
+    let pods = Api::namespaced(client.clone(), &namespace);
     let api: Api<Job> = Api::namespaced(client, &namespace);
     let cfg = watcher::Config::default().labels(&scan_job_selector());
     let stream = watcher::watcher(api, cfg).default_backoff();
@@ -193,7 +214,9 @@ pub async fn watch_jobs(client: Client, namespace: String, tx: mpsc::Sender<Msg>
         let event = match item {
             Ok(Event::Init) => JobEvent::Init,
             Ok(Event::InitDone) => JobEvent::InitDone,
-            Ok(Event::InitApply(j) | Event::Apply(j)) => JobEvent::Apply(job_view(&j)),
+            Ok(Event::InitApply(j) | Event::Apply(j)) => {
+                JobEvent::Apply(view_with_failure(&pods, &j).await)
+            }
             Ok(Event::Delete(j)) => JobEvent::Delete(job_view(&j)),
             Err(e) => JobEvent::Error(e),
         };

@@ -145,7 +145,7 @@ async fn the_runtime_enforces_the_charts_hardening() -> Result<(), Error> {
                     ])
                     .await?;
                 println!("readyz through the service proxy: {}", readyz.trim());
-                assert!(readyz.contains("ok"), "{readyz}");
+                assert!(readyz.contains(r#""ready":true"#), "{readyz}");
 
                 // A scan Job: its log (`kubectl logs job/...`) starts with what the runtime
                 // enforces on scan-job.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use kubevigil_crds::target::TargetKey;
 
-use super::messages::{Effect, JobEvent};
+use super::messages::{Effect, GiveUpReason, JobEvent};
 use super::{COLLISION_REQUEUE, JOB_OVERDUE_MARGIN, Startup, State, VANISH_GRACE};
 use crate::dispatch::CreateOutcome;
 use crate::error::Category;
@@ -106,6 +106,9 @@ pub(super) enum JobEnd {
     Failed,
     /// The Job was refused for good (a permanent API error): its targets are given up at once.
     Refused,
+    /// The Job's container was OOMKilled: running it again with the same memory limit would fail
+    /// the same way, so its targets are given up at once and not rescanned until they change.
+    OomKilled,
     /// A finished Job of the same name was in the way and is deleted: its targets are
     /// dispatched again shortly, no attempt counted.
     Collided,
@@ -150,11 +153,13 @@ impl State {
             resync.finished(&key);
         }
         let ok = end == JobEnd::Complete;
-        let completion = if end == JobEnd::Refused {
-            self.queue.give_up(&key)
-        } else {
-            self.queue.complete(&key, ok, now)
+        let completion = match end {
+            JobEnd::Refused | JobEnd::OomKilled => self.queue.give_up(&key),
+            _ => self.queue.complete(&key, ok, now),
         };
+        if ok {
+            self.oom_killed.remove(&key);
+        }
         match completion {
             Completion::Done => {
                 if ok {
@@ -177,11 +182,23 @@ impl State {
             Completion::GaveUp { attempts } => {
                 self.metrics.scans_failed.inc();
                 self.first_event.remove(&key);
-                tracing::error!(target = %key, job, attempts, "scan given up; retried at the next resync");
+                let reason = match end {
+                    JobEnd::Refused => GiveUpReason::Refused,
+                    JobEnd::OomKilled => GiveUpReason::OomKilled,
+                    _ => GiveUpReason::Attempts,
+                };
+                if reason == GiveUpReason::OomKilled {
+                    let fingerprint = self.index.expected_fingerprint(&key).map(str::to_owned);
+                    self.oom_killed.insert(key.clone(), fingerprint);
+                    tracing::error!(target = %key, job, "scan Job OOMKilled; given up until the target or the configuration changes");
+                } else {
+                    tracing::error!(target = %key, job, attempts, "scan given up; retried at the next resync");
+                }
                 effects.push(Effect::ReportFailure {
                     key: key.clone(),
                     attempts,
                     job: job.to_string(),
+                    reason,
                 });
             }
         }
@@ -261,11 +278,20 @@ impl State {
                     let targets = record.targets.len();
                     if ok {
                         tracing::info!(job = %view.name, targets, "scan Job complete");
+                    } else if view.oom_killed {
+                        tracing::error!(job = %view.name, targets, "scan Job OOMKilled: its batch needs more memory than scanJob.resources.limits.memory");
                     } else {
                         tracing::warn!(job = %view.name, targets, attempt = record.attempt, "scan Job failed");
                     }
                 }
-                let end = if ok { JobEnd::Complete } else { JobEnd::Failed };
+                let end = match (ok, view.oom_killed) {
+                    (true, _) => JobEnd::Complete,
+                    (false, true) => {
+                        self.metrics.scan_jobs_oom_killed.inc();
+                        JobEnd::OomKilled
+                    }
+                    (false, false) => JobEnd::Failed,
+                };
                 self.end_job(&view.name, end, now)
             }
             None if self.jobs.contains(&view.name) || view.deleting => Vec::new(),

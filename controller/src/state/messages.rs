@@ -131,5 +131,18 @@ pub enum Effect {
         attempts: u32,
         /// The last Job that scanned it (or was to).
         job: String,
+        /// Why it was given up.
+        reason: GiveUpReason,
     },
+}
+
+/// Why a target's scan was given up: the Event's message says what to do about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GiveUpReason {
+    /// Every attempt failed (retried at the next resync).
+    Attempts,
+    /// The API server refused its scan Job for good (403, 422...).
+    Refused,
+    /// Its scan Job's container was OOMKilled: the batch needs more than the memory limit.
+    OomKilled,
 }

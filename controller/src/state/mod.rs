@@ -29,7 +29,7 @@ use kubevigil_crds::target::{KindInfo, TargetKey};
 
 use jobs::{JobList, JobTracker};
 use kinds::Kinds;
-pub use messages::{Effect, JobEvent, Msg, WatchEvent};
+pub use messages::{Effect, GiveUpReason, JobEvent, Msg, WatchEvent};
 use resync::Startup;
 pub use resync::{Merge, ResultsSnapshot, Scope};
 
@@ -96,6 +96,10 @@ pub struct State {
     jobs: JobTracker,
     kinds: Kinds,
     first_event: HashMap<TargetKey, Instant>,
+    /// Targets given up because their scan Job was OOMKilled, with the fingerprint they had:
+    /// the resync does not rescan them until the target changes (or the controller restarts,
+    /// as it does when the chart's memory limit changes), so an OOM is not retried without end.
+    oom_killed: HashMap<TargetKey, Option<String>>,
     summaries: Debouncer,
     metrics: Metrics,
     started: Instant,
@@ -137,6 +141,7 @@ impl State {
             jobs: JobTracker::default(),
             kinds,
             first_event: HashMap::new(),
+            oom_killed: HashMap::new(),
             summaries,
             metrics,
             started: now,

@@ -305,6 +305,14 @@ impl State {
         let (scans, orphans) = self.index.resync();
         let mut queued = 0usize;
         for key in scans {
+            let oom_unchanged = self
+                .oom_killed
+                .get(&key)
+                .is_some_and(|fp| fp.as_deref() == self.index.expected_fingerprint(&key));
+            if oom_unchanged {
+                tracing::debug!(target = %key, "not rescanned: its scan Job was OOMKilled and it did not change");
+                continue;
+            }
             if !self.queue.is_queued(&key) && !done_during_list.contains(&key) {
                 self.enqueue(key, now);
                 queued += 1;

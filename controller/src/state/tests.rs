@@ -206,6 +206,7 @@ fn view(name: &str, targets: Vec<TargetKey>, finished: Option<bool>) -> JobView 
         targets,
         finished,
         deleting: false,
+        oom_killed: false,
     }
 }
 
@@ -385,6 +386,7 @@ fn job_name_collisions() {
         targets: vec![a.clone()],
         finished,
         deleting: false,
+        oom_killed: false,
     };
     // Events of the older, finished Job of that name (being deleted by the conflict
     // handling) are not this create's outcome.
@@ -777,3 +779,5 @@ fn a_permanent_results_list_error_waits_for_the_next_resync() {
     h.advance(Duration::from_secs(30));
     assert!(h.tick().iter().any(|e| matches!(e, Effect::ListResults)));
 }
+
+mod oom;
