@@ -66,6 +66,8 @@ cluster-down: ## Stop the local cluster, leaving no process or port behind
 
 .PHONY: scenarios
 scenarios: ## Scenario tests on the local real cluster (boots it when KUBECONFIG is unset)
+	# The user journey runs the offline scanner on the chart (its self-scan).
+	$(CARGO) build -q -p scan-job --bin scan-job
 	$(CARGO) test -p kind-tests -- --test-threads=2
 
 .PHONY: bench
