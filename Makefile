@@ -56,6 +56,14 @@ conformance: ## Kubescape's rule fixtures against the offline scanner (>= 95% ea
 	$(CARGO) build -q -p scan-job --bin scan-job
 	$(SHARED)/conformance/run $(TARGET_DIR)/debug/scan-job --min-pass 0.95
 
+# Container images (images/Containerfile), daemonless with buildah: static binaries, one OCI
+# archive per image in $(TARGET_DIR)/images/<name>.oci.tar (reference ghcr.io/kubevigil/<name>:
+# <appVersion>), a CycloneDX SBOM next to each. IMAGES names them (default: the product's two).
+IMAGES ?= controller scan-job
+.PHONY: images
+images: ## Static binaries + OCI image archives + SBOMs in target/images/ (buildah, no daemon); prints digests
+	bash scripts/images.sh $(IMAGES)
+
 .PHONY: cluster-up
 cluster-up: ## Boot the local real control plane and process kubelet; prints the kubeconfig path
 	bash scripts/cluster.sh up
