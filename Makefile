@@ -64,6 +64,10 @@ IMAGES ?= controller scan-job
 images: ## Static binaries + OCI image archives + SBOMs in target/images/ (buildah, no daemon); prints digests
 	bash scripts/images.sh $(IMAGES)
 
+.PHONY: images-check
+images-check: ## Build each image twice (fresh buildah storage, fresh binary copies): fails when a digest differs
+	bash scripts/images-reproducible.sh $(IMAGES)
+
 .PHONY: cluster-up
 cluster-up: ## Boot the local real control plane and process kubelet; prints the kubeconfig path
 	bash scripts/cluster.sh up

@@ -198,8 +198,10 @@ for name in "${names[@]}"; do
   # One cargo invocation per binary: features are unified across the packages of one build, so
   # building binaries together could change each one with the list of names.
   log "[${i}/${total}] ${name}: cargo build --release --locked --target ${rust_target} -p ${pkg} --bin ${name} (crt-static)"
-  nice -n 10 cargo build --quiet --release --locked --target "${rust_target}" -p "${pkg}" --bin "${name}" >&2 \
-    || die "cargo build of ${name} failed"
+  # Without SOURCE_DATE_EPOCH: the cc crate reruns build scripts (ring, mimalloc) whenever it
+  # changes, which would rebuild most of the graph after every commit.
+  env -u SOURCE_DATE_EPOCH nice -n 10 cargo build --quiet --release --locked --target "${rust_target}" \
+    -p "${pkg}" --bin "${name}" >&2 || die "cargo build of ${name} failed"
   bin="${bin_dir}/${name}"
   why="$(is_static "${bin}" 2>&1)" || die "${bin} is not static: ${why}"
   if [[ "${rust_target}" == "${host_arch}-unknown-linux-gnu" ]]; then

