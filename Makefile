@@ -29,10 +29,15 @@ fmt-check: ## cargo fmt --check
 clippy: ## cargo clippy on every target, warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# Advisories come from the RustSec snapshot in $(SHARED)/advisory-db (no network for it here):
+# scripts/advisory-db.sh clones it where deny.toml's db-path points, and cargo-deny runs offline
+# (cargo fetch first: cargo metadata needs every platform's crates, from crates.io).
 .PHONY: deny
-deny: ## cargo deny: licenses, bans, sources (the advisory database cannot be fetched here)
+deny: ## cargo deny, offline: advisories (RustSec snapshot in SHARED), licenses, bans, sources
 	bash scripts/cargo-tool.sh cargo-deny 0.20.2 deny
-	$(CARGO) deny --log-level error check licenses bans sources
+	bash scripts/advisory-db.sh $(SHARED)/advisory-db/advisory-db.bundle
+	$(CARGO) fetch --locked --quiet
+	$(CARGO) deny --offline --log-level error check
 
 .PHONY: crds
 crds: ## Regenerate the chart's CRD files from the Rust types
