@@ -73,6 +73,12 @@ images: ## Static binaries + OCI image archives + SBOMs in target/images/ (build
 images-check: ## Build each image twice (fresh buildah storage, fresh binary copies): fails when a digest differs
 	bash scripts/images-reproducible.sh $(IMAGES)
 
+# actionlint from the Go module proxy, cached under ~/.cache/kubevigil/tools.
+ACTIONLINT_VERSION ?= v1.7.12
+.PHONY: workflow-lint
+workflow-lint: ## actionlint on .github/workflows/ (installed with go install, cached)
+	bash scripts/workflow-lint.sh $(ACTIONLINT_VERSION)
+
 .PHONY: cluster-up
 cluster-up: ## Boot the local real control plane and process kubelet; prints the kubeconfig path
 	bash scripts/cluster.sh up

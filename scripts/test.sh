@@ -20,7 +20,8 @@ run() {
 run "tools (kubectl, helm)" bash scripts/tools.sh >/dev/null
 run "cargo fmt --check" make -s fmt-check
 run "cargo clippy -D warnings" make -s clippy
-run "cargo deny" make -s deny
+run "cargo deny (offline advisories)" make -s deny
+run "workflow lint (actionlint)" make -s workflow-lint
 run "CRD drift check" make -s crds-check
 run "helm lint and template" make -s chart-check
 run "unit and engine tests" make -s unit
