@@ -152,6 +152,10 @@ if len(hits) != 1:
 print(hits[0])
 ' "$1" <<<"${packages}"
 }
+declare -A package
+for name in "${names[@]}"; do
+  package[${name}]="$(package_of "${name}")" || exit 1
+done
 
 # crt-static: glibc linked in, no dynamic loader needed (there is no musl target here). With an
 # explicit --target, RUSTFLAGS reach only the target's crates: build scripts and proc-macros stay
@@ -194,7 +198,7 @@ total=${#names[@]}
 i=0
 for name in "${names[@]}"; do
   i=$((i + 1))
-  pkg="$(package_of "${name}")"
+  pkg="${package[${name}]}"
   # One cargo invocation per binary: features are unified across the packages of one build, so
   # building binaries together could change each one with the list of names.
   log "[${i}/${total}] ${name}: cargo build --release --locked --target ${rust_target} -p ${pkg} --bin ${name} (crt-static)"
@@ -248,7 +252,7 @@ if [[ ${sbom} -eq 1 ]]; then
   quiet cargo cyclonedx --manifest-path "${root}/Cargo.toml" --format json --spec-version 1.5 \
     --describe binaries --target "${rust_target}" --no-build-deps -q
   for name in "${names[@]}"; do
-    pkg="$(package_of "${name}")"
+    pkg="${package[${name}]}"
     pkg_dir="$(python3 -c '
 import json, os, sys
 meta = json.load(sys.stdin)
