@@ -21,11 +21,12 @@
 # (the size is manifest + config + layers, as a registry stores them). Progress goes to stderr,
 # one line per step; a failing step prints its log.
 #
-# Reproducible: the binaries are built with --locked and every build path remapped
-# (--remap-path-prefix, -ffile-prefix-map), the image with buildah --timestamp
-# $SOURCE_DATE_EPOCH (default: the commit's time), --omit-history, --layers=false and fixed
-# labels, so one commit gives the same binaries and the same digests on any machine with the same
-# toolchain. scripts/images-reproducible.sh (`make images-check`) proves it.
+# Reproducible: the binaries are built with --locked, every build path remapped
+# (--remap-path-prefix, -ffile-prefix-map) and a fixed date for C's __DATE__ and __TIME__; the
+# images with buildah --timestamp $SOURCE_DATE_EPOCH (default: the commit's time),
+# --omit-history, --layers=false and fixed labels. So one commit gives the same binaries and the
+# same digests on any machine with the same toolchain. scripts/images-reproducible.sh
+# (`make images-check`) proves it.
 #
 # Environment:
 #   CARGO_TARGET_DIR          cargo's target directory (default ./target)
@@ -175,6 +176,8 @@ export CARGO_ENCODED_RUSTFLAGS
 triple_var="${rust_target//-/_}"
 export "CFLAGS_${triple_var}=${cflags[*]}"
 bin_dir="${target_dir}/${rust_target}/release"
+# 1980-01-01T00:00:00Z, the date reproducible-builds tools commonly use for "no date".
+readonly C_SOURCE_DATE_EPOCH=315532800
 
 # An ELF file without a program interpreter (PT_INTERP) needs no dynamic loader: static.
 is_static() {
@@ -202,10 +205,13 @@ for name in "${names[@]}"; do
   # One cargo invocation per binary: features are unified across the packages of one build, so
   # building binaries together could change each one with the list of names.
   log "[${i}/${total}] ${name}: cargo build --release --locked --target ${rust_target} -p ${pkg} --bin ${name} (crt-static)"
-  # Without SOURCE_DATE_EPOCH: the cc crate reruns build scripts (ring, mimalloc) whenever it
-  # changes, which would rebuild most of the graph after every commit.
-  env -u SOURCE_DATE_EPOCH nice -n 10 cargo build --quiet --release --locked --target "${rust_target}" \
-    -p "${pkg}" --bin "${name}" >&2 || die "cargo build of ${name} failed"
+  # A fixed SOURCE_DATE_EPOCH for the C code of dependencies: mimalloc puts __DATE__ and
+  # __TIME__ in its banner, which gcc takes from SOURCE_DATE_EPOCH when set (else the binary
+  # changes with the build time). Fixed rather than the commit's time because the cc crate
+  # reruns build scripts (ring, mimalloc) when it changes, which would rebuild most of the graph
+  # after every commit.
+  SOURCE_DATE_EPOCH="${C_SOURCE_DATE_EPOCH}" nice -n 10 cargo build --quiet --release --locked \
+    --target "${rust_target}" -p "${pkg}" --bin "${name}" >&2 || die "cargo build of ${name} failed"
   bin="${bin_dir}/${name}"
   why="$(is_static "${bin}" 2>&1)" || die "${bin} is not static: ${why}"
   if [[ "${rust_target}" == "${host_arch}-unknown-linux-gnu" ]]; then
