@@ -29,10 +29,15 @@ fmt-check: ## cargo fmt --check
 clippy: ## cargo clippy on every target, warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# Advisories come from the RustSec snapshot in $(SHARED)/advisory-db (no network for it here):
+# scripts/advisory-db.sh clones it where deny.toml's db-path points, and cargo-deny runs offline
+# (cargo fetch first: cargo metadata needs every platform's crates, from crates.io).
 .PHONY: deny
-deny: ## cargo deny: licenses, bans, sources (the advisory database cannot be fetched here)
+deny: ## cargo deny, offline: advisories (RustSec snapshot in SHARED), licenses, bans, sources
 	bash scripts/cargo-tool.sh cargo-deny 0.20.2 deny
-	$(CARGO) deny --log-level error check licenses bans sources
+	bash scripts/advisory-db.sh $(SHARED)/advisory-db/advisory-db.bundle
+	$(CARGO) fetch --locked --quiet
+	$(CARGO) deny --offline --log-level error check
 
 .PHONY: crds
 crds: ## Regenerate the chart's CRD files from the Rust types
@@ -55,6 +60,24 @@ unit: ## Unit and engine tests (no cluster)
 conformance: ## Kubescape's rule fixtures against the offline scanner (>= 95% each way)
 	$(CARGO) build -q -p scan-job --bin scan-job
 	$(SHARED)/conformance/run $(TARGET_DIR)/debug/scan-job --min-pass 0.95
+
+# Container images (images/Containerfile), daemonless with buildah: static binaries, one OCI
+# archive per image in $(TARGET_DIR)/images/<name>.oci.tar (reference ghcr.io/kubevigil/<name>:
+# <appVersion>), a CycloneDX SBOM next to each. IMAGES names them (default: the product's two).
+IMAGES ?= controller scan-job
+.PHONY: images
+images: ## Static binaries + OCI image archives + SBOMs in target/images/ (buildah, no daemon); prints digests
+	bash scripts/images.sh $(IMAGES)
+
+.PHONY: images-check
+images-check: ## Build each image twice (fresh buildah storage, fresh binary copies): fails when a digest differs
+	bash scripts/images-reproducible.sh $(IMAGES)
+
+# actionlint from the Go module proxy, cached under ~/.cache/kubevigil/tools.
+ACTIONLINT_VERSION ?= v1.7.12
+.PHONY: workflow-lint
+workflow-lint: ## actionlint on .github/workflows/ (installed with go install, cached)
+	bash scripts/workflow-lint.sh $(ACTIONLINT_VERSION)
 
 .PHONY: cluster-up
 cluster-up: ## Boot the local real control plane and process kubelet; prints the kubeconfig path

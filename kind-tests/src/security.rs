@@ -65,14 +65,28 @@ fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
 pub fn root_is_read_only(mountinfo: &str) -> Option<bool> {
     mountinfo
         .lines()
-        .filter(|l| l.split_whitespace().nth(4) == Some("/"))
-        .last()
+        .rfind(|l| l.split_whitespace().nth(4) == Some("/"))
         .and_then(|l| l.split_whitespace().nth(5))
         .map(|opts| opts.split(',').any(|o| o == "ro"))
 }
 
+/// The security fields of a `/proc/<pid>/status` text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusFields {
+    /// Real, effective, saved and filesystem UIDs.
+    pub uids: Vec<u32>,
+    /// Real, effective, saved and filesystem GIDs.
+    pub gids: Vec<u32>,
+    /// `NoNewPrivs`.
+    pub no_new_privs: u8,
+    /// `Seccomp`.
+    pub seccomp: u8,
+    /// `CapEff`.
+    pub cap_eff: u64,
+}
+
 /// Parses the security fields of a `/proc/<pid>/status` text.
-pub fn parse_status(status: &str, path: &str) -> Result<(Vec<u32>, Vec<u32>, u8, u8, u64), Error> {
+pub fn parse_status(status: &str, path: &str) -> Result<StatusFields, Error> {
     let field = |field: &'static str| Error::Field {
         path: path.to_owned(),
         field,
@@ -95,7 +109,13 @@ pub fn parse_status(status: &str, path: &str) -> Result<(Vec<u32>, Vec<u32>, u8,
     let cap_eff = status_field(status, "CapEff")
         .and_then(|v| u64::from_str_radix(v, 16).ok())
         .ok_or_else(|| field("CapEff"))?;
-    Ok((uids, gids, no_new_privs, seccomp, cap_eff))
+    Ok(StatusFields {
+        uids,
+        gids,
+        no_new_privs,
+        seccomp,
+        cap_eff,
+    })
 }
 
 impl ProcessSecurity {
@@ -105,8 +125,13 @@ impl ProcessSecurity {
         let dir = Path::new("/proc").join(pid);
         let status_path = dir.join("status");
         let status = read(&status_path)?;
-        let (uids, gids, no_new_privs, seccomp, cap_eff) =
-            parse_status(&status, &status_path.display().to_string())?;
+        let StatusFields {
+            uids,
+            gids,
+            no_new_privs,
+            seccomp,
+            cap_eff,
+        } = parse_status(&status, &status_path.display().to_string())?;
         let mountinfo_path = dir.join("mountinfo");
         let root_read_only =
             root_is_read_only(&read(&mountinfo_path)?).ok_or_else(|| Error::Field {
@@ -177,10 +202,10 @@ mod tests {
 
     #[test]
     fn parses_the_status_fields() {
-        let (uids, gids, nnp, seccomp, cap) = parse_status(STATUS, "status").unwrap();
-        assert_eq!(uids, vec![65532; 4]);
-        assert_eq!(gids, vec![65532; 4]);
-        assert_eq!((nnp, seccomp, cap), (1, 2, 0));
+        let f = parse_status(STATUS, "status").unwrap();
+        assert_eq!(f.uids, vec![65532; 4]);
+        assert_eq!(f.gids, vec![65532; 4]);
+        assert_eq!((f.no_new_privs, f.seccomp, f.cap_eff), (1, 2, 0));
     }
 
     #[test]

@@ -54,7 +54,15 @@ async fn chaos(client: Client, ns: String) -> Result<(), BoxError> {
     )?;
     let seed = env_number("KUBEVIGIL_CHAOS_SEED", 1)?;
     let ops = usize::try_from(env_number("KUBEVIGIL_CHAOS_OPS", 300)?)?;
-    let plan = Plan::generate(seed, ops, &probe_image());
+    let probe = probe_image();
+    let plan = Plan::generate(seed, ops, &probe);
+    // The plan's image edits switch between tags of the probe image: give the node all of them.
+    for variant in kind_tests::chaos::plan::image_variants(&probe) {
+        if variant != probe {
+            kind_tests::node::tag_image(&state.node(), &probe, &variant)
+                .map_err(|e| format!("tagging {probe} as {variant} on the node: {e}"))?;
+        }
+    }
     let release = Release::new(&format!("{ns}-kv"), &[&ns])
         .set(&format!(
             "continuousScanning.resyncPeriod={}s",

@@ -1197,10 +1197,13 @@ impl JobWatch {
     }
 }
 
+/// When a scan Job was first seen, and when its pod was first seen Running.
+type JobAndPodStart = (Option<Instant>, Option<Instant>);
+
 /// When each scan Job and its pod's Running were first seen, by Job name.
 #[derive(Clone, Default)]
 struct PodStartWatch {
-    seen: Arc<Mutex<BTreeMap<String, (Option<Instant>, Option<Instant>)>>>,
+    seen: Arc<Mutex<BTreeMap<String, JobAndPodStart>>>,
 }
 
 impl PodStartWatch {

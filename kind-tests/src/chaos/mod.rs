@@ -386,26 +386,34 @@ impl Driver {
         Ok(())
     }
 
-    /// Deletes a scan Job whose pod is running (waiting up to [`FAULT_WINDOW`] for one).
+    /// Deletes a scan Job that has not finished (waiting up to [`FAULT_WINDOW`] for one): its
+    /// pod is starting or running, so the scan it carried is lost and must be redone.
     pub async fn delete_running_job(&mut self, before_op: usize) -> Result<(), Error> {
-        let running = self.running_scan_pods().await?;
         let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.release.namespace);
-        let mut deleted = None;
-        for (pod, (_, pid)) in &running {
-            let Some(job_name) = pod.metadata.labels.as_ref().and_then(|l| {
-                l.get("batch.kubernetes.io/job-name")
-                    .or_else(|| l.get("job-name"))
-                    .cloned()
-            }) else {
-                continue;
-            };
-            let job = match retry("reading a scan Job", || jobs.get_opt(&job_name)).await {
-                Ok((Some(job), _)) => job,
-                _ => continue,
-            };
-            if job_finished(&job) || job.metadata.deletion_timestamp.is_some() {
-                continue;
+        let deadline = Instant::now() + FAULT_WINDOW;
+        let active = loop {
+            let lp = ListParams::default().labels(SCAN_JOB_SELECTOR);
+            let listed = retry("listing scan Jobs", || jobs.list(&lp))
+                .await
+                .map_err(|(e, _)| {
+                    self.fail(format!(
+                        "listing scan Jobs: {}",
+                        e.map_or_else(|m| m, |e| e.to_string())
+                    ))
+                })?
+                .0;
+            let active = listed
+                .items
+                .into_iter()
+                .find(|j| !job_finished(j) && j.metadata.deletion_timestamp.is_none());
+            if active.is_some() || Instant::now() >= deadline {
+                break active;
             }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let mut deleted = None;
+        if let Some(job) = active {
+            let job_name = job.metadata.name.clone().unwrap_or_default();
             let targets = job
                 .metadata
                 .annotations
@@ -413,26 +421,39 @@ impl Driver {
                 .and_then(|a| a.get(crate::pipeline::TARGETS_ANNOTATION))
                 .map(|t| t.lines().count())
                 .unwrap_or_default();
+            let pod_phase = self
+                .pods(
+                    &self.release.namespace,
+                    &format!("batch.kubernetes.io/job-name={job_name}"),
+                )
+                .await?
+                .first()
+                .and_then(|p| p.status.as_ref()?.phase.clone())
+                .unwrap_or_else(|| "not created yet".to_owned());
             let dp = DeleteParams::background();
-            retry("deleting a running scan Job", || {
+            match retry("deleting a running scan Job", || {
                 jobs.delete(&job_name, &dp)
             })
             .await
-            .map_err(|(e, _)| {
-                self.fail(format!(
-                    "deleting scan Job {job_name}: {}",
-                    e.map_or_else(|m| m, |e| e.to_string())
-                ))
-            })?;
-            deleted = Some(format!(
-                "Job {job_name} ({targets} targets) while its pod {} (pid {pid}) ran",
-                pod.metadata.name.as_deref().unwrap_or_default()
-            ));
-            break;
+            {
+                Ok(_) => {
+                    deleted = Some(format!(
+                        "Job {job_name} ({targets} targets, pod {pod_phase})"
+                    ));
+                }
+                // It finished and the controller deleted it meanwhile: no hit.
+                Err((Ok(kube::Error::Api(e)), _)) if e.code == 404 => {}
+                Err((e, _)) => {
+                    return Err(self.fail(format!(
+                        "deleting scan Job {job_name}: {}",
+                        e.map_or_else(|m| m, |e| e.to_string())
+                    )));
+                }
+            }
         }
         let hits = usize::from(deleted.is_some());
         let detail =
-            deleted.unwrap_or_else(|| format!("no scan Job was running within {FAULT_WINDOW:?}"));
+            deleted.unwrap_or_else(|| format!("no scan Job was active within {FAULT_WINDOW:?}"));
         self.record(before_op, Fault::DeleteRunningJob, hits, detail);
         Ok(())
     }

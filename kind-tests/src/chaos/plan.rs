@@ -300,22 +300,28 @@ fn rule_set(i: usize) -> Value {
     }
 }
 
+/// The images the plan's workloads use: `probe_image` and three other tags of its repository,
+/// so that image edits change the pod template. The driver tags them on the node before the run.
+pub fn image_variants(probe_image: &str) -> Vec<String> {
+    let repo = probe_image
+        .rsplit_once(':')
+        .filter(|(_, tag)| !tag.contains('/'))
+        .map_or(probe_image, |(repo, _)| repo);
+    vec![
+        probe_image.to_owned(),
+        format!("{repo}:v1"),
+        format!("{repo}:v2"),
+        format!("{repo}:latest"),
+    ]
+}
+
 impl Model {
     fn new(probe_image: &str) -> Self {
-        let repo = probe_image
-            .rsplit_once(':')
-            .filter(|(_, tag)| !tag.contains('/'))
-            .map_or(probe_image, |(repo, _)| repo);
         Model {
             live: Kind::ALL.iter().map(|k| (*k, BTreeSet::new())).collect(),
             workloads: BTreeMap::new(),
             next_pod: 0,
-            images: vec![
-                probe_image.to_owned(),
-                format!("{repo}:v1"),
-                format!("{repo}:v2"),
-                format!("{repo}:latest"),
-            ],
+            images: image_variants(probe_image),
         }
     }
 

@@ -333,6 +333,12 @@ pub fn container_pid(dirs: &NodeDirs, container_id: &str) -> Option<u32> {
         .map(|t| t.1)
 }
 
+/// Makes image `target` another name of the imported image `source` on this node (`ctr images
+/// tag --force`), so pods can use several tags of one image without a registry.
+pub fn tag_image(dirs: &NodeDirs, source: &str, target: &str) -> Result<(), host::CommandError> {
+    ctr(dirs, &["images", "tag", "--force", source, target]).map(|_| ())
+}
+
 /// Kills a container's task with SIGKILL through containerd (as an OOM kill or a crashed runtime
 /// would end it); the kubelet sees the exit and restarts or fails it by the pod's policy.
 pub fn kill_container(dirs: &NodeDirs, container_id: &str) -> Result<(), host::CommandError> {

@@ -17,8 +17,7 @@ pub fn enforcement_line() -> String {
         .ok()
         .and_then(|info| {
             info.lines()
-                .filter(|l| l.split_whitespace().nth(4) == Some("/"))
-                .last()
+                .rfind(|l| l.split_whitespace().nth(4) == Some("/"))
                 .and_then(|l| l.split_whitespace().nth(5))
                 .map(|opts| opts.split(',').any(|o| o == "ro").to_string())
         })

@@ -1,6 +1,0 @@
-# The kubevigil probe image for kind (see kind-tests/kind.sh): one static musl binary on distroless.
-# Build context: a directory holding the binary `probe` (x86_64-unknown-linux-musl, release).
-FROM gcr.io/distroless/static-debian12:nonroot
-COPY probe /probe
-USER 65532:65532
-ENTRYPOINT ["/probe"]
