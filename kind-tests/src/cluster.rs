@@ -1131,16 +1131,17 @@ fn read_snapshot(dirs: &NodeDirs) -> host::HostSnapshot {
 }
 
 /// Processes of this cluster that are still running: any whose command line names the state
-/// directory (components, containerd's shims), and any in the pods' cgroups.
+/// directory (components, containerd's shims), and any in the pods' cgroups; never this process
+/// or its ancestors (the `make` target or shell that runs `down` may name the directory too).
 fn node_processes(dir: &StateDir) -> Vec<(u32, String)> {
     let needle = dir.root().display().to_string();
-    let me = std::process::id();
+    let mine = procs::self_and_ancestors();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     let mut found: Vec<(u32, String)> = entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| *pid != me && procs::is_alive(*pid))
+        .filter(|pid| !mine.contains(pid) && procs::is_alive(*pid))
         .filter_map(|pid| {
             let cmd = procs::cmdline(pid)?;
             cmd.iter()
@@ -1149,7 +1150,7 @@ fn node_processes(dir: &StateDir) -> Vec<(u32, String)> {
         })
         .collect();
     for pid in host::cgroup_processes() {
-        if !found.iter().any(|(p, _)| *p == pid) {
+        if !mine.contains(&pid) && !found.iter().any(|(p, _)| *p == pid) {
             let cmd = procs::cmdline(pid).unwrap_or_default().join(" ");
             found.push((pid, cmd));
         }

@@ -170,27 +170,30 @@ pub async fn wait_port_closed(port: u16, timeout: Duration) -> bool {
     }
 }
 
-/// Every live process whose environment holds `key=value` with `value` starting with `prefix`.
-///
-/// The kubelet marks each pod process this way, so `down` finds pod processes (and anything they
-/// forked) even when the kubelet itself died without cleaning up.
-pub fn processes_with_env(key: &str, prefix: &Path) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let needle = format!("{key}={}", prefix.display());
-    let me = std::process::id();
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
-                env.split(|b| *b == 0)
-                    .any(|var| var.starts_with(needle.as_bytes()))
-            })
-        })
-        .filter(|pid| is_alive(*pid))
-        .collect()
+/// The parent PID of process `pid`, or `None` when it is gone (or is PID 1's parent, 0).
+pub fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "<pid> (<comm>) <state> <ppid> ...": split after comm, which may hold spaces.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+        .filter(|ppid| *ppid != 0)
+}
+
+/// This process and every ancestor up to PID 1: the shells and `make` that started a command
+/// may name the cluster directory in their own command lines, and must never count as strays.
+pub fn self_and_ancestors() -> Vec<u32> {
+    let mut chain = vec![std::process::id()];
+    while let Some(ppid) = chain.last().copied().and_then(parent) {
+        // A cycle cannot happen in /proc, but a bound keeps a corrupt read from looping.
+        if chain.contains(&ppid) || chain.len() > 256 {
+            break;
+        }
+        chain.push(ppid);
+    }
+    chain
 }
 
 #[cfg(test)]
@@ -203,6 +206,15 @@ mod tests {
         assert!(is_alive(me));
         assert!(cmdline(me).is_some_and(|args| !args.is_empty()));
         assert!(!is_alive(u32::MAX));
+    }
+
+    #[test]
+    fn ancestors_start_with_this_process_and_reach_init() {
+        let chain = self_and_ancestors();
+        assert_eq!(chain.first(), Some(&std::process::id()));
+        assert_eq!(parent(chain[0]), chain.get(1).copied());
+        assert!(chain.len() >= 2, "a test process has a parent: {chain:?}");
+        assert_eq!(parent(u32::MAX), None);
     }
 
     #[test]

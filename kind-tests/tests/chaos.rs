@@ -81,6 +81,7 @@ async fn chaos(client: Client, ns: String) -> Result<(), BoxError> {
         let installed = test_start.elapsed();
         let mut driver = Driver::new(client.clone(), &ns, &release, &state);
         let mut restart: Option<(usize, f64, tokio::task::JoinHandle<_>)> = None;
+        let mut scan_pod_kills = Vec::new();
         for step in &plan.steps {
             match step {
                 Step::Op(op) => {
@@ -100,6 +101,10 @@ async fn chaos(client: Client, ns: String) -> Result<(), BoxError> {
                         tokio::spawn(async move { cluster::restart_apiserver(&dir).await }),
                     ));
                 }
+                Step::Fault {
+                    before_op,
+                    fault: Fault::KillScanPods,
+                } => scan_pod_kills.push(driver.start_scan_pod_kill(*before_op)),
                 Step::Fault { before_op, fault } => driver.inject(*before_op, *fault).await?,
             }
         }
@@ -108,6 +113,9 @@ async fn chaos(client: Client, ns: String) -> Result<(), BoxError> {
                 .await
                 .map_err(|e| fail(&ns, format!("the kube-apiserver restart task: {e}")))??;
             driver.record_apiserver_restart(before_op, at, report.to_string());
+        }
+        for kill in scan_pod_kills {
+            driver.finish_scan_pod_kill(kill).await?;
         }
         let ops_took = driver.elapsed();
         let counts = driver.fault_counts();

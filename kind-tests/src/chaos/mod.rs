@@ -43,6 +43,8 @@ pub const CONTROLLER_SELECTOR: &str = "app.kubernetes.io/component=controller";
 pub const RETRY_BOUND: Duration = Duration::from_secs(120);
 /// Bound of one attempt of an API call.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
+/// The scan Job's container, as the controller's Job builder names it.
+const SCAN_JOB_CONTAINER: &str = "scan-job";
 /// How long a scan-pod or Job fault waits for a scan pod to be running.
 const FAULT_WINDOW: Duration = Duration::from_secs(25);
 
@@ -90,6 +92,51 @@ pub struct FaultRecord {
     pub hits: usize,
     /// What exactly was done.
     pub detail: String,
+}
+
+/// A scan-pod kill running beside the operations ([`Driver::start_scan_pod_kill`]).
+pub struct ScanPodKill {
+    before_op: usize,
+    at: f64,
+    task: tokio::task::JoinHandle<(usize, String)>,
+}
+
+/// The scan-pod kill itself (blocking: it polls `ctr`): (pods killed, what was done).
+fn kill_scan_containers(dirs: &node::NodeDirs, namespace: &str) -> (usize, String) {
+    let start = std::time::Instant::now();
+    let mut errors = Vec::new();
+    while start.elapsed() < FAULT_WINDOW {
+        match node::running_pod_containers(dirs, namespace, SCAN_JOB_CONTAINER) {
+            Ok(running) => {
+                let mut killed = Vec::new();
+                for (id, pid) in running {
+                    // It may exit between the listing and the kill: then it is no hit.
+                    if let Err(e) = node::kill_container(dirs, &id) {
+                        tracing::info!(container = %id, error = %e, "scan container not killed");
+                        continue;
+                    }
+                    let pod = node::container_pod_name(dirs, &id).unwrap_or_else(|| id.clone());
+                    killed.push(format!("{pod} (pid {pid})"));
+                }
+                if !killed.is_empty() {
+                    let after = start.elapsed().as_secs_f64();
+                    return (
+                        killed.len(),
+                        format!("{} after {after:.1}s", killed.join(", ")),
+                    );
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let why = errors
+        .last()
+        .map_or_else(String::new, |e| format!(" (last ctr error: {e})"));
+    (
+        0,
+        format!("no scan container was running within {FAULT_WINDOW:?}{why}"),
+    )
 }
 
 /// Runs the plan's operations and faults against one namespace and one release.
@@ -247,11 +294,7 @@ impl Driver {
 
     fn record(&mut self, before_op: usize, fault: Fault, hits: usize, detail: String) {
         let at = self.started.elapsed().as_secs_f64();
-        eprintln!(
-            "[chaos t+{at:6.1}s] before op #{before_op}: {} x{hits}: {detail}",
-            fault.label()
-        );
-        self.faults.push(FaultRecord {
+        self.push_record(FaultRecord {
             at,
             before_op,
             fault,
@@ -260,10 +303,21 @@ impl Driver {
         });
     }
 
+    fn push_record(&mut self, r: FaultRecord) {
+        eprintln!(
+            "[chaos t+{:6.1}s] before op #{}: {} x{}: {}",
+            r.at,
+            r.before_op,
+            r.fault.label(),
+            r.hits,
+            r.detail
+        );
+        self.faults.push(r);
+    }
+
     /// Records the kube-apiserver restart (run concurrently by the caller).
     pub fn record_apiserver_restart(&mut self, before_op: usize, at: f64, detail: String) {
-        eprintln!("[chaos t+{at:6.1}s] before op #{before_op}: kube-apiserver restart: {detail}");
-        self.faults.push(FaultRecord {
+        self.push_record(FaultRecord {
             at,
             before_op,
             fault: Fault::RestartApiserver,
@@ -340,49 +394,38 @@ impl Driver {
         Ok(())
     }
 
-    /// Running scan pods with their live process, waiting up to [`FAULT_WINDOW`] for one.
-    async fn running_scan_pods(&self) -> Result<Vec<(Pod, (String, u32))>, Error> {
-        let deadline = Instant::now() + FAULT_WINDOW;
-        loop {
-            let pods = self
-                .pods(&self.release.namespace, SCAN_JOB_SELECTOR)
-                .await?;
-            let running: Vec<(Pod, (String, u32))> = pods
-                .into_iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .filter_map(|p| {
-                    let container = pod_container(&self.state, &p)?;
-                    Some((p, container))
-                })
-                .collect();
-            if !running.is_empty() || Instant::now() >= deadline {
-                return Ok(running);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    /// Starts a scan-pod kill beside the operations: for up to [`FAULT_WINDOW`] it watches the
+    /// node's containerd for running scan containers and SIGKILLs every one it sees in the first
+    /// look that finds any. It runs concurrently because a scan lives a second or two: the
+    /// operations that go on meanwhile are what start the scans it can hit.
+    pub fn start_scan_pod_kill(&self, before_op: usize) -> ScanPodKill {
+        let dirs = self.state.node();
+        let namespace = self.release.namespace.clone();
+        let at = self.elapsed().as_secs_f64();
+        eprintln!(
+            "[chaos t+{at:6.1}s] before op #{before_op}: watching for scan pods to kill while the operations go on"
+        );
+        let task = tokio::task::spawn_blocking(move || kill_scan_containers(&dirs, &namespace));
+        ScanPodKill {
+            before_op,
+            at,
+            task,
         }
     }
 
-    /// SIGKILLs every scan pod running now (waiting up to [`FAULT_WINDOW`] for one).
-    pub async fn kill_scan_pods(&mut self, before_op: usize) -> Result<(), Error> {
-        let running = self.running_scan_pods().await?;
-        let mut killed = Vec::new();
-        for (pod, (container, pid)) in &running {
-            if let Err(e) = kill_container(&self.state, container) {
-                // It may have finished meanwhile: a scan pod lives for a second or two.
-                tracing::info!(container, error = %e, "scan container not killed");
-                continue;
-            }
-            killed.push(format!(
-                "{} (pid {pid})",
-                pod.metadata.name.as_deref().unwrap_or_default()
-            ));
-        }
-        let detail = if killed.is_empty() {
-            format!("no scan pod was running within {FAULT_WINDOW:?}")
-        } else {
-            killed.join(", ")
-        };
-        self.record(before_op, Fault::KillScanPods, killed.len(), detail);
+    /// Waits for a kill started by [`Driver::start_scan_pod_kill`] and records it.
+    pub async fn finish_scan_pod_kill(&mut self, kill: ScanPodKill) -> Result<(), Error> {
+        let (hits, detail) = kill
+            .task
+            .await
+            .map_err(|e| self.fail(format!("the scan-pod kill task: {e}")))?;
+        self.push_record(FaultRecord {
+            at: kill.at,
+            before_op: kill.before_op,
+            fault: Fault::KillScanPods,
+            hits,
+            detail,
+        });
         Ok(())
     }
 
@@ -462,11 +505,11 @@ impl Driver {
     pub async fn inject(&mut self, before_op: usize, fault: Fault) -> Result<(), Error> {
         match fault {
             Fault::KillController(mode) => self.kill_controller(before_op, mode).await,
-            Fault::KillScanPods => self.kill_scan_pods(before_op).await,
             Fault::DeleteRunningJob => self.delete_running_job(before_op).await,
-            Fault::RestartApiserver => Err(self.fail(
-                "the kube-apiserver restart runs concurrently with the operations: the caller starts it",
-            )),
+            Fault::KillScanPods | Fault::RestartApiserver => Err(self.fail(format!(
+                "{} runs concurrently with the operations: the caller starts it",
+                fault.label()
+            ))),
         }
     }
 

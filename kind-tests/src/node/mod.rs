@@ -333,6 +333,52 @@ pub fn container_pid(dirs: &NodeDirs, container_id: &str) -> Option<u32> {
         .map(|t| t.1)
 }
 
+/// Labels the CRI plugin puts on every container it creates for a pod.
+const POD_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
+const POD_NAME_LABEL: &str = "io.kubernetes.pod.name";
+const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
+
+/// The running containers named `container` in pods of `namespace`, as (container id, pid),
+/// read from containerd itself: the API's container status waits for the kubelet's next relist,
+/// and a scan container may have exited by then.
+pub fn running_pod_containers(
+    dirs: &NodeDirs,
+    namespace: &str,
+    container: &str,
+) -> Result<Vec<(String, u32)>, host::CommandError> {
+    let filter = format!(
+        "labels.\"{POD_NAMESPACE_LABEL}\"=={namespace},labels.\"{CONTAINER_NAME_LABEL}\"=={container}"
+    );
+    let ids = ctr(dirs, &["containers", "ls", "--quiet", &filter])?;
+    let ids: Vec<&str> = ids
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(running_tasks(dirs)?
+        .into_iter()
+        .filter(|(id, _)| ids.contains(&id.as_str()))
+        .collect())
+}
+
+/// The name of the pod a container belongs to, from the labels containerd keeps for it.
+pub fn container_pod_name(dirs: &NodeDirs, container_id: &str) -> Option<String> {
+    let info = ctr(dirs, &["containers", "info", container_id]).ok()?;
+    pod_name_from_info(&info)
+}
+
+/// `ctr containers info` JSON: the pod-name label.
+fn pod_name_from_info(info: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(info).ok()?;
+    v.get("Labels")?
+        .get(POD_NAME_LABEL)?
+        .as_str()
+        .map(str::to_owned)
+}
+
 /// Makes image `target` another name of the imported image `source` on this node (`ctr images
 /// tag --force`), so pods can use several tags of one image without a registry.
 pub fn tag_image(dirs: &NodeDirs, source: &str, target: &str) -> Result<(), host::CommandError> {
@@ -351,6 +397,17 @@ pub fn kill_container(dirs: &NodeDirs, container_id: &str) -> Result<(), host::C
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_pod_name_from_container_info() {
+        let info = r#"{"ID":"abc","Labels":{"io.kubernetes.pod.name":"kubevigil-scan-1-x","io.kubernetes.container.name":"scan-job"}}"#;
+        assert_eq!(
+            pod_name_from_info(info).as_deref(),
+            Some("kubevigil-scan-1-x")
+        );
+        assert_eq!(pod_name_from_info(r#"{"ID":"abc","Labels":{}}"#), None);
+        assert_eq!(pod_name_from_info("not json"), None);
+    }
 
     #[test]
     fn parses_ctr_task_lists() {
