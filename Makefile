@@ -80,7 +80,7 @@ workflow-lint: ## actionlint on .github/workflows/ (installed with go install, c
 	bash scripts/workflow-lint.sh $(ACTIONLINT_VERSION)
 
 .PHONY: cluster-up
-cluster-up: ## Boot the local real control plane and process kubelet; prints the kubeconfig path
+cluster-up: ## Boot the local real control plane and node (kubelet, containerd, runc); prints the kubeconfig path
 	bash scripts/cluster.sh up
 
 .PHONY: cluster-down

@@ -1,14 +1,15 @@
 //! `kv-bench`: kubevigil's cluster benchmark. It prints figures; it passes or fails nothing.
 //!
 //! Everything runs on the local real control plane with kubevigil installed by its Helm chart
-//! ([`Release`]); the node's containerd runs the controller and the scan Jobs, whose processes
-//! are host processes, so their memory and CPU are read from `/proc/<pid>` (the PID of the
-//! container's containerd task). Workloads are Deployments with zero replicas labelled
+//! ([`Release`]); the node's containerd runs the controller and the scan Jobs in containers,
+//! and the controller's memory and CPU are read from `/proc/<pid>` of its containerd task (a
+//! container's process is a host process seen from the host's PID namespace). Workloads are Deployments with zero replicas labelled
 //! `kubevigil-bench=workload`, 100 per namespace in namespaces `kvb-00`, `kvb-01`...: they
 //! exist in etcd and are watched and scanned like any other, without running pods.
 //!
 //! Phases (`kv-bench all`, or `--phases` to pick):
-//! - `scan-job`: one `scan-job run` of 50 targets as a local process (`/usr/bin/time`), cold
+//! - `scan-job`: one `scan-job run` of 50 targets on the host, outside the cluster
+//!   (`/usr/bin/time`), cold
 //!   (no results yet) and warm (results unchanged).
 //! - `1k`, `2k`, `10k`: initial scan of N workloads that exist before the controller starts:
 //!   time from `helm install` to every summary current (its fingerprint annotation equals the
@@ -703,7 +704,7 @@ impl Bench {
         Ok(figures)
     }
 
-    /// A rollout of a 50-replica Deployment (pods run as local processes); counts the Jobs
+    /// A rollout of a 50-replica Deployment (pods run the probe image); counts the Jobs
     /// created after the rollout started.
     async fn churn_phase(&self, release: &Release) -> Result<ChurnFigures, Error> {
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), CHURN_NS);
@@ -801,7 +802,7 @@ impl Bench {
         })
     }
 
-    /// `scan-job run` of 50 workloads as a local process, twice.
+    /// `scan-job run` of 50 workloads on the host (outside the cluster), twice.
     async fn scan_job_phase(&self) -> Result<ScanJobFigures, Error> {
         // No release has installed the result CRDs yet on a fresh cluster.
         let crds = crate::cluster::repo_root().join("charts/kubevigil/crds");
