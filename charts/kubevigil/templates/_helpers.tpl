@@ -140,6 +140,9 @@ every template so `helm template`/`install` fail before rendering anything.
 {{- if and .Values.admissionPolicy.enabled (not (semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version)) -}}
 {{- fail (printf "admissionPolicy.enabled=true needs ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1, Kubernetes 1.30 or later), this is Kubernetes %s: upgrade the cluster, or set admissionPolicy.enabled=false to install without the policy" .Capabilities.KubeVersion.Version) -}}
 {{- end -}}
+{{- if and .Values.networkPolicy.enabled (not .Values.networkPolicy.apiServer.cidrs) -}}
+{{- fail "networkPolicy.enabled=true needs networkPolicy.apiServer.cidrs: the API server's addresses as pods reach them (kubectl get endpointslices -n default -l kubernetes.io/service-name=kubernetes), e.g. --set networkPolicy.apiServer.cidrs={192.0.2.10/32}" -}}
+{{- end -}}
 {{- if gt (int .Values.controller.kubeApiQps) (int .Values.controller.kubeApiBurst) -}}
 {{- fail (printf "controller.kubeApiBurst (%v) must be at least controller.kubeApiQps (%v)" .Values.controller.kubeApiBurst .Values.controller.kubeApiQps) -}}
 {{- end -}}
@@ -217,3 +220,26 @@ Usage: include "kubevigil.admission.everyContainer" "has(c.image)"
 {{- join "\n&& " $parts -}}
 {{- end }}
 
+{{/*
+Egress rules of the controller and the scan pods (networkpolicy.yaml): TCP to the API server's
+addresses and ports, and DNS when networkPolicy.dns.enabled.
+*/}}
+{{- define "kubevigil.networkPolicy.egress" -}}
+- to:
+    {{- range .Values.networkPolicy.apiServer.cidrs }}
+    - ipBlock:
+        cidr: {{ . | quote }}
+    {{- end }}
+  ports:
+    {{- range .Values.networkPolicy.apiServer.ports }}
+    - protocol: TCP
+      port: {{ . }}
+    {{- end }}
+{{- if .Values.networkPolicy.dns.enabled }}
+- ports:
+    - protocol: UDP
+      port: 53
+    - protocol: TCP
+      port: 53
+{{- end }}
+{{- end }}
