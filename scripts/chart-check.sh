@@ -30,8 +30,8 @@ done
 if grep -q '^kind: ValidatingAdmissionPolicy' "$out/no-policy.yaml"; then
   echo "admissionPolicy.enabled=false still renders the admission policy" >&2; exit 1
 fi
-messages=$(grep -c '^      message: ' "$out/enable.yaml")
-prefixed=$(grep -c '^      message: "kubevigil admission: ' "$out/enable.yaml")
+messages=$(grep -c '^      message: ' "$out/enable.yaml" || true)
+prefixed=$(grep -c '^      message: "kubevigil admission: ' "$out/enable.yaml" || true)
 [[ $messages -ge 16 && $messages == "$prefixed" ]] \
   || { echo "admission policy: $prefixed of $messages messages start with 'kubevigil admission: '" >&2; exit 1; }
 "$helm" template kubevigil "$chart" -n kubevigil --set scanJob.image.tag=9.9.9 >"$out/tag.yaml"
@@ -51,6 +51,18 @@ echo "admission policy: $messages rules, rendered by default, not when disabled"
 [[ $(count NetworkPolicy "$out/netpol.yaml") == 2 ]] \
   || { echo "networkPolicy.enabled=true must render two NetworkPolicies (controller, scan pods)" >&2; exit 1; }
 echo "network policies: none by default, 2 when enabled"
+
+# The notes warn about the install namespace's Pod Security label. Without a cluster (client
+# dry run) lookup finds no namespace, as on a first install with --create-namespace.
+notes() { KUBECONFIG=/dev/null "$helm" install kubevigil "$chart" -n kubevigil --dry-run=client "$@"; }
+notes >"$out/notes.txt"
+notes --set namespace.podSecurityLabelCheck=false >"$out/notes-off.txt"
+grep -q 'kubectl label namespace kubevigil pod-security.kubernetes.io/enforce=restricted' "$out/notes.txt" \
+  || { echo "the notes do not say how to label the namespace" >&2; exit 1; }
+if grep -q 'pod-security.kubernetes.io/enforce' "$out/notes-off.txt"; then
+  echo "namespace.podSecurityLabelCheck=false still checks the namespace" >&2; exit 1
+fi
+echo "notes: the Pod Security label warning, off with namespace.podSecurityLabelCheck=false"
 
 # Values the schema must reject, each with the text the error must contain.
 reject() {
