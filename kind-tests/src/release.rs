@@ -139,16 +139,32 @@ impl Release {
         }
     }
 
-    /// The controller's metrics Service (`<release>-kubevigil-controller-metrics`, or
-    /// `<release>-controller-metrics` when the release name holds `kubevigil`).
-    pub fn metrics_service(&self) -> String {
+    /// The chart's `kubevigil.fullname`: `<release>-kubevigil`, or the release name when it
+    /// holds `kubevigil`, cut to 40 characters. Every object name of the release starts with it.
+    pub fn fullname(&self) -> String {
         let full = if self.name.contains("kubevigil") {
             self.name.clone()
         } else {
             format!("{}-kubevigil", self.name)
         };
         let full: String = full.chars().take(40).collect();
-        format!("{}-controller-metrics", full.trim_end_matches('-'))
+        full.trim_end_matches('-').to_owned()
+    }
+
+    /// The controller's ServiceAccount as the API server names its requests
+    /// (`system:serviceaccount:<namespace>:<fullname>-controller`).
+    pub fn controller_user(&self) -> String {
+        format!(
+            "system:serviceaccount:{}:{}-controller",
+            self.namespace,
+            self.fullname()
+        )
+    }
+
+    /// The controller's metrics Service (`<release>-kubevigil-controller-metrics`, or
+    /// `<release>-controller-metrics` when the release name holds `kubevigil`).
+    pub fn metrics_service(&self) -> String {
+        format!("{}-controller-metrics", self.fullname())
     }
 
     /// `GET path` on the controller's HTTP endpoint (`/metrics`, `/livez`, `/readyz`), through
