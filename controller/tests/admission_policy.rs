@@ -623,6 +623,15 @@ fn container(job: &mut Json) -> &mut Json {
     |j: &mut Json| pod(j)["securityContext"]["seLinuxOptions"]["type"] = json!("spc_t"),
     "no SELinux options other than type container_t"
 )]
+#[case::node_name(|j: &mut Json| pod(j)["nodeName"] = json!("control-plane-1"), "must not choose its node")]
+#[case::toleration(
+    |j: &mut Json| pod(j)["tolerations"] = json!([{"operator": "Exists"}]),
+    "must not choose its node or runtime"
+)]
+#[case::runtime_class(
+    |j: &mut Json| pod(j)["runtimeClassName"] = json!("unconfined"),
+    "must not choose its node or runtime"
+)]
 #[case::second_container(
     |j: &mut Json| {
         let c = container(j).clone();
