@@ -27,13 +27,13 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kind_tests::pipeline::{create_deployment, deployment};
 use kind_tests::release::Release;
 use kind_tests::scenario::{BoxError, Check, Error, TestCluster, wait_for, with_temp_ns};
 use kind_tests::tools;
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::PostParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use kubevigil_crds::WorkloadConfigurationScanSummary;
@@ -43,13 +43,6 @@ use serde_json::json;
 /// The tag `helm upgrade` switches the scan Jobs to. The node has no such image: the upgraded
 /// controller's own Jobs would not run, which this test does not need (its Jobs are dry runs).
 const UPGRADED_TAG: &str = "0.1.0-admission-upgrade";
-
-/// Pod Security labels of the install namespace.
-const RESTRICTED: [(&str, &str); 3] = [
-    ("pod-security.kubernetes.io/enforce", "restricted"),
-    ("pod-security.kubernetes.io/warn", "restricted"),
-    ("pod-security.kubernetes.io/audit", "restricted"),
-];
 
 /// A client that sends every request as `user` (impersonation: the test's kubeconfig is
 /// cluster-admin, which may impersonate).
@@ -188,28 +181,6 @@ fn pod_spec(job: &mut Job) -> &mut k8s_openapi::api::core::v1::PodSpec {
         .expect("the builder sets a pod spec")
 }
 
-/// The install namespace, created with the Pod Security labels before the chart (Helm's
-/// `--create-namespace` cannot label it).
-async fn create_restricted_namespace(client: &Client, name: &str) -> Result<(), BoxError> {
-    let namespace = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            labels: Some(
-                RESTRICTED
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-            ),
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
-    };
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &namespace)
-        .await?;
-    Ok(())
-}
-
 async fn scenario(
     cluster: &TestCluster,
     client: &Client,
@@ -217,7 +188,8 @@ async fn scenario(
     release: &Release,
 ) -> Result<(), BoxError> {
     let policy_name = format!("{}-scan-job-admission", release.fullname());
-    create_restricted_namespace(client, &release.namespace).await?;
+    // The install namespace enforces Pod Security `restricted` before the chart goes in.
+    release.prepare_namespace(cluster).await?;
     let notes = cluster.helm(release.install_args()).await?;
     if notes.contains("does not enforce the Pod Security Standard") {
         return Err(
@@ -383,7 +355,7 @@ async fn scenario(
 async fn the_api_server_admits_only_scan_jobs_from_the_controller() -> Result<(), Error> {
     with_temp_ns(|client, ns| async move {
         let cluster = TestCluster::shared().await?;
-        let release = Release::new(&format!("{ns}-kv"), &[&ns]);
+        let release = Release::new(&format!("{ns}-kv"), &[&ns]).with_pod_security("restricted");
         let outcome = scenario(cluster, &client, &ns, &release).await;
         if outcome.is_err() {
             eprintln!("{}", release.dump(cluster).await);
