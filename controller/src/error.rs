@@ -6,6 +6,21 @@ pub use kubevigil_crds::api_error::{is_conflict, is_not_found, is_transient, sta
 
 use crate::config::ConfigError;
 
+/// The start of every message of the chart's ValidatingAdmissionPolicy
+/// (`charts/kubevigil/templates/admission-policy.yaml`), which admits only the scan Jobs this
+/// controller builds from its configuration.
+pub const ADMISSION_DENIAL_MARKER: &str = "kubevigil admission: ";
+
+/// Whether the API server denied a request through the chart's admission policy.
+///
+/// The policy and the controller's configuration come from the same values, but `helm upgrade`
+/// updates them a moment apart: a Job built by the old pod (or by the new pod before the new
+/// policy is in force) can be denied briefly. Such a denial is retried with backoff rather than
+/// given up at once; one that persists is reported when the retries run out.
+pub fn denied_by_admission_policy(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(status) if status.message.contains(ADMISSION_DENIAL_MARKER))
+}
+
 /// What the controller does about an error: the one retry policy. API errors are sorted by
 /// [`is_transient`] (shared with scan-job): throttling, timeouts, server errors and failures to
 /// reach the server are retried; what the server refuses for good is reported at once.
@@ -205,6 +220,10 @@ impl Error {
             // A 409 reaches here only where it is not handled as the collision it usually is
             // (Job creates and Lease updates handle theirs): re-sending the same request would
             // conflict again.
+            // A scan Job denied by the chart's admission policy: an upgrade in progress.
+            Error::CreateJob { source, .. } if denied_by_admission_policy(source) => {
+                Category::Retry
+            }
             _ => match self.kube_error() {
                 Some(e) if is_transient(e) => Category::Retry,
                 Some(_) => Category::Report,
@@ -299,5 +318,35 @@ mod tests {
             ..kube::core::Status::default()
         }));
         assert_eq!(watch_status(&status), Some(403));
+    }
+
+    #[test]
+    fn a_denial_by_the_charts_admission_policy_is_retried() {
+        let denied = |code: u16, message: &str| Error::CreateJob {
+            job: "kubevigil/kubevigil-scan-ab12cd34ef".into(),
+            source: kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                message: message.into(),
+                ..kube::core::Status::default()
+            })),
+        };
+        let by_policy = "jobs.batch \"kubevigil-scan-ab12cd34ef\" is forbidden: \
+             ValidatingAdmissionPolicy 'kubevigil-scan-job-admission' with binding \
+             'kubevigil-scan-job-admission' denied request: kubevigil admission: the scan Job \
+             must run image ghcr.io/kubevigil/scan-job:0.1.1";
+        assert_eq!(denied(403, by_policy).category(), Category::Retry);
+        assert_eq!(denied(422, by_policy).category(), Category::Retry);
+        // Any other refusal (RBAC, another policy, validation) is reported at once.
+        assert_eq!(
+            denied(403, "jobs.batch is forbidden: User cannot create").category(),
+            Category::Report
+        );
+        // Only Job creates: the marker elsewhere means nothing.
+        let other = Error::Summary {
+            action: "apply",
+            name: "shop".into(),
+            source: api(403),
+        };
+        assert_eq!(other.category(), Category::Report);
     }
 }

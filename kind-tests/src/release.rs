@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
-use kube::api::ListParams;
+use kube::api::{ListParams, Patch, PatchParams};
 use kubevigil_crds::WorkloadConfigurationScanSummary;
 
 use crate::scenario::{BoxError, Check, Error, TestCluster, dump_namespace, wait_for};
@@ -36,6 +37,10 @@ pub struct Release {
     pub sets: Vec<String>,
     /// Extra `--set-json key=json` pairs, applied after `sets`.
     pub set_jsons: Vec<String>,
+    /// The Pod Security Standard the install namespace enforces (`restricted`), if any: the
+    /// namespace is then created with the `pod-security.kubernetes.io/{enforce,warn,audit}`
+    /// labels before the chart goes in (Helm's `--create-namespace` cannot label it).
+    pub pod_security: Option<String>,
 }
 
 /// The chart's default `metrics.port`.
@@ -50,7 +55,54 @@ impl Release {
             include: include.iter().map(|s| (*s).to_owned()).collect(),
             sets: Vec::new(),
             set_jsons: Vec::new(),
+            pod_security: None,
         }
+    }
+
+    /// Makes the install namespace enforce Pod Security `level` (see [`Release::pod_security`]).
+    #[must_use]
+    pub fn with_pod_security(mut self, level: &str) -> Self {
+        self.pod_security = Some(level.to_owned());
+        self
+    }
+
+    /// Creates the install namespace with its Pod Security labels when the release asks for
+    /// them (server-side apply: it also labels a namespace that exists); otherwise does nothing,
+    /// and `helm --create-namespace` creates it.
+    pub async fn prepare_namespace(&self, cluster: &TestCluster) -> Result<(), Error> {
+        let Some(level) = &self.pod_security else {
+            return Ok(());
+        };
+        let labels: serde_json::Map<String, serde_json::Value> = ["enforce", "warn", "audit"]
+            .iter()
+            .map(|mode| {
+                (
+                    format!("pod-security.kubernetes.io/{mode}"),
+                    serde_json::Value::String(level.clone()),
+                )
+            })
+            .collect();
+        let namespace = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": self.namespace, "labels": labels},
+        });
+        let client = cluster.client().await?;
+        Api::<Namespace>::all(client)
+            .patch(
+                &self.namespace,
+                &PatchParams::apply("kubevigil-tests"),
+                &Patch::Apply(&namespace),
+            )
+            .await
+            .map_err(|e| Error::Kube {
+                action: format!(
+                    "creating namespace {} with Pod Security {level}",
+                    self.namespace
+                ),
+                source: e,
+            })?;
+        Ok(())
     }
 
     /// Adds a `--set-json key=json` (lists of objects such as `continuousScanning.matchingRules`).
@@ -102,8 +154,10 @@ impl Release {
         args
     }
 
-    /// `helm upgrade --install` and wait for the controller to be ready.
+    /// `helm upgrade --install` (after [`Release::prepare_namespace`]) and wait for the
+    /// controller to be ready.
     pub async fn install(&self, cluster: &TestCluster) -> Result<(), Error> {
+        self.prepare_namespace(cluster).await?;
         cluster.helm(self.install_args()).await?;
         Ok(())
     }
@@ -139,16 +193,32 @@ impl Release {
         }
     }
 
-    /// The controller's metrics Service (`<release>-kubevigil-controller-metrics`, or
-    /// `<release>-controller-metrics` when the release name holds `kubevigil`).
-    pub fn metrics_service(&self) -> String {
+    /// The chart's `kubevigil.fullname`: `<release>-kubevigil`, or the release name when it
+    /// holds `kubevigil`, cut to 40 characters. Every object name of the release starts with it.
+    pub fn fullname(&self) -> String {
         let full = if self.name.contains("kubevigil") {
             self.name.clone()
         } else {
             format!("{}-kubevigil", self.name)
         };
         let full: String = full.chars().take(40).collect();
-        format!("{}-controller-metrics", full.trim_end_matches('-'))
+        full.trim_end_matches('-').to_owned()
+    }
+
+    /// The controller's ServiceAccount as the API server names its requests
+    /// (`system:serviceaccount:<namespace>:<fullname>-controller`).
+    pub fn controller_user(&self) -> String {
+        format!(
+            "system:serviceaccount:{}:{}-controller",
+            self.namespace,
+            self.fullname()
+        )
+    }
+
+    /// The controller's metrics Service (`<release>-kubevigil-controller-metrics`, or
+    /// `<release>-controller-metrics` when the release name holds `kubevigil`).
+    pub fn metrics_service(&self) -> String {
+        format!("{}-controller-metrics", self.fullname())
     }
 
     /// `GET path` on the controller's HTTP endpoint (`/metrics`, `/livez`, `/readyz`), through

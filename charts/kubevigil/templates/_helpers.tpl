@@ -84,12 +84,18 @@ app.kubernetes.io/component: scan-job
 {{- end }}
 
 {{/*
-Image reference "repository:tag"; the tag defaults to the chart's appVersion.
+Image reference: "repository@digest" when a digest is given, else "repository:tag" (the tag
+defaults to the chart's appVersion). The scan-job reference is rendered once into the
+controller's configuration, and the admission policy reads it from there.
 Usage: include "kubevigil.image" (dict "image" .Values.controller.image "root" .)
 */}}
 {{- define "kubevigil.image" -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" .image.repository .image.digest -}}
+{{- else -}}
 {{- $tag := .image.tag | default .root.Chart.AppVersion | toString -}}
 {{- printf "%s:%s" .image.repository $tag -}}
+{{- end -}}
 {{- end }}
 
 {{/* Whether the controller (and everything but the CRDs) is installed. */}}
@@ -130,6 +136,12 @@ every template so `helm template`/`install` fail before rendering anything.
 {{- end -}}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) -}}
 {{- fail "metrics.serviceMonitor.enabled=true needs metrics.enabled=true (the ServiceMonitor scrapes the metrics Service)" -}}
+{{- end -}}
+{{- if and .Values.admissionPolicy.enabled (not (semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version)) -}}
+{{- fail (printf "admissionPolicy.enabled=true needs ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1, Kubernetes 1.30 or later), this is Kubernetes %s: upgrade the cluster, or set admissionPolicy.enabled=false to install without the policy" .Capabilities.KubeVersion.Version) -}}
+{{- end -}}
+{{- if and .Values.networkPolicy.enabled (not .Values.networkPolicy.apiServer.cidrs) -}}
+{{- fail "networkPolicy.enabled=true needs networkPolicy.apiServer.cidrs: the API server's addresses as pods reach them (kubectl get endpointslices -n default -l kubernetes.io/service-name=kubernetes), e.g. --set networkPolicy.apiServer.cidrs={192.0.2.10/32}" -}}
 {{- end -}}
 {{- if gt (int .Values.controller.kubeApiQps) (int .Values.controller.kubeApiBurst) -}}
 {{- fail (printf "controller.kubeApiBurst (%v) must be at least controller.kubeApiQps (%v)" .Values.controller.kubeApiBurst .Values.controller.kubeApiQps) -}}
@@ -191,4 +203,43 @@ controller needs to watch, batch and spawn scan Jobs. Keys are sorted (toYaml).
   "exceptions" (.Values.exceptions | default list)
 -}}
 {{- toYaml $config -}}
+{{- end }}
+
+{{/*
+A CEL condition that holds when every container of the Job's pod template (containers,
+initContainers and ephemeralContainers) satisfies `predicate`, a CEL expression over `c`.
+Null-safe: an absent list holds trivially (other rules require the one container).
+Usage: include "kubevigil.admission.everyContainer" "has(c.image)"
+*/}}
+{{- define "kubevigil.admission.everyContainer" -}}
+{{- $parts := list -}}
+{{- range (list "containers" "initContainers" "ephemeralContainers") -}}
+{{- $list := printf "object.spec.template.spec.%s" . -}}
+{{- $parts = append $parts (printf "(!has(%s) || %s.all(c, %s))" $list $list $) -}}
+{{- end -}}
+{{- join "\n&& " $parts -}}
+{{- end }}
+
+{{/*
+Egress rules of the controller and the scan pods (networkpolicy.yaml): TCP to the API server's
+addresses and ports, and DNS when networkPolicy.dns.enabled.
+*/}}
+{{- define "kubevigil.networkPolicy.egress" -}}
+- to:
+    {{- range .Values.networkPolicy.apiServer.cidrs }}
+    - ipBlock:
+        cidr: {{ . | quote }}
+    {{- end }}
+  ports:
+    {{- range .Values.networkPolicy.apiServer.ports }}
+    - protocol: TCP
+      port: {{ . }}
+    {{- end }}
+{{- if .Values.networkPolicy.dns.enabled }}
+- ports:
+    - protocol: UDP
+      port: 53
+    - protocol: TCP
+      port: 53
+{{- end }}
 {{- end }}
