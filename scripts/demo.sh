@@ -12,6 +12,10 @@ export KUBECONFIG
 tools=$(bash scripts/tools.sh)
 export PATH="$tools:$PATH"
 
+say "the install namespace with Pod Security restricted enforced"
+kubectl create namespace kubevigil --dry-run=client -o yaml | kubectl apply -f - >&2
+kubectl label namespace kubevigil pod-security.kubernetes.io/enforce=restricted --overwrite >&2
+
 say "helm upgrade --install kubevigil ./charts/kubevigil -n kubevigil --create-namespace --set clusterName=local --set capabilities.continuousScan=enable"
 helm upgrade --install kubevigil ./charts/kubevigil -n kubevigil --create-namespace \
   --set clusterName=local --set capabilities.continuousScan=enable --wait --timeout 3m >&2

@@ -70,7 +70,9 @@ async fn chaos(client: Client, ns: String) -> Result<(), BoxError> {
         ))
         .set("continuousScanning.debounce=1s")
         // Small batches: more Jobs in flight for the faults to meet.
-        .set("scanJob.batchSize=3");
+        .set("scanJob.batchSize=3")
+        // As the README installs it: every controller and scan pod admitted under `restricted`.
+        .with_pod_security("restricted");
     let test_start = Instant::now();
     eprintln!(
         "chaos seed {seed}: {ops} operations, {} faults planned, namespace {ns}, release {}",

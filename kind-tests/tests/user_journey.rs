@@ -202,8 +202,31 @@ async fn clean_slate(cluster: &TestCluster) -> Result<(), BoxError> {
 
 async fn journey(cluster: &TestCluster) -> Result<(), BoxError> {
     clean_slate(cluster).await?;
-    // Installation, exactly as the README says.
-    cluster.helm(readme_install_args()).await?;
+    // Installation, exactly as the README says: the namespace with Pod Security `restricted`
+    // enforced, then the chart (so the controller pod and every scan pod are admitted under it).
+    for line in readme_block("namespace")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words.first(), Some(&"kubectl"), "{line}");
+        cluster.kubectl(&words[1..]).await?;
+    }
+    let enforce = cluster
+        .kubectl([
+            "get",
+            "namespace",
+            INSTALL_NS,
+            "-o",
+            "jsonpath={.metadata.labels.pod-security\\.kubernetes\\.io/enforce}",
+        ])
+        .await?;
+    assert_eq!(enforce.trim(), "restricted", "the README's namespace step");
+    let notes = cluster.helm(readme_install_args()).await?;
+    assert!(
+        !notes.contains("WARNING: namespace"),
+        "the notes warn about Pod Security on a labelled namespace:\n{notes}"
+    );
     let demo = repo_root().join("demo/k8s-bad-practices.yaml");
     cluster
         .kubectl(["apply", "-f", &demo.to_string_lossy()])
