@@ -106,7 +106,7 @@ async fn chaos(client: Client, ns: String) -> Result<(), BoxError> {
                 Step::Fault {
                     before_op,
                     fault: Fault::KillScanPods,
-                } => scan_pod_kills.push(driver.start_scan_pod_kill(*before_op)),
+                } => scan_pod_kills.push(driver.start_scan_pod_kill(*before_op, controller::jobs::SCAN_JOB_CONTAINER)),
                 Step::Fault { before_op, fault } => driver.inject(*before_op, *fault).await?,
             }
         }

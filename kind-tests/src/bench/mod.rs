@@ -3,14 +3,14 @@
 //! Everything runs on the local real control plane with kubevigil installed by its Helm chart
 //! ([`Release`]); the node's containerd runs the controller and the scan Jobs in containers,
 //! and the controller's memory and CPU are read from `/proc/<pid>` of its containerd task (a
-//! container's process is a host process seen from the host's PID namespace). Workloads are Deployments with zero replicas labelled
-//! `kubevigil-bench=workload`, 100 per namespace in namespaces `kvb-00`, `kvb-01`...: they
-//! exist in etcd and are watched and scanned like any other, without running pods.
+//! container's process is a host process seen from the host's PID namespace). Workloads are
+//! Deployments with zero replicas labelled `kubevigil-bench=workload`, 100 per namespace in
+//! namespaces `kvb-00`, `kvb-01`...: they exist in etcd and are watched and scanned like any
+//! other, without running pods.
 //!
 //! Phases (`kv-bench all`, or `--phases` to pick):
 //! - `scan-job`: one `scan-job run` of 50 targets on the host, outside the cluster
-//!   (`/usr/bin/time`), cold
-//!   (no results yet) and warm (results unchanged).
+//!   (`/usr/bin/time`), cold (no results yet) and warm (results unchanged).
 //! - `1k`, `2k`, `10k`: initial scan of N workloads that exist before the controller starts:
 //!   time from `helm install` to every summary current (its fingerprint annotation equals the
 //!   live Deployment's), scan Jobs, API server requests (delta of `apiserver_request_total`),

@@ -43,8 +43,6 @@ pub const CONTROLLER_SELECTOR: &str = "app.kubernetes.io/component=controller";
 pub const RETRY_BOUND: Duration = Duration::from_secs(120);
 /// Bound of one attempt of an API call.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
-/// The scan Job's container, as the controller's Job builder names it.
-const SCAN_JOB_CONTAINER: &str = "scan-job";
 /// How long a scan-pod or Job fault waits for a scan pod to be running.
 const FAULT_WINDOW: Duration = Duration::from_secs(25);
 
@@ -102,11 +100,15 @@ pub struct ScanPodKill {
 }
 
 /// The scan-pod kill itself (blocking: it polls `ctr`): (pods killed, what was done).
-fn kill_scan_containers(dirs: &node::NodeDirs, namespace: &str) -> (usize, String) {
+fn kill_scan_containers(
+    dirs: &node::NodeDirs,
+    namespace: &str,
+    container: &str,
+) -> (usize, String) {
     let start = std::time::Instant::now();
-    let mut errors = Vec::new();
+    let mut last_error = None;
     while start.elapsed() < FAULT_WINDOW {
-        match node::running_pod_containers(dirs, namespace, SCAN_JOB_CONTAINER) {
+        match node::running_pod_containers(dirs, namespace, container) {
             Ok(running) => {
                 let mut killed = Vec::new();
                 for (id, pid) in running {
@@ -126,13 +128,11 @@ fn kill_scan_containers(dirs: &node::NodeDirs, namespace: &str) -> (usize, Strin
                     );
                 }
             }
-            Err(e) => errors.push(e.to_string()),
+            Err(e) => last_error = Some(e.to_string()),
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let why = errors
-        .last()
-        .map_or_else(String::new, |e| format!(" (last ctr error: {e})"));
+    let why = last_error.map_or_else(String::new, |e| format!(" (last ctr error: {e})"));
     (
         0,
         format!("no scan container was running within {FAULT_WINDOW:?}{why}"),
@@ -397,15 +397,17 @@ impl Driver {
     /// Starts a scan-pod kill beside the operations: for up to [`FAULT_WINDOW`] it watches the
     /// node's containerd for running scan containers and SIGKILLs every one it sees in the first
     /// look that finds any. It runs concurrently because a scan lives a second or two: the
-    /// operations that go on meanwhile are what start the scans it can hit.
-    pub fn start_scan_pod_kill(&self, before_op: usize) -> ScanPodKill {
+    /// operations that go on meanwhile are what start the scans it can hit. `container` is the
+    /// scan Job's container name, as the controller's Job builder sets it.
+    pub fn start_scan_pod_kill(&self, before_op: usize, container: &'static str) -> ScanPodKill {
         let dirs = self.state.node();
         let namespace = self.release.namespace.clone();
         let at = self.elapsed().as_secs_f64();
         eprintln!(
             "[chaos t+{at:6.1}s] before op #{before_op}: watching for scan pods to kill while the operations go on"
         );
-        let task = tokio::task::spawn_blocking(move || kill_scan_containers(&dirs, &namespace));
+        let task =
+            tokio::task::spawn_blocking(move || kill_scan_containers(&dirs, &namespace, container));
         ScanPodKill {
             before_op,
             at,
