@@ -14,6 +14,7 @@ use super::exceptions::Exceptions;
 use super::inputs::ControlInputs;
 use super::inventory::{Inventory, Triplet};
 use super::memo::Memo;
+use super::object::K8sObject;
 
 /// The outcome of one rule of a control on one resource, as [`ControlResult::rules`] derives it.
 /// It borrows the control result's findings.
@@ -225,6 +226,19 @@ impl<'c> Evaluator<'c> {
         index: usize,
     ) -> Option<ResourceResult<'_>> {
         let obj = inventory.get(index)?;
+        self.evaluate_object_as(inventory, index, obj)
+    }
+
+    /// Evaluates `obj` as the object at `index` of the inventory; `None` when no control applies
+    /// to its kind. The inventory may hold a smaller copy of it there (what other objects'
+    /// controls read, [`crate::workload::related_copy`]): the controls see `obj` itself, and the
+    /// result names `index`.
+    pub fn evaluate_object_as(
+        &self,
+        inventory: &Inventory,
+        index: usize,
+        obj: &K8sObject,
+    ) -> Option<ResourceResult<'_>> {
         let indexes = self.by_kind.get(obj.kind.as_str())?;
         let memo = Memo::for_object(obj);
         let cx = self.context(inventory, Some(&memo));

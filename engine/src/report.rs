@@ -76,8 +76,19 @@ pub fn compliance_score(passed: u32, failed: u32) -> f64 {
 
 /// Builds the scan and summary objects for one resource's results.
 pub fn build(result: &ResourceResult, inventory: &Inventory, cx: &ReportContext) -> ResultObjects {
+    build_for(result, scanned_object(result, inventory), inventory, cx)
+}
+
+/// [`build`] with the scanned object given (`None` for a triplet): the object the result was
+/// evaluated on when the inventory holds only a smaller copy of it
+/// ([`crate::Evaluator::evaluate_object_as`]).
+pub fn build_for(
+    result: &ResourceResult,
+    scanned: Option<&K8sObject>,
+    inventory: &Inventory,
+    cx: &ReportContext,
+) -> ResultObjects {
     let target = &result.target;
-    let scanned = scanned_object(result, inventory);
     let mut annotations_map = BTreeMap::new();
     annotations_map.insert(annotations::RESOURCE_ID.to_string(), target.resource_id());
     annotations_map.insert(annotations::WLID.to_string(), target.wlid(&cx.cluster_name));
@@ -89,7 +100,7 @@ pub fn build(result: &ResourceResult, inventory: &Inventory, cx: &ReportContext)
         annotations::CONTROLS_HASH.to_string(),
         cx.controls_hash.clone(),
     );
-    if let Some(fp) = result_fingerprint(result, inventory) {
+    if let Some(fp) = result_fingerprint(result, scanned, inventory) {
         annotations_map.insert(annotations::FINGERPRINT.to_string(), fp);
     }
     if let Some(time) = &cx.scan_time {
@@ -300,9 +311,13 @@ pub fn spec_hash_of(obj: &K8sObject) -> Option<String> {
 
 /// The fingerprint of what a result covers: the object, or for a triplet the binding's and the
 /// role's fingerprints combined (in that order).
-fn result_fingerprint(result: &ResourceResult, inventory: &Inventory) -> Option<String> {
+fn result_fingerprint(
+    result: &ResourceResult,
+    scanned: Option<&K8sObject>,
+    inventory: &Inventory,
+) -> Option<String> {
     match &result.target {
-        Target::Object(_) => inventory.get(result.object_index).map(object_fingerprint),
+        Target::Object(_) => scanned.map(object_fingerprint),
         Target::Triplet { .. } => {
             let t = triplet_of(result, inventory)?;
             let binding = object_fingerprint(inventory.binding_of(t)?);

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kube::api::ObjectMeta;
 use kubevigil_crds::Severity;
 use serde::Serialize;
 
-use crate::offline::{self, ConfigError, ScanOptions, ScanOutcome, Scanner};
-use crate::output::{self, Style};
+use crate::manifests;
+use crate::offline::{self, ConfigError, ScanOptions, Scanner, Totals};
+use crate::output::{self, Format, Renderer, Style};
 use kubevigil_engine::catalog;
 
 const EXIT_CODES: &str = "\
@@ -285,10 +285,6 @@ fn json<T: Serialize>(value: &T) -> Result<String, CliError> {
         .map_err(|e| CliError::Render(e.to_string()))
 }
 
-fn yaml<T: Serialize>(value: &T) -> Result<String, CliError> {
-    serde_norway::to_string(value).map_err(|e| CliError::Render(e.to_string()))
-}
-
 fn controls(args: &ControlsArgs) -> Result<Exit, CliError> {
     let selected = offline::select_controls(catalog::all(), &args.framework, &[])?;
     let text = match args.output {
@@ -299,25 +295,6 @@ fn controls(args: &ControlsArgs) -> Result<Exit, CliError> {
     Ok(Exit::Clean)
 }
 
-/// A `kind: List` of result objects, as `kubectl get -o json` prints one.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct List<T> {
-    api_version: &'static str,
-    kind: &'static str,
-    metadata: ObjectMeta,
-    items: Vec<T>,
-}
-
-fn list<T>(items: Vec<T>) -> List<T> {
-    List {
-        api_version: "v1",
-        kind: "List",
-        metadata: ObjectMeta::default(),
-        items,
-    }
-}
-
 /// The current time, RFC 3339 to the second, for the scan-time annotation.
 fn now() -> String {
     let now = k8s_openapi::jiff::Timestamp::now();
@@ -326,22 +303,57 @@ fn now() -> String {
         .to_string()
 }
 
-fn render_scan(args: &ScanArgs, outcome: &ScanOutcome) -> Result<String, CliError> {
-    let resources = &outcome.resources;
-    match (args.output, args.summary) {
-        (Output::Table, false) => Ok(output::scan_table(outcome, style(args.color))),
-        (Output::Table, true) => Ok(output::summary_table(outcome, style(args.color))),
-        (Output::Json, false) => json(&list(resources.iter().map(|r| &r.objects.scan).collect())),
-        (Output::Json, true) => json(&list(
-            resources.iter().map(|r| &r.objects.summary).collect(),
-        )),
-        (Output::Yaml, false) => yaml(&list(resources.iter().map(|r| &r.objects.scan).collect())),
-        (Output::Yaml, true) => yaml(&list(
-            resources.iter().map(|r| &r.objects.summary).collect(),
-        )),
+/// What `--output` and `--summary` print.
+fn format(args: &ScanArgs) -> Format {
+    match args.output {
+        Output::Table if args.summary => Format::SummaryTable,
+        Output::Table => Format::ScanTable,
+        Output::Json => Format::Json {
+            summary: args.summary,
+        },
+        Output::Yaml => Format::Yaml {
+            summary: args.summary,
+        },
     }
 }
 
+/// Standard output for a streaming scan: buffered; once the reader has gone (`| head`), later
+/// writes are dropped, as the reader has what it wanted (the scan still runs to its exit code).
+struct Stdout {
+    out: std::io::BufWriter<std::io::StdoutLock<'static>>,
+    closed: bool,
+}
+
+impl Stdout {
+    fn new() -> Self {
+        Stdout {
+            out: std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock()),
+            closed: false,
+        }
+    }
+
+    /// Runs one write; a closed pipe is not an error.
+    fn write(
+        &mut self,
+        f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<(), CliError> {
+        if self.closed {
+            return Ok(());
+        }
+        match f(&mut self.out) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            Err(e) => Err(CliError::Write(e)),
+            Ok(()) => Ok(()),
+        }
+    }
+}
+
+/// `scan-job scan`: reads the manifests once for the index (every object, workloads as what
+/// other objects' controls read of them), reports unreadable input, then reads them again and
+/// evaluates and prints one object at a time.
 fn scan(args: &ScanArgs) -> Result<Exit, CliError> {
     let options = ScanOptions {
         controls_config: args.controls_config.clone(),
@@ -356,20 +368,43 @@ fn scan(args: &ScanArgs) -> Result<Exit, CliError> {
     for w in scanner.warnings() {
         eprintln!("scan-job: warning: {w}");
     }
-    let outcome = scanner.scan_paths(&args.files);
-    for w in &outcome.warnings {
+    let mut indexed = manifests::index_paths(&args.files);
+    for w in &indexed.warnings {
         eprintln!("scan-job: warning: {w}");
     }
-    for e in &outcome.errors {
+    for e in &indexed.errors {
         eprintln!("scan-job: {e}");
     }
-    print(&render_scan(args, &outcome)?)?;
-    Ok(if !outcome.errors.is_empty() {
+    let errors = std::mem::take(&mut indexed.errors);
+    let threshold: Option<Severity> = args.severity_threshold.map(Into::into);
+    let mut out = Stdout::new();
+    let mut renderer = Renderer::new(format(args), style(args.color));
+    let mut totals = Totals {
+        unreadable: errors.len(),
+        ..Totals::default()
+    };
+    let mut reached = false;
+    let mut failure = None;
+    out.write(|w| renderer.begin(w))?;
+    scanner.stream(indexed, &mut |r| {
+        totals.add(&r);
+        reached = reached || threshold.is_some_and(|t| r.reaches(t));
+        match out.write(|w| renderer.item(w, &r)) {
+            Ok(()) => true,
+            Err(e) => {
+                failure = Some(e);
+                false
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    out.write(|w| renderer.end(w, &totals))?;
+    out.write(|w| w.flush())?;
+    Ok(if !errors.is_empty() {
         Exit::BadInput
-    } else if args
-        .severity_threshold
-        .is_some_and(|t| outcome.reaches(t.into()))
-    {
+    } else if reached {
         Exit::ThresholdReached
     } else {
         Exit::Clean

@@ -1,9 +1,20 @@
 //! Offline input: manifest files and directories (YAML with several documents, JSON, `List`
 //! kinds) turned into objects. A bad file is reported with its path and does not stop the rest.
+//!
+//! Files are read as streams, one document at a time: a YAML file is cut into documents at its
+//! `---` lines (a document marker is only valid at the start of a line, so this is where the YAML
+//! parser itself would cut) and each document is parsed alone; a JSON file is read value by
+//! value. Only standard input is held in memory as text. A document is held whole while it is
+//! read, so a single `List` document still costs its size.
+//!
+//! [`load_paths`] keeps every object ([`Loaded::objects`]). [`index_paths`] keeps, of each
+//! workload, only what other objects' controls read of it ([`related_copy`]), for scans that then
+//! evaluate the full objects one at a time with [`Loaded::for_each_object`].
 
 use kubevigil_engine::object::type_name;
-use std::collections::HashMap;
-use std::io::Read as _;
+use kubevigil_engine::workload::{related_copy, template_path};
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read as _};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize as _;
@@ -24,25 +35,82 @@ pub struct LoadError {
     pub message: String,
 }
 
+/// One input: a file, read as a stream, or text already in memory (standard input, tests).
+#[derive(Debug)]
+enum Input {
+    File(PathBuf),
+    Text(String),
+}
+
+/// Where an object was read: file, document and list item.
+#[derive(Clone, Debug)]
+struct Origin {
+    /// Index in [`Loaded::names`].
+    file: usize,
+    /// Document number in the file, from 0.
+    document: usize,
+    /// `items[j]: ` parts of `List` documents, empty otherwise.
+    items: String,
+}
+
+/// A message about a document, formatted once its file has been read (whether a file has
+/// several documents decides the `document N: ` prefix).
+#[derive(Debug)]
+enum Note {
+    /// A problem with the document (an error) or a skipped document (a warning): `text` follows
+    /// the document prefix.
+    Document {
+        at: Origin,
+        text: String,
+        error: bool,
+    },
+    /// A message about the whole file, without document prefix.
+    File { file: usize, text: String },
+    /// An object defined again at `at`; the earlier definition was at `first`.
+    Duplicate {
+        at: Origin,
+        what: String,
+        first: Origin,
+    },
+}
+
 /// What loading produced: every object that could be read, every error and every warning.
 #[derive(Debug, Default)]
 pub struct Loaded {
     /// The objects, in file order (an object defined twice keeps its first place and its last
-    /// definition).
+    /// definition). After [`index_paths`], workloads are only their [`related_copy`].
     pub objects: Vec<K8sObject>,
     /// One entry per unreadable file or document: the input is incomplete.
     pub errors: Vec<LoadError>,
     /// Documents skipped because they are not Kubernetes objects (no `apiVersion` and no
     /// `kind`), and objects defined more than once. Nothing scannable was lost.
     pub warnings: Vec<LoadError>,
-    /// Where each object was read (`path` or `path: document N`), parallel to `objects`.
-    origins: Vec<String>,
+    /// Keep only the related copies of workloads.
+    related_only: bool,
+    /// The inputs, in reading order, and their names.
+    inputs: Vec<Input>,
+    names: Vec<String>,
+    /// Per input: whether it holds several documents (known once it is read).
+    multi: Vec<bool>,
+    /// Messages of the input being read.
+    pending: Vec<Note>,
+    /// Where each object was read, parallel to `objects`.
+    origins: Vec<Origin>,
     /// Index in `objects` of each (apiVersion group, kind, namespace, name).
     seen: HashMap<(String, String, Option<String>, String), usize>,
+    /// Objects read so far, duplicates included.
+    read: usize,
+    /// Read numbers of later definitions of an object already read (they are scanned at the
+    /// first definition's place).
+    later_definitions: HashSet<usize>,
+    /// The full later definition of objects whose `objects` entry is a related copy.
+    redefined: HashMap<usize, K8sObject>,
 }
 
 impl Loaded {
-    fn push_object(&mut self, obj: K8sObject, origin: String) {
+    fn push_object(&mut self, obj: K8sObject, origin: Origin) {
+        let read = self.read;
+        self.read += 1;
         let key = (
             obj.group().to_string(),
             obj.kind.clone(),
@@ -50,24 +118,229 @@ impl Loaded {
             obj.name.clone(),
         );
         if let Some(&i) = self.seen.get(&key) {
-            if let (Some(slot), Some(first)) = (self.objects.get_mut(i), self.origins.get_mut(i)) {
-                self.warnings.push(LoadError {
-                    path: origin.clone(),
-                    message: format!(
-                        "{} {} is also defined in {first}; the later definition is scanned",
-                        obj.kind,
-                        display_name(&obj)
-                    ),
+            if let Some(first) = self.origins.get(i).cloned() {
+                self.pending.push(Note::Duplicate {
+                    at: origin.clone(),
+                    what: format!("{} {}", obj.kind, display_name(&obj)),
+                    first,
                 });
-                *slot = obj;
-                *first = origin;
+                self.later_definitions.insert(read);
+                let stored = self.store(obj, i);
+                if let (Some(slot), Some(first)) =
+                    (self.objects.get_mut(i), self.origins.get_mut(i))
+                {
+                    *slot = stored;
+                    *first = origin;
+                }
             }
             return;
         }
-        self.seen.insert(key, self.objects.len());
-        self.objects.push(obj);
+        let i = self.objects.len();
+        self.seen.insert(key, i);
+        let stored = self.store(obj, i);
+        self.objects.push(stored);
         self.origins.push(origin);
     }
+
+    /// What is kept of `obj` at index `i`: itself, or when indexing its related copy (the full
+    /// object is kept aside when it redefines an earlier one, since the scan will not meet it
+    /// at that place).
+    fn store(&mut self, obj: K8sObject, i: usize) -> K8sObject {
+        if !self.related_only {
+            return obj;
+        }
+        match related_copy(&obj) {
+            Some(copy) => {
+                if i < self.objects.len() {
+                    self.redefined.insert(i, obj);
+                } else {
+                    self.redefined.remove(&i);
+                }
+                copy
+            }
+            None => {
+                self.redefined.remove(&i);
+                obj
+            }
+        }
+    }
+
+    /// The origin as messages name it: `path`, `path: document N`, `path: items[j]`...
+    fn origin_text(&self, o: &Origin) -> String {
+        let what = self.what(o);
+        let path = self.names.get(o.file).map_or("", String::as_str);
+        if what.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}: {}", what.trim_end_matches(": "))
+        }
+    }
+
+    /// The `document N: items[j]: ` prefix of messages about a document.
+    fn what(&self, o: &Origin) -> String {
+        if self.multi.get(o.file).copied().unwrap_or(false) {
+            format!("document {}: {}", o.document + 1, o.items)
+        } else {
+            o.items.clone()
+        }
+    }
+
+    /// Formats the messages of the input just read.
+    fn finish_input(&mut self) {
+        for note in std::mem::take(&mut self.pending) {
+            match note {
+                Note::Document { at, text, error } => {
+                    let e = LoadError {
+                        path: self.names.get(at.file).cloned().unwrap_or_default(),
+                        message: format!("{}{text}", self.what(&at)),
+                    };
+                    if error {
+                        self.errors.push(e);
+                    } else {
+                        self.warnings.push(e);
+                    }
+                }
+                Note::File { file, text } => self.errors.push(LoadError {
+                    path: self.names.get(file).cloned().unwrap_or_default(),
+                    message: text,
+                }),
+                Note::Duplicate { at, what, first } => {
+                    let message = format!(
+                        "{what} is also defined in {}; the later definition is scanned",
+                        self.origin_text(&first)
+                    );
+                    self.warnings.push(LoadError {
+                        path: self.origin_text(&at),
+                        message,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Reads one input, adding its objects and messages.
+    fn read_input(&mut self, name: String, input: Input) {
+        let file = self.names.len();
+        self.names.push(name);
+        self.multi.push(false);
+        let result = match &input {
+            Input::File(path) => match std::fs::File::open(path) {
+                Ok(f) => match check_utf8(f) {
+                    Ok(()) => std::fs::File::open(path).and_then(|f| {
+                        each_document(BufReader::with_capacity(64 * 1024, f), &mut |d, v| {
+                            self.push_document(file, d, v)
+                        })
+                    }),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            },
+            Input::Text(text) => each_document(text.as_bytes(), &mut |d, v| {
+                self.push_document(file, d, v)
+            }),
+        };
+        match result {
+            Ok(read) => {
+                if let Some(m) = self.multi.get_mut(file) {
+                    *m = read.documents > 1 || (read.error.is_some() && read.documents > 0);
+                }
+                if let Some(e) = read.error {
+                    self.pending.push(Note::File {
+                        file,
+                        text: e.to_string(),
+                    });
+                }
+            }
+            Err(e) => {
+                self.pending.clear();
+                self.pending.push(Note::File {
+                    file,
+                    text: format!("cannot read file: {e}"),
+                });
+            }
+        }
+        self.finish_input();
+        self.inputs.push(input);
+    }
+
+    fn push_document(&mut self, file: usize, document: usize, doc: Value) {
+        let at = Origin {
+            file,
+            document,
+            items: String::new(),
+        };
+        expand(doc, at, &mut |piece| match piece {
+            Piece::Object(obj, at) => self.push_object(obj, at),
+            Piece::Problem { at, text, error } => {
+                self.pending.push(Note::Document { at, text, error })
+            }
+        });
+    }
+
+    /// Reads the inputs again and calls `f` with each object that [`index_paths`] kept, in the
+    /// same order as [`Loaded::objects`] (a redefined object at its first place, with its last
+    /// definition), with its index there. `f` returns `false` to stop. Inputs that cannot be
+    /// read again are skipped (their errors were reported by the first reading).
+    ///
+    /// `kept` is [`Loaded::objects`], or what it was moved into (an inventory's objects).
+    pub fn for_each_object(&self, kept: &[K8sObject], f: &mut dyn FnMut(usize, &K8sObject) -> bool) {
+        let mut read = 0usize;
+        let mut index = 0usize;
+        let go = std::cell::Cell::new(true);
+        let mut visit = |obj: K8sObject| {
+            if !go.get() {
+                return;
+            }
+            let this = read;
+            read += 1;
+            if self.later_definitions.contains(&this) {
+                return;
+            }
+            let i = index;
+            index += 1;
+            let full = match (self.redefined.get(&i), kept.get(i)) {
+                (Some(later), _) => later,
+                (None, Some(kept)) if !self.related_only || template_path(&kept.kind).is_none() => {
+                    kept
+                }
+                _ => &obj,
+            };
+            go.set(f(i, full));
+        };
+        for (file, input) in self.inputs.iter().enumerate() {
+            if !go.get() {
+                break;
+            }
+            let mut on_document = |d: usize, v: Value| {
+                let at = Origin {
+                    file,
+                    document: d,
+                    items: String::new(),
+                };
+                expand(v, at, &mut |piece| {
+                    if let Piece::Object(obj, _) = piece {
+                        visit(obj);
+                    }
+                });
+            };
+            let _ = match input {
+                Input::File(path) => std::fs::File::open(path).and_then(|f| {
+                    each_document(BufReader::with_capacity(64 * 1024, f), &mut on_document)
+                }),
+                Input::Text(text) => each_document(text.as_bytes(), &mut on_document),
+            };
+        }
+    }
+}
+
+/// What one document yields: objects, and problems (errors, or skipped documents).
+enum Piece {
+    Object(K8sObject, Origin),
+    Problem {
+        at: Origin,
+        text: String,
+        error: bool,
+    },
 }
 
 fn display_name(obj: &K8sObject) -> String {
@@ -113,7 +386,20 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<LoadError
 /// ending in `.yaml`, `.yml` or `.json`; a file named explicitly is read whatever its name).
 /// The path `-` reads standard input.
 pub fn load_paths(paths: &[PathBuf]) -> Loaded {
-    let mut loaded = Loaded::default();
+    read_paths(paths, false)
+}
+
+/// [`load_paths`] for a streaming scan: of each workload, only its [`related_copy`] is kept in
+/// [`Loaded::objects`]; [`Loaded::for_each_object`] reads the full objects again, one at a time.
+pub fn index_paths(paths: &[PathBuf]) -> Loaded {
+    read_paths(paths, true)
+}
+
+fn read_paths(paths: &[PathBuf], related_only: bool) -> Loaded {
+    let mut loaded = Loaded {
+        related_only,
+        ..Loaded::default()
+    };
     let mut files = Vec::new();
     for p in paths {
         if p.as_os_str() == STDIN {
@@ -131,21 +417,46 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
     }
     for file in files {
         let name = file.display().to_string();
-        let text = if file.as_os_str() == STDIN {
+        if file.as_os_str() == STDIN {
             let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).map(|_| text)
+            match std::io::stdin().read_to_string(&mut text) {
+                Ok(_) => loaded.read_input(name, Input::Text(text)),
+                Err(e) => loaded.errors.push(LoadError {
+                    path: name,
+                    message: format!("cannot read file: {e}"),
+                }),
+            }
         } else {
-            std::fs::read_to_string(&file)
-        };
-        match text {
-            Ok(text) => load_str(&name, &text, &mut loaded),
-            Err(e) => loaded.errors.push(LoadError {
-                path: name,
-                message: format!("cannot read file: {e}"),
-            }),
+            loaded.read_input(name, Input::File(file));
         }
     }
     loaded
+}
+
+/// Fails as `read_to_string` would when the stream is not UTF-8, without holding it.
+fn check_utf8(mut r: impl std::io::Read) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut carry = 0usize;
+    loop {
+        let n = r.read(buf.get_mut(carry..).unwrap_or_default())?;
+        let end = carry + n;
+        let chunk = buf.get(..end).unwrap_or_default();
+        let valid = match std::str::from_utf8(chunk) {
+            Ok(_) => end,
+            Err(e) if e.error_len().is_none() && n > 0 => e.valid_up_to(),
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "stream did not contain valid UTF-8",
+                ));
+            }
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        buf.copy_within(valid..end, 0);
+        carry = end - valid;
+    }
 }
 
 /// Whether the text is JSON rather than YAML: it starts with `{` or `[`. JSON is read with the
@@ -180,33 +491,174 @@ impl std::fmt::Display for SyntaxError {
 /// stream: the documents before it are returned with it.
 pub fn parse_documents(text: &str) -> (Vec<Value>, Option<SyntaxError>) {
     let mut documents = Vec::new();
-    let error = |i: usize, message: String| {
-        Some(SyntaxError {
-            document: i + 1,
-            message,
-        })
+    let error = match each_document(text.as_bytes(), &mut |_, v| documents.push(v)) {
+        Ok(read) => read.error,
+        Err(e) => Some(SyntaxError {
+            document: documents.len() + 1,
+            message: e.to_string(),
+        }),
     };
-    if looks_like_json(text) {
-        let text = text.trim_start_matches('\u{feff}');
-        for (i, doc) in serde_json::Deserializer::from_str(text)
-            .into_iter::<Value>()
-            .enumerate()
-        {
-            match doc {
-                Ok(v) => documents.push(v),
-                Err(e) => return (documents, error(i, e.to_string())),
-            }
+    (documents, error)
+}
+
+/// How reading one stream of documents ended.
+#[derive(Debug)]
+struct Read {
+    /// Documents read (null documents included).
+    documents: usize,
+    /// The syntax error that ended the stream, if any.
+    error: Option<SyntaxError>,
+}
+
+/// Whether a line starts a YAML document: `---` at its start, then the end of the line or a
+/// space or tab.
+fn is_document_start(line: &str) -> bool {
+    line.strip_prefix("---")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']))
+}
+
+/// Whether a line holds YAML content (not blank, not a comment, not a directive).
+fn is_content(line: &str) -> bool {
+    let t = line.trim_start_matches('\u{feff}').trim();
+    !t.is_empty() && !t.starts_with('#') && !t.starts_with('%')
+}
+
+/// Reads YAML or JSON documents from `reader`, calling `f` with each one's number (from 0) and
+/// value. A syntax error ends the stream and is returned; an I/O error is returned as such.
+fn each_document(
+    mut reader: impl BufRead,
+    f: &mut dyn FnMut(usize, Value),
+) -> std::io::Result<Read> {
+    // Peek past a byte-order mark and white space, without consuming: a YAML error's line
+    // number counts from the stream's start.
+    let mut head = Vec::new();
+    let json = loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            break false;
         }
+        let n = buf.len();
+        head.extend_from_slice(buf);
+        reader.consume(n);
+        let text = String::from_utf8_lossy(&head);
+        let rest = text.trim_start_matches('\u{feff}').trim_start();
+        if !rest.is_empty() {
+            break looks_like_json(&text);
+        }
+    };
+    let reader = std::io::Cursor::new(head).chain(reader);
+    if json {
+        read_json(reader, f)
     } else {
-        for (i, doc) in serde_norway::Deserializer::from_str(text).enumerate() {
-            match Value::deserialize(doc) {
-                Ok(v) => documents.push(v),
-                // A syntax error leaves the rest of the stream unreadable.
-                Err(e) => return (documents, error(i, e.to_string())),
+        read_yaml(reader, f)
+    }
+}
+
+fn read_json(mut reader: impl BufRead, f: &mut dyn FnMut(usize, Value)) -> std::io::Result<Read> {
+    // Skip a byte-order mark: the JSON parser does not.
+    if reader.fill_buf()?.starts_with("\u{feff}".as_bytes()) {
+        reader.consume(3);
+    }
+    let mut documents = 0;
+    for doc in serde_json::Deserializer::from_reader(reader).into_iter::<Value>() {
+        match doc {
+            Ok(v) => {
+                f(documents, v);
+                documents += 1;
+            }
+            Err(e) if e.is_io() => return Err(std::io::Error::other(e.to_string())),
+            Err(e) => {
+                return Ok(Read {
+                    documents,
+                    error: Some(SyntaxError {
+                        document: documents + 1,
+                        message: e.to_string(),
+                    }),
+                });
             }
         }
     }
-    (documents, None)
+    Ok(Read {
+        documents,
+        error: None,
+    })
+}
+
+fn read_yaml(mut reader: impl BufRead, f: &mut dyn FnMut(usize, Value)) -> std::io::Result<Read> {
+    let mut documents = 0usize;
+    let mut chunk = String::new();
+    let mut chunk_line = 0usize;
+    let mut line_no = 0usize;
+    let mut has_start = false;
+    let mut has_content = false;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line)?;
+        if n == 0 || is_document_start(&line) {
+            if has_start || has_content {
+                if let Some(error) = parse_yaml_chunk(&chunk, chunk_line, &mut documents, f) {
+                    return Ok(Read {
+                        documents,
+                        error: Some(error),
+                    });
+                }
+                chunk.clear();
+                chunk_line = line_no;
+                has_content = false;
+            }
+            // Lines before the first marker with no content (comments) stay with the next
+            // document, as the parser would read them.
+            has_start = n > 0;
+        } else if !has_content && is_content(&line) {
+            has_content = true;
+        }
+        if n == 0 {
+            break;
+        }
+        chunk.push_str(&line);
+        line_no += 1;
+    }
+    Ok(Read {
+        documents,
+        error: None,
+    })
+}
+
+/// Parses one chunk of a YAML stream (one document, or several when `...` ends one without a
+/// new `---`), which starts at line `first_line` (from 0) of the stream.
+fn parse_yaml_chunk(
+    chunk: &str,
+    first_line: usize,
+    documents: &mut usize,
+    f: &mut dyn FnMut(usize, Value),
+) -> Option<SyntaxError> {
+    for (i, doc) in serde_norway::Deserializer::from_str(chunk).enumerate() {
+        match Value::deserialize(doc) {
+            Ok(v) => {
+                f(*documents, v);
+                *documents += 1;
+            }
+            Err(e) => {
+                // Parse again with the lines before the chunk blank, so that the message's line
+                // numbers are the stream's (rare: only on errors).
+                let message = if first_line == 0 {
+                    e.to_string()
+                } else {
+                    let padded = format!("{}{chunk}", "\n".repeat(first_line));
+                    serde_norway::Deserializer::from_str(&padded)
+                        .nth(i)
+                        .and_then(|d| Value::deserialize(d).err())
+                        .map_or_else(|| e.to_string(), |e| e.to_string())
+                };
+                return Some(SyntaxError {
+                    document: *documents + 1,
+                    message,
+                });
+            }
+        }
+    }
+    None
 }
 
 /// Parses one file's text (YAML or JSON, possibly several documents) into `loaded`.
@@ -214,25 +666,11 @@ pub fn parse_documents(text: &str) -> (Vec<Value>, Option<SyntaxError>) {
 /// A syntax error ends the file: the documents before it are kept, and the error names the
 /// document it is in (counting from 1).
 pub fn load_str(path: &str, text: &str, loaded: &mut Loaded) {
-    let (documents, error) = parse_documents(text);
-    let multi = documents.len() > 1 || (error.is_some() && !documents.is_empty());
-    for (i, doc) in documents.into_iter().enumerate() {
-        let what = if multi {
-            format!("document {}: ", i + 1)
-        } else {
-            String::new()
-        };
-        push_document(path, &what, doc, loaded);
-    }
-    if let Some(e) = error {
-        loaded.errors.push(LoadError {
-            path: path.to_string(),
-            message: e.to_string(),
-        });
-    }
+    loaded.read_input(path.to_string(), Input::Text(text.to_string()));
 }
 
-fn push_document(path: &str, what: &str, doc: Value, loaded: &mut Loaded) {
+/// Splits a document into objects (`List` items one by one) and problems.
+fn expand(doc: Value, at: Origin, out: &mut dyn FnMut(Piece)) {
     if doc.is_null() {
         return;
     }
@@ -246,7 +684,11 @@ fn push_document(path: &str, what: &str, doc: Value, loaded: &mut Loaded) {
             && let Some(Value::Array(items)) = map.remove("items")
         {
             for (j, item) in items.into_iter().enumerate() {
-                push_document(path, &format!("{what}items[{j}]: "), item, loaded);
+                let item_at = Origin {
+                    items: format!("{}items[{j}]: ", at.items),
+                    ..at.clone()
+                };
+                expand(item, item_at, out);
             }
         }
         return;
@@ -255,31 +697,26 @@ fn push_document(path: &str, what: &str, doc: Value, loaded: &mut Loaded) {
         .as_object()
         .is_some_and(|m| !m.contains_key("kind") && !m.contains_key("apiVersion"));
     if not_kubernetes {
-        loaded.warnings.push(LoadError {
-            path: path.to_string(),
-            message: format!("{what}skipped: not a Kubernetes object (no apiVersion and no kind)"),
+        out(Piece::Problem {
+            at,
+            text: "skipped: not a Kubernetes object (no apiVersion and no kind)".to_string(),
+            error: false,
         });
         return;
     }
     match K8sObject::from_value(doc) {
-        Ok(o) => {
-            if let Some(problem) = shape_error(&o) {
-                loaded.errors.push(LoadError {
-                    path: path.to_string(),
-                    message: format!("{what}{} {}: {problem}", o.kind, display_name(&o)),
-                });
-                return;
-            }
-            let origin = if what.is_empty() {
-                path.to_string()
-            } else {
-                format!("{path}: {}", what.trim_end_matches(": "))
-            };
-            loaded.push_object(o, origin);
-        }
-        Err(e) => loaded.errors.push(LoadError {
-            path: path.to_string(),
-            message: format!("{what}{e}"),
+        Ok(o) => match shape_error(&o) {
+            Some(problem) => out(Piece::Problem {
+                text: format!("{} {}: {problem}", o.kind, display_name(&o)),
+                at,
+                error: true,
+            }),
+            None => out(Piece::Object(o, at)),
+        },
+        Err(e) => out(Piece::Problem {
+            at,
+            text: e.to_string(),
+            error: true,
         }),
     }
 }

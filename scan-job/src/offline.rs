@@ -332,41 +332,85 @@ impl Scanner {
     pub fn scan_paths(&self, paths: &[PathBuf]) -> ScanOutcome {
         self.scan(manifests::load_paths(paths))
     }
+
+    /// Evaluates what [`manifests::index_paths`] read, one object at a time, and hands each
+    /// result to `emit` (objects in input order, then RBAC triplets, as [`Scanner::scan`]); `emit`
+    /// returns `false` to stop. Only the index (every object, workloads as their related copy)
+    /// and one full object with its results are in memory at a time.
+    pub fn stream(&self, mut indexed: Loaded, emit: &mut dyn FnMut(ScannedResource) -> bool) {
+        let inventory = Inventory::new(std::mem::take(&mut indexed.objects));
+        let mut go = true;
+        indexed.for_each_object(inventory.objects(), &mut |index, obj| {
+            if let Some(r) = self.evaluator.evaluate_object_as(&inventory, index, obj) {
+                go = emit(ScannedResource {
+                    objects: report::build_for(&r, Some(obj), &inventory, &self.context),
+                    target: r.target,
+                });
+            }
+            go
+        });
+        if !go {
+            return;
+        }
+        for t in inventory.triplets() {
+            if let Some(r) = self.evaluator.evaluate_triplet(&inventory, t) {
+                let resource = ScannedResource {
+                    objects: report::build(&r, &inventory, &self.context),
+                    target: r.target,
+                };
+                if !emit(resource) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Totals {
+    /// Counts one more scanned resource.
+    pub fn add(&mut self, r: &ScannedResource) {
+        let spec = &r.objects.summary.spec;
+        self.resources += 1;
+        self.failed.merge(&spec.severities);
+        if spec.severities.total() > 0 {
+            self.with_failures += 1;
+        }
+        for c in spec.controls.values() {
+            match (c.status.status, c.status.sub_status) {
+                (Status::Skipped, _) => self.skipped += 1,
+                (Status::Passed, Some(SubStatus::WithExceptions)) => self.excepted += 1,
+                _ => {}
+            }
+        }
+    }
+}
+
+impl ScannedResource {
+    /// Whether a control failed on it with severity `threshold` or higher.
+    pub fn reaches(&self, threshold: Severity) -> bool {
+        let min = severity_rank(threshold);
+        self.objects.summary.spec.controls.values().any(|c| {
+            c.status.status == Status::Failed && severity_rank(c.severity.severity) >= min
+        })
+    }
 }
 
 impl ScanOutcome {
     /// Counts over the whole scan.
     pub fn totals(&self) -> Totals {
         let mut t = Totals {
-            resources: self.resources.len(),
             unreadable: self.errors.len(),
             ..Totals::default()
         };
         for r in &self.resources {
-            let spec = &r.objects.summary.spec;
-            t.failed.merge(&spec.severities);
-            if spec.severities.total() > 0 {
-                t.with_failures += 1;
-            }
-            for c in spec.controls.values() {
-                match (c.status.status, c.status.sub_status) {
-                    (Status::Skipped, _) => t.skipped += 1,
-                    (Status::Passed, Some(SubStatus::WithExceptions)) => t.excepted += 1,
-                    _ => {}
-                }
-            }
+            t.add(r);
         }
         t
     }
 
     /// Whether any resource has a failed control of severity `threshold` or higher.
     pub fn reaches(&self, threshold: Severity) -> bool {
-        let min = severity_rank(threshold);
-        self.resources.iter().any(|r| {
-            r.objects.summary.spec.controls.values().any(|c| {
-                c.status.status == Status::Failed && severity_rank(c.severity.severity) >= min
-            })
-        })
+        self.resources.iter().any(|r| r.reaches(threshold))
     }
 }
 

@@ -2,6 +2,7 @@
 //! for a 100-column terminal. Colour is optional and off unless asked for ([`Style`]).
 
 use std::fmt::Write as _;
+use std::io::Write;
 
 use kubevigil_crds::identity::Target;
 use kubevigil_crds::{RulePath, ScannedControl, Severity, Status};
@@ -321,8 +322,8 @@ fn totals_clauses(t: &Totals) -> Vec<String> {
 }
 
 /// The totals, `; `-separated, wrapped between clauses.
-fn push_totals(out: &mut String, outcome: &ScanOutcome, style: Style) {
-    let clauses = totals_clauses(&outcome.totals());
+fn push_totals(out: &mut String, totals: &Totals, style: Style) {
+    let clauses = totals_clauses(totals);
     let last = clauses.len().saturating_sub(1);
     let pieces: Vec<String> = clauses
         .into_iter()
@@ -338,36 +339,174 @@ fn push_totals(out: &mut String, outcome: &ScanOutcome, style: Style) {
 /// severity) and its failed controls, Critical first, each with its fix, delete or review paths;
 /// then the totals.
 pub fn scan_table(outcome: &ScanOutcome, style: Style) -> String {
-    let mut out = String::new();
-    for r in &outcome.resources {
-        push_header(&mut out, r, style);
-        for c in failed_controls(r) {
-            push_failed_control(&mut out, c, style);
-        }
-        out.push('\n');
-    }
-    push_totals(&mut out, outcome, style);
-    out
+    render_to_string(Format::ScanTable, style, outcome)
 }
 
 /// The summary table: one line per resource with its score and failed-control counts.
 pub fn summary_table(outcome: &ScanOutcome, style: Style) -> String {
-    let headers = ["RESOURCE", "SCORE", "CRITICAL", "HIGH", "MEDIUM", "LOW"];
-    let rows: Vec<[String; 6]> = outcome
-        .resources
-        .iter()
-        .map(|r| {
-            let s = &r.objects.summary.spec;
-            [
-                target_label(&r.target),
-                percent(s.compliance_score),
-                s.severities.critical.to_string(),
-                s.severities.high.to_string(),
-                s.severities.medium.to_string(),
-                s.severities.low.to_string(),
-            ]
+    render_to_string(Format::SummaryTable, style, outcome)
+}
+
+fn render_to_string(format: Format, style: Style, outcome: &ScanOutcome) -> String {
+    let mut out = Vec::new();
+    let mut r = Renderer::new(format, style);
+    let written = r
+        .begin(&mut out)
+        .and_then(|()| {
+            outcome
+                .resources
+                .iter()
+                .try_for_each(|res| r.item(&mut out, res))
         })
-        .collect();
+        .and_then(|()| r.end(&mut out, &outcome.totals()));
+    match written {
+        Ok(()) => String::from_utf8_lossy(&out).into_owned(),
+        Err(e) => format!("cannot render the results: {e}"),
+    }
+}
+
+/// What [`Renderer`] prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// [`scan_table`].
+    ScanTable,
+    /// [`summary_table`].
+    SummaryTable,
+    /// A `kind: List` of the WorkloadConfigurationScans as JSON (`summary`: of the summaries).
+    Json {
+        /// Print the summaries.
+        summary: bool,
+    },
+    /// The same list as YAML.
+    Yaml {
+        /// Print the summaries.
+        summary: bool,
+    },
+}
+
+/// One row of the summary table: label, score and the four severity counts.
+type SummaryRow = [String; 6];
+
+/// Prints scan results as they come, one resource at a time: the tables, or a `kind: List` in
+/// JSON or YAML written as its header, each item, and its end (the same bytes as serialising
+/// the whole list at once). Only the summary table keeps something per resource (its row, a
+/// few dozen bytes, since the label column is as wide as the longest label).
+#[derive(Debug)]
+pub struct Renderer {
+    format: Format,
+    style: Style,
+    /// Items written so far.
+    items: usize,
+    /// The summary table's rows.
+    rows: Vec<SummaryRow>,
+}
+
+/// The start of a List, as `serde_json::to_string_pretty` writes it.
+const JSON_HEAD: &str = "{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"List\",\n  \"metadata\": {},\n  \"items\": [";
+/// The start of a List, as `serde_norway::to_string` writes it.
+const YAML_HEAD: &str = "apiVersion: v1\nkind: List\nmetadata: {}\nitems:";
+
+impl Renderer {
+    /// A renderer for `format`.
+    pub fn new(format: Format, style: Style) -> Self {
+        Renderer {
+            format,
+            style,
+            items: 0,
+            rows: Vec::new(),
+        }
+    }
+
+    /// Writes what comes before the first resource.
+    pub fn begin(&mut self, w: &mut dyn Write) -> std::io::Result<()> {
+        match self.format {
+            Format::Json { .. } => w.write_all(JSON_HEAD.as_bytes()),
+            Format::Yaml { .. } => w.write_all(YAML_HEAD.as_bytes()),
+            Format::ScanTable | Format::SummaryTable => Ok(()),
+        }
+    }
+
+    /// Writes one resource (the summary table only notes its row).
+    pub fn item(&mut self, w: &mut dyn Write, r: &ScannedResource) -> std::io::Result<()> {
+        let first = self.items == 0;
+        self.items += 1;
+        match self.format {
+            Format::ScanTable => {
+                let mut out = String::new();
+                push_header(&mut out, r, self.style);
+                for c in failed_controls(r) {
+                    push_failed_control(&mut out, c, self.style);
+                }
+                out.push('\n');
+                w.write_all(out.as_bytes())
+            }
+            Format::SummaryTable => {
+                let s = &r.objects.summary.spec;
+                self.rows.push([
+                    target_label(&r.target),
+                    percent(s.compliance_score),
+                    s.severities.critical.to_string(),
+                    s.severities.high.to_string(),
+                    s.severities.medium.to_string(),
+                    s.severities.low.to_string(),
+                ]);
+                Ok(())
+            }
+            Format::Json { summary } => {
+                let text = if summary {
+                    serde_json::to_string_pretty(&r.objects.summary)
+                } else {
+                    serde_json::to_string_pretty(&r.objects.scan)
+                }
+                .map_err(std::io::Error::other)?;
+                // Nested two levels deep: every line (JSON strings hold no raw newline) moves
+                // right by four spaces.
+                w.write_all(if first { b"\n    " } else { b",\n    " })?;
+                w.write_all(text.replace('\n', "\n    ").as_bytes())
+            }
+            Format::Yaml { summary } => {
+                let text = if summary {
+                    serde_norway::to_string(&r.objects.summary)
+                } else {
+                    serde_norway::to_string(&r.objects.scan)
+                }
+                .map_err(std::io::Error::other)?;
+                if first {
+                    w.write_all(b"\n")?;
+                }
+                let mut out = String::with_capacity(text.len() + text.len() / 8);
+                for (i, line) in text.lines().enumerate() {
+                    out.push_str(if i == 0 { "- " } else { "  " });
+                    out.push_str(line);
+                    out.push('\n');
+                }
+                w.write_all(out.as_bytes())
+            }
+        }
+    }
+
+    /// Writes what comes after the last resource: the end of the list, or the totals.
+    pub fn end(&mut self, w: &mut dyn Write, totals: &Totals) -> std::io::Result<()> {
+        let empty = self.items == 0;
+        match self.format {
+            Format::Json { .. } => w.write_all(if empty { b"]\n}\n" } else { b"\n  ]\n}\n" }),
+            Format::Yaml { .. } => w.write_all(if empty { b" []\n" } else { b"" }),
+            Format::ScanTable => {
+                let mut out = String::new();
+                push_totals(&mut out, totals, self.style);
+                w.write_all(out.as_bytes())
+            }
+            Format::SummaryTable => {
+                let out = summary_rows(&std::mem::take(&mut self.rows), totals, self.style);
+                w.write_all(out.as_bytes())
+            }
+        }
+    }
+}
+
+/// The summary table of the rows, then the totals.
+fn summary_rows(rows: &[SummaryRow], totals: &Totals, style: Style) -> String {
+    let headers = ["RESOURCE", "SCORE", "CRITICAL", "HIGH", "MEDIUM", "LOW"];
     let numbers: usize = 8 + 2 + 8 + 2 + 4 + 2 + 6 + 2 + 3;
     let label_width = rows
         .iter()
@@ -391,7 +530,7 @@ pub fn summary_table(outcome: &ScanOutcome, style: Style) -> String {
         text.trim_end().to_string()
     };
     let _ = writeln!(out, "{}", style.bold(&line(headers)));
-    for r in &rows {
+    for r in rows {
         let mut label = wrap_label(&r[0], label_width).into_iter();
         let first = label.next().unwrap_or_default();
         let _ = writeln!(out, "{}", line([&first, &r[1], &r[2], &r[3], &r[4], &r[5]]));
@@ -400,7 +539,7 @@ pub fn summary_table(outcome: &ScanOutcome, style: Style) -> String {
         }
     }
     out.push('\n');
-    push_totals(&mut out, outcome, style);
+    push_totals(&mut out, totals, style);
     out
 }
 
