@@ -57,11 +57,17 @@ pub struct ScannedControl {
     pub control_id: String,
     /// Human-readable control name, for example `Privileged container`.
     pub name: String,
-    /// Severity derived from the control's base score.
+    /// Severity derived from the control's base score. Also in the summary of the same name;
+    /// kept here too, as in Kubescape's kind, so that this object alone says what failed and
+    /// how badly (the offline table and exception tooling read it alone).
     pub severity: ControlSeverity,
-    /// Merged status of the control's rules on this target.
+    /// Merged status of the control's rules on this target, with its explanation (`info`),
+    /// which only this kind carries (the summary of the same name has the status without it).
     pub status: ControlStatus,
-    /// Per-rule outcomes with the offending paths.
+    /// Per-rule outcomes with the offending paths. Every rule of the control is listed, passed
+    /// ones too (as in Kubescape's WorkloadConfigurationScan, whose passed rules carry their
+    /// name and status only): a passed rule has no paths and no related resources, since
+    /// nothing was found.
     #[serde(default)]
     pub rules: Vec<ScannedRule>,
 }
@@ -180,7 +186,13 @@ pub struct ScannedRule {
     pub name: String,
     /// Status of this rule on the target.
     pub status: RuleStatus,
-    /// The configuration inputs the rule used (control-input name to values).
+    /// Not written by kubevigil (always empty; kept so that results written by earlier
+    /// versions, which copied the control inputs here, stay valid). Kubescape copies the control
+    /// inputs the rule read into every rule of every result; they are the same for every
+    /// result of a scan, so kubevigil leaves them out: the `kubevigil.io/controls-hash`
+    /// annotation names the controls and inputs a result was computed with, and the inputs
+    /// themselves are the chart's `controlsConfig` (`scan-job controls -o json` lists each
+    /// control's input names).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub control_configurations: BTreeMap<String, Vec<String>>,
     /// Offending or remediating paths, in Kubescape's path syntax

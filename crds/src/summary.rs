@@ -98,7 +98,9 @@ pub struct ControlSummary {
     pub control_id: String,
     /// Severity derived from the control's base score.
     pub severity: ControlSeverity,
-    /// Status of the control on the target.
+    /// Status of the control on the target: `status` and `subStatus`. The explanation of a skip
+    /// or exception (`info`) is not repeated here; it is in the WorkloadConfigurationScan of the
+    /// same name.
     pub status: ControlStatus,
 }
 

@@ -154,12 +154,18 @@ pub fn build_for(
             }
             Status::Skipped => {}
         }
+        // The summary's status is the short form: the explanation (`info`) is only in the
+        // WorkloadConfigurationScan of the same name (see `ControlSummary::status`).
         summary_controls.insert(
             c.meta.id.to_string(),
             ControlSummary {
                 control_id: c.meta.id.to_string(),
                 severity: severity.clone(),
-                status: status.clone(),
+                status: ControlStatus {
+                    status: c.status,
+                    sub_status: c.sub_status,
+                    info: None,
+                },
             },
         );
         controls.insert(
@@ -204,7 +210,53 @@ pub fn build_for(
 pub const MAX_SCAN_BYTES: usize = 1024 * 1024;
 
 fn json_len(scan: &WorkloadConfigurationScan) -> usize {
-    serde_json::to_vec(scan).map_or(usize::MAX, |v| v.len())
+    /// Counts bytes without keeping them.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, scan) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+/// An upper bound of [`json_len`] from the number of paths, cheap enough to run on every
+/// result: a path's strings at six bytes per byte (JSON's worst escape) plus room for its keys,
+/// and a fixed allowance per control for everything else. Only a result over
+/// [`MAX_SCAN_BYTES`] by this bound is serialised to be measured.
+fn json_len_bound(scan: &WorkloadConfigurationScan) -> usize {
+    const PER_CONTROL: usize = 4096;
+    const PER_PATH: usize = 128;
+    let mut bound = 64 * 1024;
+    for c in scan.spec.controls.values() {
+        bound += PER_CONTROL + 6 * (c.name.len() + c.status.info.as_ref().map_or(0, String::len));
+        for rule in &c.rules {
+            bound += 6 * rule.related_resources_ids.iter().map(String::len).sum::<usize>();
+            for p in &rule.paths {
+                let text = [
+                    &p.failed_path,
+                    &p.review_path,
+                    &p.delete_path,
+                    &p.fix_path,
+                    &p.fix_path_value,
+                    &p.resource_id,
+                ]
+                .iter()
+                .map(|s| s.as_ref().map_or(0, String::len))
+                .sum::<usize>();
+                bound += PER_PATH + 6 * text;
+            }
+        }
+    }
+    bound
 }
 
 /// Keeps a scan under [`MAX_SCAN_BYTES`]: a huge workload (hundreds of containers, each failing
@@ -213,7 +265,7 @@ fn json_len(scan: &WorkloadConfigurationScan) -> usize {
 /// first in rounds (halving the number kept), and each control that lost paths says so in its
 /// `status.info`.
 pub fn fit_size(scan: &mut WorkloadConfigurationScan) {
-    if json_len(scan) <= MAX_SCAN_BYTES {
+    if json_len_bound(scan) <= MAX_SCAN_BYTES || json_len(scan) <= MAX_SCAN_BYTES {
         return;
     }
     let longest = scan
@@ -336,7 +388,9 @@ fn rules_of(c: &ControlResult) -> Vec<ScannedRule> {
                 status: r.status,
                 sub_status: r.sub_status,
             },
-            control_configurations: BTreeMap::clone(c.configurations),
+            // Not written: the inputs are the same for every result of a scan and are named by
+            // the controls-hash annotation (see `ScannedRule::control_configurations`).
+            control_configurations: BTreeMap::new(),
             paths: r.paths.iter().map(|p| p.to_rule_path()).collect(),
             related_resources_ids: r.related.iter().map(|id| (*id).to_string()).collect(),
         })
