@@ -239,7 +239,11 @@ fn json_len_bound(scan: &WorkloadConfigurationScan) -> usize {
     for c in scan.spec.controls.values() {
         bound += PER_CONTROL + 6 * (c.name.len() + c.status.info.as_ref().map_or(0, String::len));
         for rule in &c.rules {
-            bound += 6 * rule.related_resources_ids.iter().map(String::len).sum::<usize>();
+            bound += 6 * rule
+                .related_resources_ids
+                .iter()
+                .map(String::len)
+                .sum::<usize>();
             for p in &rule.paths {
                 let text = [
                     &p.failed_path,

@@ -400,12 +400,9 @@ pub fn related_copy(obj: &K8sObject) -> Option<K8sObject> {
     if let Some(labels) = pod_labels(obj).filter(|_| !template.is_empty()) {
         // Rebuild the template path down to its metadata.labels.
         let mut node = Value::Object(
-            [(
-                "labels".to_string(),
-                Value::Object(labels.clone()),
-            )]
-            .into_iter()
-            .collect(),
+            [("labels".to_string(), Value::Object(labels.clone()))]
+                .into_iter()
+                .collect(),
         );
         node = Value::Object([("metadata".to_string(), node)].into_iter().collect());
         let parts: Vec<&str> = template.split('.').filter(|p| !p.is_empty()).collect();

@@ -235,9 +235,9 @@ impl Loaded {
                 },
                 Err(e) => Err(e),
             },
-            Input::Text(text) => each_document(text.as_bytes(), &mut |d, v| {
-                self.push_document(file, d, v)
-            }),
+            Input::Text(text) => {
+                each_document(text.as_bytes(), &mut |d, v| self.push_document(file, d, v))
+            }
         };
         match result {
             Ok(read) => {
@@ -283,7 +283,11 @@ impl Loaded {
     /// read again are skipped (their errors were reported by the first reading).
     ///
     /// `kept` is [`Loaded::objects`], or what it was moved into (an inventory's objects).
-    pub fn for_each_object(&self, kept: &[K8sObject], f: &mut dyn FnMut(usize, &K8sObject) -> bool) {
+    pub fn for_each_object(
+        &self,
+        kept: &[K8sObject],
+        f: &mut dyn FnMut(usize, &K8sObject) -> bool,
+    ) {
         let mut read = 0usize;
         let mut index = 0usize;
         let go = std::cell::Cell::new(true);

@@ -389,9 +389,12 @@ impl ScannedResource {
     /// Whether a control failed on it with severity `threshold` or higher.
     pub fn reaches(&self, threshold: Severity) -> bool {
         let min = severity_rank(threshold);
-        self.objects.summary.spec.controls.values().any(|c| {
-            c.status.status == Status::Failed && severity_rank(c.severity.severity) >= min
-        })
+        self.objects
+            .summary
+            .spec
+            .controls
+            .values()
+            .any(|c| c.status.status == Status::Failed && severity_rank(c.severity.severity) >= min)
     }
 }
 

@@ -402,7 +402,8 @@ pub struct Renderer {
 }
 
 /// The start of a List, as `serde_json::to_string_pretty` writes it.
-const JSON_HEAD: &str = "{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"List\",\n  \"metadata\": {},\n  \"items\": [";
+const JSON_HEAD: &str =
+    "{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"List\",\n  \"metadata\": {},\n  \"items\": [";
 /// The start of a List, as `serde_norway::to_string` writes it.
 const YAML_HEAD: &str = "apiVersion: v1\nkind: List\nmetadata: {}\nitems:";
 
