@@ -365,62 +365,38 @@ mod tests {
     }
 }
 
-/// What other objects' controls read of a workload, as a new object: `apiVersion`, `kind`,
-/// `metadata.name`, `metadata.namespace`, `metadata.labels`, `spec.selector` and the pod
-/// template's `metadata.labels` (a Pod's own labels; a CronJob's job-template pod labels).
-/// `None` for kinds that are not workloads ([`WORKLOAD_KINDS_RC`]).
+/// What other objects' controls read of a workload, as a new object: its identity (kind, API
+/// version, name, namespace) and its pods' labels at the same place ([`pod_labels`]: a Pod's
+/// `metadata.labels`, a controller's `spec.template.metadata.labels`, a CronJob's job-template
+/// pod labels), nothing else. `None` for kinds that are not workloads ([`WORKLOAD_KINDS_RC`]).
 ///
 /// Controls that relate objects read nothing else of a workload they did not evaluate (see the
-/// table in `controls::relations`: C-0293, C-0299 and C-0300 read a workload's name, namespace
-/// and pod labels; the exposure shortcuts its labels and `spec.selector.matchLabels`). An
-/// inventory of these copies lets a scan keep every object's relations in memory while
-/// evaluating the full objects one at a time (`scan-job scan`'s streaming).
+/// table in `controls::relations`: C-0293 and C-0299 compare a Service's or NetworkPolicy's
+/// selector with the pod labels of the workloads of its namespace, C-0300 looks an HPA's target
+/// up by name; the workload controls read their own object). An inventory of these copies
+/// lets a scan keep every object's relations in memory while evaluating the full objects one
+/// at a time (`scan-job scan`'s streaming).
 pub fn related_copy(obj: &K8sObject) -> Option<K8sObject> {
     let template = template_path(&obj.kind)?;
-    let mut value = serde_json::Map::new();
-    for key in ["apiVersion", "kind"] {
-        if let Some(v) = obj.value.get(key) {
-            value.insert(key.to_string(), v.clone());
-        }
-    }
-    let mut metadata = serde_json::Map::new();
-    if let Some(meta) = obj.value.get("metadata").and_then(Value::as_object) {
-        for key in ["name", "namespace", "labels"] {
-            if let Some(v) = meta.get(key) {
-                metadata.insert(key.to_string(), v.clone());
-            }
-        }
-    }
-    value.insert("metadata".to_string(), Value::Object(metadata));
-    let mut spec = serde_json::Map::new();
-    if let Some(selector) = obj.get("spec.selector") {
-        spec.insert("selector".to_string(), selector.clone());
-    }
-    let mut copy = Value::Object(value);
-    if let Some(labels) = pod_labels(obj).filter(|_| !template.is_empty()) {
-        // Rebuild the template path down to its metadata.labels.
+    let mut value = Value::Object(serde_json::Map::new());
+    if let Some(labels) = pod_labels(obj) {
+        // metadata.labels under the template path, built from the inside out.
         let mut node = Value::Object(
             [("labels".to_string(), Value::Object(labels.clone()))]
                 .into_iter()
                 .collect(),
         );
         node = Value::Object([("metadata".to_string(), node)].into_iter().collect());
-        let parts: Vec<&str> = template.split('.').filter(|p| !p.is_empty()).collect();
-        for part in parts.iter().skip(1).rev() {
-            node = Value::Object([((*part).to_string(), node)].into_iter().collect());
+        for part in template.split('.').filter(|p| !p.is_empty()).rev() {
+            node = Value::Object([(part.to_string(), node)].into_iter().collect());
         }
-        spec.extend(node.as_object().cloned().unwrap_or_default());
-    }
-    if !spec.is_empty()
-        && let Some(map) = copy.as_object_mut()
-    {
-        map.insert("spec".to_string(), Value::Object(spec));
+        value = node;
     }
     Some(K8sObject {
         api_version: obj.api_version.clone(),
         kind: obj.kind.clone(),
         name: obj.name.clone(),
         namespace: obj.namespace.clone(),
-        value: copy,
+        value,
     })
 }
