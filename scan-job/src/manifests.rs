@@ -396,7 +396,12 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
 /// [`load_paths`] for a streaming scan: of each workload, only its [`related_copy`] is kept in
 /// [`Loaded::objects`]; [`Loaded::for_each_object`] reads the full objects again, one at a time.
 pub fn index_paths(paths: &[PathBuf]) -> Loaded {
-    read_paths(paths, true)
+    let mut loaded = read_paths(paths, true);
+    // What only the first reading needs (duplicate detection, message origins) is freed
+    // before the objects are evaluated.
+    loaded.seen = HashMap::new();
+    loaded.origins = Vec::new();
+    loaded
 }
 
 fn read_paths(paths: &[PathBuf], related_only: bool) -> Loaded {

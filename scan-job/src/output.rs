@@ -399,6 +399,63 @@ pub struct Renderer {
     items: usize,
     /// The summary table's rows.
     rows: Vec<SummaryRow>,
+    /// YAML of controls already printed.
+    yaml: YamlControls,
+}
+
+/// YAML of result objects, with each control's entry rendered once per distinct content:
+/// most controls pass on most resources, and their entries are the same text every time (the
+/// YAML emitter costs about 20 times the JSON serialiser). The cache is emptied when it
+/// reaches [`YamlControls::MAX`] entries, so it stays small whatever the input.
+#[derive(Debug, Default)]
+struct YamlControls {
+    /// Control entry as compact JSON (its identity) to its YAML lines at the map's depth.
+    cache: std::collections::HashMap<String, String>,
+}
+
+impl YamlControls {
+    const MAX: usize = 4096;
+
+    /// `head` (an object whose `spec.controls` is empty) as YAML with `controls` put back in.
+    fn object<H: Serialize, C: Serialize>(
+        &mut self,
+        head: &H,
+        controls: &std::collections::BTreeMap<String, C>,
+    ) -> Result<String, serde_norway::Error> {
+        let text = serde_norway::to_string(head)?;
+        const EMPTY: &str = "\n  controls: {}\n";
+        let (Some(at), false) = (text.find(EMPTY), controls.is_empty()) else {
+            return Ok(text);
+        };
+        let mut out = String::with_capacity(text.len() + controls.len() * 256);
+        out.push_str(&text[..at]);
+        out.push_str("\n  controls:\n");
+        for (id, control) in controls {
+            // Control IDs (`C-0057`) are plain YAML scalars.
+            out.push_str("    ");
+            out.push_str(id);
+            out.push_str(":\n");
+            let key = serde_json::to_string(control)
+                .map_err(<serde_norway::Error as serde::ser::Error>::custom)?;
+            if let Some(entry) = self.cache.get(&key) {
+                out.push_str(entry);
+                continue;
+            }
+            let mut entry = String::new();
+            for line in serde_norway::to_string(control)?.lines() {
+                entry.push_str("      ");
+                entry.push_str(line);
+                entry.push('\n');
+            }
+            out.push_str(&entry);
+            if self.cache.len() >= Self::MAX {
+                self.cache.clear();
+            }
+            self.cache.insert(key, entry);
+        }
+        out.push_str(&text[at + EMPTY.len()..]);
+        Ok(out)
+    }
 }
 
 /// The start of a List, as `serde_json::to_string_pretty` writes it.
@@ -415,6 +472,7 @@ impl Renderer {
             style,
             items: 0,
             rows: Vec::new(),
+            yaml: YamlControls::default(),
         }
     }
 
@@ -467,9 +525,13 @@ impl Renderer {
             }
             Format::Yaml { summary } => {
                 let text = if summary {
-                    serde_norway::to_string(&r.objects.summary)
+                    let mut head = r.objects.summary.clone();
+                    let controls = std::mem::take(&mut head.spec.controls);
+                    self.yaml.object(&head, &controls)
                 } else {
-                    serde_norway::to_string(&r.objects.scan)
+                    let mut head = r.objects.scan.clone();
+                    let controls = std::mem::take(&mut head.spec.controls);
+                    self.yaml.object(&head, &controls)
                 }
                 .map_err(std::io::Error::other)?;
                 if first {
