@@ -329,42 +329,6 @@ fn push_index(out: &mut String, index: usize) {
     out.push(']');
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn container_field_paths() {
-        assert_eq!(
-            container_field_path(
-                "spec.template.spec",
-                "containers",
-                0,
-                "securityContext.privileged"
-            ),
-            "spec.template.spec.containers[0].securityContext.privileged"
-        );
-        assert_eq!(
-            container_field_path("spec", "initContainers", 1234567, "image"),
-            "spec.initContainers[1234567].image"
-        );
-        assert_eq!(
-            container_entry_path("spec", "containers", 1, "env", 12, "name"),
-            "spec.containers[1].env[12].name"
-        );
-        assert_eq!(
-            container_entry_path("spec", "containers", 0, "volumeMounts", 3, ""),
-            "spec.containers[0].volumeMounts[3]"
-        );
-        let mut s = String::from("a");
-        push_index(&mut s, usize::MAX);
-        assert_eq!(s, format!("a[{}]", usize::MAX));
-        let mut s = String::new();
-        push_index(&mut s, 10);
-        assert_eq!(s, "[10]");
-    }
-}
-
 /// What other objects' controls read of a workload, as a new object: its identity (kind, API
 /// version, name, namespace) and its pods' labels at the same place ([`pod_labels`]: a Pod's
 /// `metadata.labels`, a controller's `spec.template.metadata.labels`, a CronJob's job-template
@@ -399,4 +363,40 @@ pub fn related_copy(obj: &K8sObject) -> Option<K8sObject> {
         namespace: obj.namespace.clone(),
         value,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_field_paths() {
+        assert_eq!(
+            container_field_path(
+                "spec.template.spec",
+                "containers",
+                0,
+                "securityContext.privileged"
+            ),
+            "spec.template.spec.containers[0].securityContext.privileged"
+        );
+        assert_eq!(
+            container_field_path("spec", "initContainers", 1234567, "image"),
+            "spec.initContainers[1234567].image"
+        );
+        assert_eq!(
+            container_entry_path("spec", "containers", 1, "env", 12, "name"),
+            "spec.containers[1].env[12].name"
+        );
+        assert_eq!(
+            container_entry_path("spec", "containers", 0, "volumeMounts", 3, ""),
+            "spec.containers[0].volumeMounts[3]"
+        );
+        let mut s = String::from("a");
+        push_index(&mut s, usize::MAX);
+        assert_eq!(s, format!("a[{}]", usize::MAX));
+        let mut s = String::new();
+        push_index(&mut s, 10);
+        assert_eq!(s, "[10]");
+    }
 }
