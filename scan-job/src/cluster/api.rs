@@ -306,6 +306,40 @@ mod tests {
     }
 
     #[test]
+    fn a_create_entry_is_ours_while_the_apply_covers_its_fields() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1;
+        let entry = |op: &str, fields: serde_json::Value| ManagedFieldsEntry {
+            manager: Some(FIELD_MANAGER.into()),
+            operation: Some(op.into()),
+            fields_v1: Some(FieldsV1(fields)),
+            ..ManagedFieldsEntry::default()
+        };
+        let created = serde_json::json!({"f:metadata": {"f:annotations": {".": {}, "f:a": {}}},
+            "f:spec": {".": {}, "f:controls": {}}});
+        // Just created: the create's entry alone.
+        let mut meta = kube::core::ObjectMeta {
+            managed_fields: Some(vec![entry("Update", created.clone())]),
+            ..kube::core::ObjectMeta::default()
+        };
+        assert_eq!(only_own_fields(&meta), None);
+        // Applied since, setting every field again.
+        let applied = serde_json::json!({"f:metadata": {"f:annotations": {"f:a": {}, "f:b": {}}},
+            "f:spec": {"f:controls": {}}});
+        meta.managed_fields = Some(vec![
+            entry("Update", created),
+            entry("Apply", applied.clone()),
+        ]);
+        assert_eq!(only_own_fields(&meta), None);
+        // The create set a field the last apply no longer sets: a leftover to replace away.
+        let leftover = serde_json::json!({"f:metadata": {"f:annotations": {"f:gone": {}}}});
+        meta.managed_fields = Some(vec![
+            entry("Update", leftover),
+            entry("Apply", applied.clone()),
+        ]);
+        assert_eq!(only_own_fields(&meta), Some(vec![entry("Apply", applied)]));
+    }
+
+    #[test]
     fn foreign_field_managers_are_detected() {
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
         let entry = |manager: &str, op: &str| ManagedFieldsEntry {
