@@ -49,6 +49,8 @@ pub fn wcss_resource() -> ApiResource {
 pub enum SummaryOutcome {
     /// Applied with this many workloads.
     Applied(u32),
+    /// Already as computed (this many workloads): not written.
+    Unchanged(u32),
     /// The namespace has no results: its summary was deleted.
     Deleted,
 }
@@ -109,6 +111,19 @@ pub async fn summarize(
         MANAGED_BY.to_string(),
         MANAGED_BY_VALUE.to_string(),
     )]));
+    // A resync or a restart recomputes every namespace's summary; one that is already as
+    // computed is not written again (one GET instead of an apply).
+    let current = css
+        .get_opt(namespace)
+        .await
+        .map_err(|source| Error::Summary {
+            action: "get",
+            name: namespace.to_string(),
+            source,
+        })?;
+    if current.is_some_and(|c| is_current(&c, &object)) {
+        return Ok(SummaryOutcome::Unchanged(workloads));
+    }
     css.patch(
         namespace,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -123,9 +138,40 @@ pub async fn summarize(
     Ok(SummaryOutcome::Applied(workloads))
 }
 
+/// Whether the existing summary `current` already says what `new` says: the same spec and
+/// kubevigil's labels.
+fn is_current(current: &ConfigurationScanSummary, new: &ConfigurationScanSummary) -> bool {
+    let labels = current.metadata.labels.clone().unwrap_or_default();
+    current.spec == new.spec
+        && new
+            .metadata
+            .labels
+            .iter()
+            .flatten()
+            .all(|(k, v)| labels.get(k) == Some(v))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unchanged_namespace_summary_is_current() {
+        let spec = namespace_summary("shop", [("a".to_string(), SeveritySummary::default())]);
+        let mut new = ConfigurationScanSummary::new("shop", spec.clone());
+        new.metadata.labels = Some(BTreeMap::from([(
+            MANAGED_BY.to_string(),
+            MANAGED_BY_VALUE.to_string(),
+        )]));
+        let mut current = new.clone();
+        current.metadata.resource_version = Some("7".into());
+        assert!(is_current(&current, &new));
+        current.metadata.labels = None;
+        assert!(!is_current(&current, &new));
+        let other = namespace_summary("shop", [("b".to_string(), SeveritySummary::default())]);
+        let changed = ConfigurationScanSummary::new("shop", other);
+        assert!(!is_current(&changed, &new));
+    }
 
     #[test]
     fn sums_and_sorted_refs() {

@@ -349,6 +349,18 @@ async fn applies_the_namespace_summary() {
         )
         .await;
     assert!(seen.uri.contains("continue=page2"), "{}", seen.uri);
+    // The current namespace summary is read first; none exists yet, so it is applied.
+    let seen = server
+        .expect(
+            404,
+            json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+        )
+        .await;
+    assert_eq!(seen.method, Method::GET);
+    assert_eq!(
+        seen.uri,
+        "/apis/kubevigil.io/v1beta1/configurationscansummaries/shop"
+    );
     let seen = server
         .expect(200, json!({"apiVersion": "kubevigil.io/v1beta1", "kind": "ConfigurationScanSummary", "metadata": {"name": "shop"}, "spec": {"severities": {"critical": 1, "high": 5, "medium": 0, "low": 2, "unknown": 0}}}))
         .await;

@@ -82,6 +82,10 @@ pub mod annotations {
     pub const SCAN_TIME: &str = "kubevigil.io/scan-time";
     /// Kubescape-style workload ID: `wlid://cluster-<cluster>/namespace-<ns>/<kind>-<name>`.
     pub const WLID: &str = "kubevigil.io/wlid";
+    /// Hash of the result's `spec` (see [`super::outcome_hash`]): with the fingerprint and the
+    /// controls hash, it tells from metadata alone whether a rescan found the same outcome, in
+    /// which case the scan Job writes nothing.
+    pub const OUTCOME_HASH: &str = "kubevigil.io/outcome-hash";
 }
 
 /// A Kubernetes object that is scanned as a whole (a workload, a ServiceAccount, a Namespace...).
@@ -504,6 +508,13 @@ fn finish_name(readable: String, force_hash: bool, identity: &str) -> String {
     } else {
         format!("{base}-{hash}")
     }
+}
+
+/// The [`annotations::OUTCOME_HASH`] of a result: the first 16 hex characters of the SHA-256 of
+/// its `spec` serialized as JSON (the result types serialize their maps in key order, so the
+/// same outcome always gives the same hash).
+pub fn outcome_hash(spec_json: &[u8]) -> String {
+    hex_prefix(&Sha256::digest(spec_json), 16)
 }
 
 /// First 8 hex characters of the SHA-256 of `input`.

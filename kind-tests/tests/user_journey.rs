@@ -63,8 +63,9 @@ fn table_rows(text: &str) -> Vec<Vec<String>> {
 /// Lines of a README YAML excerpt that must appear, in order, in the live output: `...` stands
 /// for omitted lines, and values that change with every scan or object are skipped.
 fn excerpt_lines(block: &str) -> Vec<String> {
-    const VOLATILE: [&str; 4] = [
+    const VOLATILE: [&str; 5] = [
         "kubevigil.io/fingerprint:",
+        "kubevigil.io/outcome-hash:",
         "kubevigil.io/scan-time:",
         "kubevigil.io/target-uid:",
         "kubevigil.io/controls-hash:",

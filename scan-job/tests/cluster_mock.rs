@@ -38,6 +38,13 @@ impl Call {
         self.method == "GET" && self.query.contains("limit=500")
     }
 
+    /// A LIST of the existing results of one kind in one namespace (metadata only).
+    fn is_result_list(&self) -> bool {
+        self.method == "GET"
+            && (self.path.ends_with("/workloadconfigurationscans")
+                || self.path.ends_with("/workloadconfigurationscansummaries"))
+    }
+
     fn annotation(&self, key: &str) -> &str {
         self.body.as_ref().unwrap()["metadata"]["annotations"][key]
             .as_str()
@@ -225,6 +232,22 @@ fn assert_apply(call: &Call, path: &str, kind: &str, fingerprint: &str, owner: O
         call.query
     );
     assert_eq!(call.content_type, "application/apply-patch+yaml");
+    assert_result_body(call, kind, fingerprint, owner);
+}
+
+/// Checks one create (`POST`) of a new result: `path` is the collection.
+fn assert_create(call: &Call, path: &str, kind: &str, fingerprint: &str, owner: Option<Value>) {
+    assert_eq!((call.method.as_str(), call.path.as_str()), ("POST", path));
+    assert!(
+        call.query.contains("fieldManager=kubevigil-scan-job"),
+        "{}",
+        call.query
+    );
+    assert_eq!(call.content_type, "application/json");
+    assert_result_body(call, kind, fingerprint, owner);
+}
+
+fn assert_result_body(call: &Call, kind: &str, fingerprint: &str, owner: Option<Value>) {
     let body = call.body.as_ref().unwrap();
     assert_eq!(body["apiVersion"], "kubevigil.io/v1beta1");
     assert_eq!(body["kind"], kind);
@@ -235,6 +258,7 @@ fn assert_apply(call: &Call, path: &str, kind: &str, fingerprint: &str, owner: O
         "{scan_time}"
     );
     assert!(!call.annotation(annotations::CONTROLS_HASH).is_empty());
+    assert_eq!(call.annotation(annotations::OUTCOME_HASH).len(), 16);
     match owner {
         Some(owner) => assert_eq!(body["metadata"]["ownerReferences"], json!([owner])),
         None => assert!(body["metadata"].get("ownerReferences").is_none(), "{body}"),
@@ -247,8 +271,17 @@ fn outcome(report: &RunReport, i: usize) -> &TargetOutcome {
     &report.targets[i].outcome
 }
 
-/// Scenario A: one live Deployment. GET it, read the related objects once, apply the scan and
-/// the summary with an owner reference and the fingerprint.
+/// The metadata LISTs of the existing results in `ns`.
+fn result_lists(ns: &str) -> [String; 2] {
+    [
+        format!("{RESULTS}/{ns}/workloadconfigurationscans"),
+        format!("{RESULTS}/{ns}/workloadconfigurationscansummaries"),
+    ]
+}
+
+/// Scenario A: one live Deployment whose results do not exist yet. GET it, read the related
+/// objects once and list the existing results (none), create the scan and the summary with an
+/// owner reference and the fingerprint (one `POST` each).
 #[tokio::test]
 async fn live_deployment_is_scanned_and_written() {
     let sa = json!({"metadata": {"name": "default", "namespace": "shop", "uid": "sa"}});
@@ -256,8 +289,9 @@ async fn live_deployment_is_scanned_and_written() {
         "GET" if call.path == "/apis/apps/v1/namespaces/shop/deployments/web" => {
             (200, deployment())
         }
+        "GET" if call.is_result_list() => list(Vec::new()),
         "GET" if call.is_list() => related_list(call, std::slice::from_ref(&sa)),
-        "PATCH" => echo(call),
+        "POST" => echo(call),
         _ => status(500, "Unexpected"),
     });
     let result = run_with_client(client, args(&[DEPLOYMENT_TARGET])).await;
@@ -273,17 +307,29 @@ async fn live_deployment_is_scanned_and_written() {
     );
     assert_eq!(exit_code(&result), std::process::ExitCode::SUCCESS);
 
-    assert_eq!(calls.len(), 1 + 16 + 2, "{calls:#?}");
+    assert_eq!(calls.len(), 1 + 16 + 2 + 2, "{calls:#?}");
     assert_eq!(
         (calls[0].method.as_str(), calls[0].path.as_str()),
         ("GET", "/apis/apps/v1/namespaces/shop/deployments/web")
     );
-    let lists: BTreeSet<String> = calls[1..17]
+    let lists: BTreeSet<String> = calls[1..19]
         .iter()
         .inspect(|c| assert!(c.is_list(), "{c:?}"))
         .map(|c| c.path.clone())
         .collect();
-    assert_eq!(lists, expected_lists("shop"));
+    let mut want = expected_lists("shop");
+    want.extend(result_lists("shop"));
+    assert_eq!(lists, want);
+    // The results are listed by metadata only, kubevigil's own by label.
+    for c in calls[1..19].iter().filter(|c| c.is_result_list()) {
+        assert!(
+            c.query
+                .contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dkubevigil"),
+            "{}",
+            c.query
+        );
+    }
+    let calls = &calls[2..];
     assert!(calls.iter().all(|c| !c.path.contains("secrets")));
 
     // A Deployment is scalable: its fingerprint covers the spec without `replicas`.
@@ -291,16 +337,16 @@ async fn live_deployment_is_scanned_and_written() {
     let fingerprint = object_fingerprint_with_spec(&meta_of(&deployment()), Some(&spec));
     let owner =
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "uid-web"});
-    assert_apply(
+    assert_create(
         &calls[17],
-        &format!("{RESULTS}/shop/workloadconfigurationscans/deployment-web"),
+        &format!("{RESULTS}/shop/workloadconfigurationscans"),
         "WorkloadConfigurationScan",
         &fingerprint,
         Some(owner.clone()),
     );
-    assert_apply(
+    assert_create(
         &calls[18],
-        &format!("{RESULTS}/shop/workloadconfigurationscansummaries/deployment-web"),
+        &format!("{RESULTS}/shop/workloadconfigurationscansummaries"),
         "WorkloadConfigurationScanSummary",
         &fingerprint,
         Some(owner),
@@ -401,7 +447,8 @@ async fn live_binding_writes_its_own_and_its_triplet_results() {
                 edit_role(),
                 json!({"metadata": {"name": "view", "uid": "uid-view", "resourceVersion": "6"}}),
             ]),
-            ("PATCH", _) => echo(call),
+            ("GET", _) if call.is_result_list() => list(Vec::new()),
+            ("POST", _) => echo(call),
             _ => status(500, "Unexpected"),
         });
     let result = run_with_client(client, args(&[BINDING_TARGET])).await;
@@ -415,8 +462,15 @@ async fn live_binding_writes_its_own_and_its_triplet_results() {
         ),
         "{report:?}"
     );
-    assert_eq!(calls.len(), 2 + 6, "{calls:#?}");
+    assert_eq!(calls.len(), 2 + 2 + 6, "{calls:#?}");
     assert!(calls[1].is_list());
+    let result_listed: BTreeSet<String> = calls
+        .iter()
+        .filter(|c| c.is_result_list())
+        .map(|c| c.path.clone())
+        .collect();
+    assert_eq!(result_listed, result_lists("ci").into_iter().collect());
+    let calls: Vec<Call> = calls.into_iter().filter(|c| !c.is_result_list()).collect();
 
     let fingerprint = binding_fingerprint(
         &object_fingerprint(&meta_of(&role_binding())),
@@ -431,16 +485,18 @@ async fn live_binding_writes_its_own_and_its_triplet_results() {
     ];
     for (i, name) in names.iter().enumerate() {
         let (scan, summary) = (&calls[2 + 2 * i], &calls[3 + 2 * i]);
-        assert_apply(
+        assert_eq!(scan.body.as_ref().unwrap()["metadata"]["name"], *name);
+        assert_eq!(summary.body.as_ref().unwrap()["metadata"]["name"], *name);
+        assert_create(
             scan,
-            &format!("{RESULTS}/ci/workloadconfigurationscans/{name}"),
+            &format!("{RESULTS}/ci/workloadconfigurationscans"),
             "WorkloadConfigurationScan",
             &fingerprint,
             Some(owner.clone()),
         );
-        assert_apply(
+        assert_create(
             summary,
-            &format!("{RESULTS}/ci/workloadconfigurationscansummaries/{name}"),
+            &format!("{RESULTS}/ci/workloadconfigurationscansummaries"),
             "WorkloadConfigurationScanSummary",
             &fingerprint,
             Some(owner.clone()),
@@ -523,8 +579,9 @@ async fn retries_transient_errors_and_reports_permanent_ones() {
     let (client, server) = ApiServer::start(move |call| match call.method.as_str() {
         "GET" if call.path.ends_with("/deployments/web") => (200, deployment()),
         "GET" if call.path.ends_with("/configmaps") => status(403, "Forbidden"),
+        "GET" if call.is_result_list() => list(Vec::new()),
         "GET" if call.is_list() => related_list(call, &[]),
-        "PATCH" if call.path.contains("/workloadconfigurationscans/") => {
+        "POST" if call.path.ends_with("/workloadconfigurationscans") => {
             scan_attempts += 1;
             if scan_attempts == 1 {
                 status(503, "ServiceUnavailable")
@@ -532,7 +589,7 @@ async fn retries_transient_errors_and_reports_permanent_ones() {
                 echo(call)
             }
         }
-        "PATCH" => status(403, "Forbidden"),
+        "POST" => status(403, "Forbidden"),
         _ => status(500, "Unexpected"),
     });
     let result = run_with_client(client, args(&["not-a-target", DEPLOYMENT_TARGET])).await;
@@ -549,16 +606,16 @@ async fn retries_transient_errors_and_reports_permanent_ones() {
     };
     assert!(
         e.to_string()
-            .starts_with("failed to apply WorkloadConfigurationScanSummary shop/deployment-web: "),
+            .starts_with("failed to create WorkloadConfigurationScanSummary shop/deployment-web: "),
         "{e}"
     );
     assert_eq!(exit_code(&result), std::process::ExitCode::FAILURE);
 
-    // A target's scan and summary are applied concurrently: their order is not defined.
+    // A target's scan and summary are written concurrently: their order is not defined.
     let mut patches: Vec<&str> = calls
         .iter()
-        .filter(|c| c.method == "PATCH")
-        .map(|c| c.path.rsplit('/').nth(1).unwrap())
+        .filter(|c| c.method == "POST")
+        .map(|c| c.path.rsplit('/').next().unwrap())
         .collect();
     patches.sort_unstable();
     assert_eq!(
@@ -640,4 +697,123 @@ async fn bad_config_is_a_startup_error() {
     );
     assert!(calls.is_empty());
     assert_eq!(exit_code(&result), std::process::ExitCode::FAILURE);
+}
+
+/// Runs one Deployment scan against a mock whose result LISTs return `existing`; the calls.
+async fn scan_with_existing(deployment: Value, existing: Vec<Value>) -> (RunReport, Vec<Call>) {
+    let (client, server) = ApiServer::start(move |call| match call.method.as_str() {
+        "GET" if call.path.ends_with("/deployments/web") => (200, deployment.clone()),
+        "GET" if call.is_result_list() => {
+            let kind = if call.path.ends_with("summaries") {
+                "WorkloadConfigurationScanSummary"
+            } else {
+                "WorkloadConfigurationScan"
+            };
+            list(
+                existing
+                    .iter()
+                    .filter(|o| o["kind"] == kind)
+                    .cloned()
+                    .collect(),
+            )
+        }
+        "GET" if call.is_list() => related_list(call, &[]),
+        "POST" | "PATCH" => echo(call),
+        _ => status(500, "Unexpected"),
+    });
+    let result = run_with_client(client, args(&[DEPLOYMENT_TARGET])).await;
+    (result.unwrap(), server.finish())
+}
+
+fn writes(calls: &[Call]) -> Vec<(String, String)> {
+    calls
+        .iter()
+        .filter(|c| c.method != "GET")
+        .map(|c| {
+            (
+                c.method.clone(),
+                c.path.rsplit('/').next().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Scenario G (issue 17): a rescan whose outcome is unchanged (same fingerprint, controls hash
+/// and outcome hash) writes nothing; a hand-edited result or a changed target is replaced by a
+/// server-side apply.
+#[tokio::test]
+async fn an_unchanged_outcome_is_not_written_a_changed_one_is_applied() {
+    // First scan: nothing exists, both results are created.
+    let (report, calls) = scan_with_existing(deployment(), Vec::new()).await;
+    assert!(report.is_success(), "{report:?}");
+    let created: Vec<Value> = calls
+        .iter()
+        .filter(|c| c.method == "POST")
+        .map(|c| {
+            let mut body = c.body.clone().unwrap();
+            // As the API server stores a create: the creator's Update entry.
+            body["metadata"]["managedFields"] = json!([{
+                "manager": "kubevigil-scan-job", "operation": "Update",
+                "fieldsV1": {"f:metadata": {"f:labels": {}}, "f:spec": {}}
+            }]);
+            body
+        })
+        .collect();
+    assert_eq!(created.len(), 2, "{calls:#?}");
+
+    // The same target again: nothing is written, not even the scan time.
+    let (report, calls) = scan_with_existing(deployment(), created.clone()).await;
+    assert!(report.is_success(), "{report:?}");
+    assert_eq!(writes(&calls), Vec::<(String, String)>::new());
+
+    // A hand edit of the scan (another field manager): that one is replaced, the summary not.
+    let mut edited = created.clone();
+    for o in &mut edited {
+        if o["kind"] == "WorkloadConfigurationScan" {
+            o["metadata"]["managedFields"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"manager": "kubectl-edit", "operation": "Update"}));
+        }
+    }
+    let (_, calls) = scan_with_existing(deployment(), edited).await;
+    assert_eq!(
+        writes(&calls),
+        [("PATCH".to_string(), "deployment-web".to_string())]
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.method == "PATCH" && c.path.contains("/workloadconfigurationscans/"))
+    );
+
+    // The target changed (a new label, so a new fingerprint): both are applied.
+    let mut changed = deployment();
+    changed["metadata"]["labels"]["tier"] = json!("front");
+    let (report, calls) = scan_with_existing(changed.clone(), created).await;
+    assert!(report.is_success(), "{report:?}");
+    let fingerprint =
+        object_fingerprint_with_spec(&meta_of(&changed), Some(&spec_hash(&changed["spec"])));
+    let patch = calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path.contains("/workloadconfigurationscans/"))
+        .unwrap();
+    let owner =
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "uid-web"});
+    assert_apply(
+        patch,
+        &format!("{RESULTS}/shop/workloadconfigurationscans/deployment-web"),
+        "WorkloadConfigurationScan",
+        &fingerprint,
+        Some(owner),
+    );
+    let mut w = writes(&calls);
+    w.sort();
+    assert_eq!(
+        w,
+        [
+            ("PATCH".to_string(), "deployment-web".to_string()),
+            ("PATCH".to_string(), "deployment-web".to_string())
+        ]
+    );
 }

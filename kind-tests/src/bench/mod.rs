@@ -20,8 +20,14 @@
 //!   issued at a fixed rate, p50/p95/p99.
 //! - `churn` (with the 2k release): a rollout of a 50-replica Deployment; scan Jobs of that
 //!   Deployment and other Jobs created after the rollout started.
+//! - `write-limit` (after each initial scan): the results that scan wrote, copied into mirror
+//!   namespaces by one client at the scan Jobs' total write concurrency with `POST`s; its wall
+//!   time is the API server's write limit for that work ([`write_limit`]). At the 2k phase it
+//!   also times the same objects server-side applied as new objects, and applied again
+//!   unchanged.
 
 pub mod stats;
+pub mod write_limit;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -115,6 +121,10 @@ pub struct Options {
     pub scan_job_bin: PathBuf,
     /// Largest scale, in workloads (a multiple of 100).
     pub max_workloads: usize,
+    /// Writes in flight of the write-limit phase.
+    pub write_concurrency: usize,
+    /// Chart values (`key=value`) set on every release, beside the benchmark's own.
+    pub sets: Vec<String>,
 }
 
 /// Figures of one initial-scan run.
@@ -138,6 +148,8 @@ pub struct ScaleFigures {
     pub idle_cpu: Option<(Duration, f64)>,
     /// The controller's executable (shows whether the release build ran).
     pub controller_exe: String,
+    /// The write-limit phase on the results of this scan, when run.
+    pub write_limit: Option<write_limit::WriteLimitFigures>,
 }
 
 /// Figures of the latency phase.
@@ -287,7 +299,10 @@ impl Bench {
 
     fn release(&self, name: &str, include: &[String]) -> Release {
         let refs: Vec<&str> = include.iter().map(String::as_str).collect();
-        Release::new(name, &refs)
+        self.opts
+            .sets
+            .iter()
+            .fold(Release::new(name, &refs), |r, set| r.set(set))
     }
 
     /// Runs `body` with `release` installed; uninstalls it afterwards, whatever happened.
@@ -597,6 +612,25 @@ impl Bench {
             }
             None => (None, None),
         };
+        let write_limit = if self.wants("write-limit") {
+            // What the scan wrote: the scale's namespaces and, for cluster-scoped targets, the
+            // install namespace.
+            let mut wrote = namespaces.to_vec();
+            wrote.push(release.namespace.clone());
+            let f = write_limit::run(
+                &self.client,
+                &wrote,
+                self.opts.write_concurrency,
+                // The other write choices once, at the 2k phase.
+                release.name == "kvb-r2k",
+                async || self.apiserver_requests().await,
+            )
+            .await?;
+            eprintln!("kv-bench: {}: write limit {f:?}", release.name);
+            Some(f)
+        } else {
+            None
+        };
         Ok(ScaleFigures {
             workloads,
             initial_scan,
@@ -608,6 +642,7 @@ impl Bench {
             mem_after_idle,
             idle_cpu,
             controller_exe,
+            write_limit,
         })
     }
 
@@ -1271,6 +1306,74 @@ impl PodStartWatch {
     }
 }
 
+/// The initial scans against the write limit, and the scans' requests per result.
+fn render_write_limit(scales: &[ScaleFigures]) -> String {
+    let mut out = String::new();
+    let mut t = Table::new(&[
+        "watched workloads",
+        "result objects (scans)",
+        "MB",
+        "initial scan",
+        "write limit (POST)",
+        "scan / limit",
+        "SSA as new",
+        "SSA unchanged",
+        "in flight",
+    ]);
+    let mut per_result = Table::new(&[
+        "watched workloads",
+        "result write requests per result object (POST / APPLY / PUT)",
+        "result requests by verb during the scan",
+    ]);
+    let opt = |d: Option<Duration>| d.map(secs).unwrap_or_else(|| "-".into());
+    for s in scales {
+        let Some(w) = &s.write_limit else { continue };
+        t.row(vec![
+            s.workloads.to_string(),
+            format!("{} ({})", w.objects, w.scans),
+            format!("{:.1}", w.bytes as f64 / 1e6),
+            secs(s.initial_scan),
+            secs(w.create),
+            format!(
+                "{:.2}",
+                s.initial_scan.as_secs_f64() / w.create.as_secs_f64()
+            ),
+            opt(w.apply_new),
+            opt(w.apply_unchanged),
+            w.concurrency.to_string(),
+        ]);
+        let kinds = [
+            "workloadconfigurationscans",
+            "workloadconfigurationscansummaries",
+        ];
+        let by = |verb: &str| -> f64 {
+            kinds
+                .iter()
+                .map(|k| s.requests.result_requests(&[verb], k))
+                .sum()
+        };
+        let n = w.objects.max(1) as f64;
+        per_result.row(vec![
+            s.workloads.to_string(),
+            format!(
+                "{:.3} ({:.3} / {:.3} / {:.3})",
+                (by("POST") + by("APPLY") + by("PATCH") + by("PUT")) / n,
+                by("POST") / n,
+                (by("APPLY") + by("PATCH")) / n,
+                by("PUT") / n
+            ),
+            s.requests.result_verbs_line(),
+        ]);
+    }
+    if !t.rows.is_empty() {
+        out.push_str("\nwrite limit (the scan's results written again by one client):\n");
+        out.push_str(&t.render());
+        out.push_str("\nrequests per result object during the initial scan:\n");
+        out.push_str(&per_result.render());
+    }
+    out
+}
+
 /// The figures as Markdown tables.
 pub fn render(f: &Figures) -> String {
     let mut out = String::new();
@@ -1316,6 +1419,7 @@ pub fn render(f: &Figures) -> String {
         if let Some(s) = f.scale.first() {
             out.push_str(&format!("controller binary: {}\n", s.controller_exe));
         }
+        out.push_str(&render_write_limit(&f.scale));
     }
     if let Some(l) = &f.latency {
         let p = |q| {

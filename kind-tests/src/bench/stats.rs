@@ -107,6 +107,9 @@ pub struct RequestCounts {
     pub jobs_pods: f64,
     /// LIST and WATCH requests of every resource.
     pub list_watch: f64,
+    /// Requests on kubevigil.io resources by `"<verb> <resource>"` (`POST
+    /// workloadconfigurationscans`, `APPLY workloadconfigurationscansummaries`...).
+    pub result_verbs: BTreeMap<String, f64>,
 }
 
 impl RequestCounts {
@@ -123,6 +126,9 @@ impl RequestCounts {
             c.total += v;
             if group == "kubevigil.io" {
                 c.results += v;
+                *c.result_verbs
+                    .entry(format!("{verb} {resource}"))
+                    .or_default() += v;
                 if matches!(
                     verb,
                     "POST" | "PATCH" | "APPLY" | "PUT" | "DELETE" | "DELETECOLLECTION"
@@ -148,7 +154,42 @@ impl RequestCounts {
             result_writes: self.result_writes - before.result_writes,
             jobs_pods: self.jobs_pods - before.jobs_pods,
             list_watch: self.list_watch - before.list_watch,
+            result_verbs: self
+                .result_verbs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v - before.result_verbs.get(k).copied().unwrap_or(0.0),
+                    )
+                })
+                .filter(|(_, v)| *v != 0.0)
+                .collect(),
         }
+    }
+}
+
+impl RequestCounts {
+    /// Requests on kubevigil.io resource `resource` with one of `verbs`.
+    pub fn result_requests(&self, verbs: &[&str], resource: &str) -> f64 {
+        verbs
+            .iter()
+            .map(|verb| {
+                self.result_verbs
+                    .get(&format!("{verb} {resource}"))
+                    .copied()
+                    .unwrap_or(0.0)
+            })
+            .sum()
+    }
+
+    /// `VERB resource: n` of every kubevigil.io request, one string.
+    pub fn result_verbs_line(&self) -> String {
+        self.result_verbs
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -270,13 +311,27 @@ mod tests {
                 result_writes: 40.0,
                 jobs_pods: 4.0,
                 list_watch: 3.0,
+                result_verbs: [
+                    ("APPLY workloadconfigurationscans".to_string(), 40.0),
+                    ("LIST workloadconfigurationscans".to_string(), 2.0),
+                ]
+                .into(),
             }
         );
         let d = c.since(&RequestCounts {
             total: 6.0,
+            result_verbs: [("LIST workloadconfigurationscans".to_string(), 2.0)].into(),
             ..RequestCounts::default()
         });
         assert_eq!(d.total, 40.0);
+        assert_eq!(
+            d.result_verbs_line(),
+            "APPLY workloadconfigurationscans: 40"
+        );
+        assert_eq!(
+            c.result_requests(&["APPLY", "POST"], "workloadconfigurationscans"),
+            40.0
+        );
         let m = "kubevigil_queue_depth 3\nkubevigil_scans_started_total 12\nx{a=\"b\"} 1\n";
         assert_eq!(metric_value(m, "kubevigil_queue_depth"), Some(3.0));
         assert_eq!(metric_value(m, "kubevigil_scans_started"), Some(12.0));

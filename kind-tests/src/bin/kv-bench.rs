@@ -2,8 +2,9 @@
 //! (Markdown tables); it is not a test and fails only when it cannot measure.
 //!
 //! ```text
-//! kv-bench run [--phases all|scan-job,1k,2k,latency,churn,10k] [--edits 200]
+//! kv-bench run [--phases all|scan-job,1k,2k,latency,churn,10k,write-limit] [--edits 200]
 //!              [--edit-interval-ms 1000] [--idle-secs 300] [--max-workloads 10000]
+//!              [--write-concurrency 80] [--set scanJob.batchSize=100]...
 //!              [--scan-job-bin target/release/scan-job]
 //! kv-bench cleanup        delete the benchmark namespaces (kvb-*)
 //! ```
@@ -31,7 +32,8 @@ struct Cli {
 enum Command {
     /// Run the measurements and print the figures.
     Run {
-        /// Phases: all, or a comma-separated subset of scan-job,1k,2k,latency,churn,10k.
+        /// Phases: all, or a comma-separated subset of scan-job,1k,2k,latency,churn,10k,write-limit
+        /// (write-limit runs after each initial scan it is given with).
         #[arg(long, value_delimiter = ',', default_value = "all")]
         phases: Vec<String>,
         /// Single-object edits of the latency phase.
@@ -46,6 +48,13 @@ enum Command {
         /// Workloads of the largest scale (a multiple of 100).
         #[arg(long, default_value_t = 10_000)]
         max_workloads: usize,
+        /// Writes in flight of the write-limit phase (default: the scan Jobs' total, 5 Jobs × 8
+        /// targets × 2 results).
+        #[arg(long, default_value_t = kind_tests::bench::write_limit::SCAN_WRITE_CONCURRENCY)]
+        write_concurrency: usize,
+        /// A chart value `key=value` set on every release (repeatable).
+        #[arg(long = "set")]
+        sets: Vec<String>,
         /// The scan-job binary of the scan-job phase.
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/scan-job"))]
         scan_job_bin: PathBuf,
@@ -71,6 +80,8 @@ fn main() -> ExitCode {
                 edit_interval_ms,
                 idle_secs,
                 max_workloads,
+                write_concurrency,
+                sets,
                 scan_job_bin,
             } => {
                 let bench = Bench::connect(Options {
@@ -80,6 +91,8 @@ fn main() -> ExitCode {
                     idle: Duration::from_secs(idle_secs),
                     scan_job_bin,
                     max_workloads,
+                    write_concurrency,
+                    sets,
                 })
                 .await?;
                 let figures = bench.run().await?;
@@ -94,6 +107,8 @@ fn main() -> ExitCode {
                     idle: Duration::ZERO,
                     scan_job_bin: PathBuf::new(),
                     max_workloads: 0,
+                    write_concurrency: 0,
+                    sets: Vec::new(),
                 })
                 .await?;
                 bench.cleanup().await

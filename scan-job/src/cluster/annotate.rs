@@ -106,6 +106,24 @@ pub fn stamp(objects: &mut ResultObjects, stamp: &Stamp) {
     }
 }
 
+/// Adds each result's outcome hash ([`annotations::OUTCOME_HASH`]: the hash of its `spec`), by
+/// which the next scan tells from the result's metadata whether its outcome changed.
+pub fn stamp_outcome(objects: &mut ResultObjects) {
+    let scan = serde_json::to_vec(&objects.scan.spec).unwrap_or_default();
+    let summary = serde_json::to_vec(&objects.summary.spec).unwrap_or_default();
+    for (meta, spec) in [
+        (&mut objects.scan.metadata, scan),
+        (&mut objects.summary.metadata, summary),
+    ] {
+        meta.annotations
+            .get_or_insert_with(Default::default)
+            .insert(
+                annotations::OUTCOME_HASH.to_string(),
+                kubevigil_crds::identity::outcome_hash(&spec),
+            );
+    }
+}
+
 /// The current time as RFC 3339 UTC with second precision (`2026-01-31T12:00:00Z`).
 pub fn now_rfc3339() -> String {
     k8s_openapi::jiff::Timestamp::now()

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable as _};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::api::{
     Api, DeleteParams, ListParams, ObjectList, PartialObjectMeta, Patch, PatchParams, PostParams,
 };
@@ -175,20 +176,73 @@ where
     }
 }
 
-/// When fields of the object are owned by another manager than kubevigil's apply, the managed
+/// When fields of the object are owned by another manager than kubevigil's, the managed
 /// fields entries of kubevigil's apply alone (what the replacement keeps); `None` when only
 /// kubevigil owns fields.
+///
+/// kubevigil's own entries are its applies, and the `Update` entry its create (`POST`) leaves,
+/// as long as that entry owns no field that kubevigil's apply does not also own: a later apply
+/// shares the fields it sets again with the create's entry, and a field only the create's
+/// entry owns is one the last apply no longer sets (a leftover, to be replaced away).
 pub fn only_own_fields(
     meta: &kube::core::ObjectMeta,
 ) -> Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry>> {
     let entries = meta.managed_fields.as_ref()?;
-    let is_ours = |e: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry| {
-        e.manager.as_deref() == Some(FIELD_MANAGER) && e.operation.as_deref() == Some("Apply")
-    };
-    if entries.iter().all(is_ours) {
+    let ours = |e: &ManagedFieldsEntry| e.manager.as_deref() == Some(FIELD_MANAGER);
+    let is_apply = |e: &ManagedFieldsEntry| ours(e) && e.operation.as_deref() == Some("Apply");
+    let applied: Vec<&ManagedFieldsEntry> = entries.iter().filter(|e| is_apply(e)).collect();
+    let clean = entries.iter().all(|e| {
+        is_apply(e)
+            || (ours(e)
+                && e.operation.as_deref() == Some("Update")
+                && (applied.is_empty()
+                    || e.fields_v1.as_ref().is_none_or(|f| {
+                        applied
+                            .iter()
+                            .any(|a| a.fields_v1.as_ref().is_some_and(|a| covers(&a.0, &f.0)))
+                    })))
+    });
+    if clean {
         return None;
     }
-    Some(entries.iter().filter(|e| is_ours(e)).cloned().collect())
+    Some(applied.into_iter().cloned().collect())
+}
+
+/// Whether the field set `outer` (a `fieldsV1` value) contains every field of `inner`. The `.`
+/// entries (the map or list itself) are implied by their children.
+fn covers(outer: &serde_json::Value, inner: &serde_json::Value) -> bool {
+    let Some(inner) = inner.as_object() else {
+        return true;
+    };
+    let empty = serde_json::Map::new();
+    let outer = outer.as_object().unwrap_or(&empty);
+    inner.iter().all(|(k, v)| {
+        if k == "." {
+            return true;
+        }
+        match outer.get(k) {
+            Some(o) => covers(o, v),
+            None => false,
+        }
+    })
+}
+
+/// Creates the object (`POST`, with kubevigil's field manager); `Ok(false)` when it exists
+/// already (`409`: another Job created it since it was listed), so that the caller applies it
+/// instead.
+pub async fn create<K>(api: &Api<K>, obj: &K, what: &str) -> Result<bool, kube::Error>
+where
+    K: Clone + DeserializeOwned + Serialize + Debug,
+{
+    let post = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    match retrying(what, || api.create(&post, obj)).await {
+        Ok(_) => Ok(true),
+        Err(e) if is_conflict(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// A 404 without a Status body: the API server has no such resource at all (a missing CRD),
@@ -249,6 +303,40 @@ mod tests {
         assert!(!is_transient(&kube::Error::LinesCodecMaxLineLengthExceeded));
         assert_eq!(status_code(&api_error(404)), Some(404));
         assert_eq!(status_code(&kube::Error::TlsRequired), None);
+    }
+
+    #[test]
+    fn a_create_entry_is_ours_while_the_apply_covers_its_fields() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1;
+        let entry = |op: &str, fields: serde_json::Value| ManagedFieldsEntry {
+            manager: Some(FIELD_MANAGER.into()),
+            operation: Some(op.into()),
+            fields_v1: Some(FieldsV1(fields)),
+            ..ManagedFieldsEntry::default()
+        };
+        let created = serde_json::json!({"f:metadata": {"f:annotations": {".": {}, "f:a": {}}},
+            "f:spec": {".": {}, "f:controls": {}}});
+        // Just created: the create's entry alone.
+        let mut meta = kube::core::ObjectMeta {
+            managed_fields: Some(vec![entry("Update", created.clone())]),
+            ..kube::core::ObjectMeta::default()
+        };
+        assert_eq!(only_own_fields(&meta), None);
+        // Applied since, setting every field again.
+        let applied = serde_json::json!({"f:metadata": {"f:annotations": {"f:a": {}, "f:b": {}}},
+            "f:spec": {"f:controls": {}}});
+        meta.managed_fields = Some(vec![
+            entry("Update", created),
+            entry("Apply", applied.clone()),
+        ]);
+        assert_eq!(only_own_fields(&meta), None);
+        // The create set a field the last apply no longer sets: a leftover to replace away.
+        let leftover = serde_json::json!({"f:metadata": {"f:annotations": {"f:gone": {}}}});
+        meta.managed_fields = Some(vec![
+            entry("Update", leftover),
+            entry("Apply", applied.clone()),
+        ]);
+        assert_eq!(only_own_fields(&meta), Some(vec![entry("Apply", applied)]));
     }
 
     #[test]

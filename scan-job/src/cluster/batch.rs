@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::{StreamExt as _, stream};
 
@@ -25,6 +26,7 @@ use tracing::{debug, info, warn};
 
 use super::annotate::{self, Owner, Scanned, Stamp};
 use super::api;
+use super::existing::{self, ExistingResults, ResultKind as Tag, WriteAction, WriteCounts};
 use super::objects::{
     ObjectKey, binding_ref, object_key, referenced_roles, resource_id_names_binding, role_key_of,
     role_ref_of, to_engine_object, triplet_selector,
@@ -107,7 +109,12 @@ pub(super) async fn scan(client: Client, args: &RunArgs, settings: Settings) -> 
 
     let mut slots = parse_targets(&args.targets);
     get_targets(&client, &mut slots).await;
-    let related = read_related(&client, &mut slots).await;
+    // The results that exist already are listed while the related objects are read.
+    let result_namespaces = result_namespaces(&slots, &cx.install_namespace);
+    let (related, existing) = futures::join!(
+        read_related(&client, &mut slots),
+        read_existing(&client, &result_namespaces)
+    );
     let inventory = build_inventory(&mut slots, related);
     debug!(objects = inventory.objects().len(), "inventory built");
 
@@ -118,6 +125,8 @@ pub(super) async fn scan(client: Client, args: &RunArgs, settings: Settings) -> 
     // the next targets' (results in command-line order).
     let client = &client;
     let (inventory, evaluator, cx, scan_time) = (&inventory, &evaluator, &cx, &scan_time);
+    let writes = &Writes::default();
+    let existing = &existing;
     let mut outcomes = stream::iter(slots.into_iter().map(|slot| async move {
         let outcome = match (slot.state, &slot.key) {
             (State::Done(outcome), _) => outcome,
@@ -135,10 +144,15 @@ pub(super) async fn scan(client: Client, args: &RunArgs, settings: Settings) -> 
             }
             (State::Live(live), Some(key)) => match live.index {
                 Some(index) => {
-                    write_target(
-                        client, inventory, index, key, &live.meta, evaluator, cx, scan_time,
-                    )
-                    .await
+                    let scan = TargetScan {
+                        inventory,
+                        evaluator,
+                        cx,
+                        scan_time,
+                        existing,
+                        writes,
+                    };
+                    write_target(client, &scan, index, key, &live.meta).await
                 }
                 None => TargetOutcome::Failed(TargetError::Convert {
                     target: describe(key),
@@ -170,7 +184,104 @@ pub(super) async fn scan(client: Client, args: &RunArgs, settings: Settings) -> 
             info!("progress: {}/{total} targets done", done + 1);
         }
     }
+    let w = writes.counts();
+    info!(
+        "results: {} created, {} replaced, {} unchanged (not written); {} write requests",
+        w.created, w.replaced, w.unchanged, w.requests
+    );
     RunReport { targets: reports }
+}
+
+/// The write counts of a Job, shared by its concurrent targets.
+#[derive(Default)]
+struct Writes {
+    created: AtomicUsize,
+    replaced: AtomicUsize,
+    unchanged: AtomicUsize,
+    requests: AtomicUsize,
+}
+
+impl Writes {
+    fn counts(&self) -> WriteCounts {
+        WriteCounts {
+            created: self.created.load(Ordering::Relaxed),
+            replaced: self.replaced.load(Ordering::Relaxed),
+            unchanged: self.unchanged.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What every target of a Job shares when it is evaluated and written.
+struct TargetScan<'a> {
+    inventory: &'a Inventory,
+    evaluator: &'a Evaluator<'a>,
+    cx: &'a ReportContext,
+    scan_time: &'a str,
+    existing: &'a ExistingResults,
+    writes: &'a Writes,
+}
+
+/// The namespaces the live targets' results are written to, each once, sorted (a binding's
+/// triplet results go to the same namespace as its own result).
+fn result_namespaces(slots: &[Slot], install_namespace: &str) -> Vec<String> {
+    let set: std::collections::BTreeSet<String> = slots
+        .iter()
+        .filter(|s| matches!(s.state, State::Live(_)))
+        .filter_map(|s| s.key.as_ref())
+        .map(|k| k.target().result_namespace(install_namespace).to_string())
+        .collect();
+    set.into_iter().collect()
+}
+
+/// Lists the metadata of the results in `namespaces` (one LIST per kind and namespace,
+/// [`IN_FLIGHT`] at a time). A failed LIST leaves its namespace unknown: its results are then
+/// applied, which is right whether they exist or not.
+async fn read_existing(client: &Client, namespaces: &[String]) -> ExistingResults {
+    let selector = format!(
+        "{}={}",
+        kubevigil_crds::identity::labels::MANAGED_BY,
+        kubevigil_crds::identity::labels::MANAGED_BY_VALUE
+    );
+    let selector = selector.as_str();
+    let lists = namespaces.iter().flat_map(|ns| {
+        [Tag::Scan, Tag::Summary].map(|tag| async move {
+            let metas = match tag {
+                Tag::Scan => list_result_meta::<WorkloadConfigurationScan>(client, ns, selector)
+                    .await
+                    .map_err(|e| (WorkloadConfigurationScan::kind(&()).to_string(), e)),
+                Tag::Summary => {
+                    list_result_meta::<WorkloadConfigurationScanSummary>(client, ns, selector)
+                        .await
+                        .map_err(|e| (WorkloadConfigurationScanSummary::kind(&()).to_string(), e))
+                }
+            };
+            (tag, ns, metas)
+        })
+    });
+    let mut out = ExistingResults::default();
+    let mut done = stream::iter(lists).buffer_unordered(IN_FLIGHT);
+    while let Some((tag, ns, metas)) = done.next().await {
+        match metas {
+            Ok(metas) => out.insert_listed(tag, ns, metas.iter()),
+            Err((kind, e)) => warn!(
+                "failed to list the existing {kind} results in namespace {ns}: {e}; applying them instead"
+            ),
+        }
+    }
+    debug!(results = out.len(), "existing results listed");
+    out
+}
+
+async fn list_result_meta<K: ResultKind>(
+    client: &Client,
+    namespace: &str,
+    selector: &str,
+) -> Result<Vec<ObjectMeta>, kube::Error> {
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let what = format!("list {} in {namespace}", K::plural(&()));
+    let items = api::list_metadata_all(&api, Some(selector), &what).await?;
+    Ok(items.into_iter().map(|m| m.metadata).collect())
 }
 
 /// Parses the targets, once each; Secrets are refused.
@@ -503,17 +614,21 @@ fn role_meta(inventory: &Inventory, binding: &K8sObject) -> Option<ObjectMeta> {
 }
 
 /// Evaluates one live target, stamps and writes its results.
-#[allow(clippy::too_many_arguments)]
 async fn write_target(
     client: &Client,
-    inventory: &Inventory,
+    scan: &TargetScan<'_>,
     index: usize,
     key: &TargetKey,
     meta: &ObjectMeta,
-    evaluator: &Evaluator<'_>,
-    cx: &ReportContext,
-    scan_time: &str,
 ) -> TargetOutcome {
+    let TargetScan {
+        inventory,
+        evaluator,
+        cx,
+        scan_time,
+        existing,
+        writes,
+    } = *scan;
     let Some(obj) = inventory.get(index) else {
         return TargetOutcome::Failed(TargetError::Convert {
             target: describe(key),
@@ -572,9 +687,10 @@ async fn write_target(
         }
         let mut objects = report::build(r, inventory, cx);
         annotate::stamp(&mut objects, &stamp);
+        annotate::stamp_outcome(&mut objects);
         let (scan, summary) = futures::join!(
-            apply_result(client, &objects.scan),
-            apply_result(client, &objects.summary)
+            write_result(client, existing, writes, &objects.scan),
+            write_result(client, existing, writes, &objects.summary)
         );
         if let Err(e) = scan.and(summary) {
             return TargetOutcome::Failed(e);
@@ -633,10 +749,76 @@ trait ResultKind:
     + Serialize
     + DeserializeOwned
 {
+    /// The kind in [`ExistingResults`].
+    const TAG: Tag;
 }
 
-impl ResultKind for WorkloadConfigurationScan {}
-impl ResultKind for WorkloadConfigurationScanSummary {}
+impl ResultKind for WorkloadConfigurationScan {
+    const TAG: Tag = Tag::Scan;
+}
+impl ResultKind for WorkloadConfigurationScanSummary {
+    const TAG: Tag = Tag::Summary;
+}
+
+/// Writes one result as [`existing::decide`] says: creates it, replaces it, or leaves it.
+async fn write_result<K: ResultKind>(
+    client: &Client,
+    existing: &ExistingResults,
+    writes: &Writes,
+    obj: &K,
+) -> Result<(), TargetError> {
+    let namespace = obj.meta().namespace.as_deref().unwrap_or_default();
+    let name = obj.meta().name.as_deref().unwrap_or_default();
+    let known = existing.lookup(K::TAG, namespace, name);
+    match existing::decide(known, obj.meta()) {
+        WriteAction::Skip => {
+            writes.unchanged.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        WriteAction::Create => {
+            writes.requests.fetch_add(1, Ordering::Relaxed);
+            if create_result(client, obj).await? {
+                writes.created.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            // Created by another Job since the LIST: replace it.
+            debug!(
+                "{} {namespace}/{name} exists already; applying it",
+                K::kind(&())
+            );
+            writes.requests.fetch_add(1, Ordering::Relaxed);
+            writes.replaced.fetch_add(1, Ordering::Relaxed);
+            apply_result(client, obj).await
+        }
+        WriteAction::Replace => {
+            writes.requests.fetch_add(1, Ordering::Relaxed);
+            writes.replaced.fetch_add(1, Ordering::Relaxed);
+            apply_result(client, obj).await
+        }
+    }
+}
+
+/// Creates one result; `Ok(false)` when it exists already.
+async fn create_result<K: ResultKind>(client: &Client, obj: &K) -> Result<bool, TargetError> {
+    let namespace = obj.meta().namespace.clone().unwrap_or_default();
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let kind = K::kind(&()).to_string();
+    let object = ns_name(&namespace, &name);
+    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    api::create(&api, obj, &format!("create {kind} {object}"))
+        .await
+        .map_err(|source| {
+            if api::is_unserved_resource(&source) {
+                TargetError::MissingCrd { kind, object }
+            } else {
+                TargetError::Create {
+                    kind,
+                    object,
+                    source,
+                }
+            }
+        })
+}
 
 fn ns_name(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")

@@ -1,8 +1,10 @@
 //! `scan-job run`: the in-cluster edge. For each target named by the controller: read the live
 //! object (GET, or one LIST for many targets of a namespace), read the related objects its
-//! controls need (in batch, once per Job), evaluate, and
-//! server-side apply the WorkloadConfigurationScan and its Summary; a target deleted meanwhile
-//! gets its results deleted instead. Every target ends in a written result, a deletion or a
+//! controls need (in batch, once per Job) and the metadata of the results that exist already
+//! (one LIST per result kind and namespace), evaluate, and write the WorkloadConfigurationScan
+//! and its Summary: a new result is created (`POST`), a changed one replaced by server-side
+//! apply, an unchanged one (same fingerprint, controls hash and outcome) not written at all
+//! (`existing.rs`); a target deleted meanwhile gets its results deleted instead. Every target ends in a written result, a deletion or a
 //! reported failure.
 //!
 //! The pure parts (the read plan, object conversion, annotations and owner references, the
@@ -12,6 +14,7 @@
 mod annotate;
 mod api;
 mod batch;
+pub mod existing;
 mod objects;
 mod plan;
 mod runtime;
@@ -116,6 +119,16 @@ pub enum TargetError {
     /// A result could not be written.
     #[error("failed to apply {kind} {object}: {source}")]
     Apply {
+        /// `WorkloadConfigurationScan` or `WorkloadConfigurationScanSummary`.
+        kind: String,
+        /// `namespace/name` of the result.
+        object: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// A new result could not be created.
+    #[error("failed to create {kind} {object}: {source}")]
+    Create {
         /// `WorkloadConfigurationScan` or `WorkloadConfigurationScanSummary`.
         kind: String,
         /// `namespace/name` of the result.
