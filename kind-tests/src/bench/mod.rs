@@ -342,20 +342,7 @@ impl Bench {
     }
 
     async fn ensure_namespace(&self, name: &str) -> Result<(), Error> {
-        let api: Api<Namespace> = Api::all(self.client.clone());
-        let ns = Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.to_owned()),
-                labels: Some([(WORKLOAD_LABEL.to_owned(), "namespace".to_owned())].into()),
-                ..ObjectMeta::default()
-            },
-            ..Namespace::default()
-        };
-        match api.create(&PostParams::default(), &ns).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-            Err(e) => Err(kube_err(format!("creating namespace {name}"))(e)),
-        }
+        ensure_namespace(&self.client, name, "namespace").await
     }
 
     /// Creates namespaces `kvb-<i>` for `range` and their 100 Deployments each, 64 creates in
@@ -1467,4 +1454,22 @@ pub fn render(f: &Figures) -> String {
         ));
     }
     out
+}
+
+/// Creates the namespace `name`, labelled as the bench's (`role`: what it holds), unless it exists.
+pub(crate) async fn ensure_namespace(client: &Client, name: &str, role: &str) -> Result<(), Error> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some([(WORKLOAD_LABEL.to_owned(), role.to_owned())].into()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    match api.create(&PostParams::default(), &ns).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(kube_err(format!("creating namespace {name}"))(e)),
+    }
 }

@@ -29,7 +29,7 @@ use kubevigil_crds::{WorkloadConfigurationScan, WorkloadConfigurationScanSummary
 use tokio::time::Instant;
 
 use super::stats::RequestCounts;
-use super::{Error, WORKLOAD_LABEL, kube_err};
+use super::{Error, kube_err};
 use crate::scenario;
 
 /// Writes in flight at once over all scan Jobs: the chart's `maxConcurrentJobs` (5) × the
@@ -121,23 +121,6 @@ async fn result_copies(
         }
     }
     Ok(out)
-}
-
-async fn ensure_namespace(client: &Client, name: &str) -> Result<(), Error> {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            labels: Some([(WORKLOAD_LABEL.to_owned(), "write-limit".to_owned())].into()),
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
-    };
-    match api.create(&PostParams::default(), &ns).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(kube_err(format!("creating namespace {name}"))(e)),
-    }
 }
 
 /// How one pass writes an object.
@@ -251,7 +234,7 @@ pub async fn run(
     mirrors.sort();
     mirrors.dedup();
     for ns in &mirrors {
-        ensure_namespace(client, ns).await?;
+        super::ensure_namespace(client, ns, "write-limit").await?;
     }
     // Copies of an earlier run are gone before the timing starts.
     delete_copies(client, &mirrors).await?;

@@ -798,25 +798,48 @@ async fn write_result<K: ResultKind>(
     }
 }
 
-/// Creates one result; `Ok(false)` when it exists already.
-async fn create_result<K: ResultKind>(client: &Client, obj: &K) -> Result<bool, TargetError> {
+/// The API, kind and `namespace/name` of a result, as a write request and its error name them.
+fn result_api<K: ResultKind>(client: &Client, obj: &K) -> (Api<K>, String, String, String) {
     let namespace = obj.meta().namespace.clone().unwrap_or_default();
     let name = obj.meta().name.clone().unwrap_or_default();
     let kind = K::kind(&()).to_string();
     let object = ns_name(&namespace, &name);
-    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    (
+        Api::namespaced(client.clone(), &namespace),
+        kind,
+        name,
+        object,
+    )
+}
+
+/// A failed result write: a missing CRD is its own error (the chart is not installed), anything
+/// else is the request's own error, built by `failed`.
+fn write_error(
+    kind: String,
+    object: String,
+    source: kube::Error,
+    failed: fn(String, String, kube::Error) -> TargetError,
+) -> TargetError {
+    if api::is_unserved_resource(&source) {
+        TargetError::MissingCrd { kind, object }
+    } else {
+        failed(kind, object, source)
+    }
+}
+
+/// Creates one result; `Ok(false)` when it exists already.
+async fn create_result<K: ResultKind>(client: &Client, obj: &K) -> Result<bool, TargetError> {
+    let (api, kind, _, object) = result_api(client, obj);
     api::create(&api, obj, &format!("create {kind} {object}"))
         .await
         .map_err(|source| {
-            if api::is_unserved_resource(&source) {
-                TargetError::MissingCrd { kind, object }
-            } else {
+            write_error(kind, object, source, |kind, object, source| {
                 TargetError::Create {
                     kind,
                     object,
                     source,
                 }
-            }
+            })
         })
 }
 
@@ -825,23 +848,17 @@ fn ns_name(namespace: &str, name: &str) -> String {
 }
 
 async fn apply_result<K: ResultKind>(client: &Client, obj: &K) -> Result<(), TargetError> {
-    let namespace = obj.meta().namespace.clone().unwrap_or_default();
-    let name = obj.meta().name.clone().unwrap_or_default();
-    let kind = K::kind(&()).to_string();
-    let object = ns_name(&namespace, &name);
-    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    let (api, kind, name, object) = result_api(client, obj);
     api::apply(&api, &name, obj, &format!("apply {kind} {object}"))
         .await
         .map_err(|source| {
-            if api::is_unserved_resource(&source) {
-                TargetError::MissingCrd { kind, object }
-            } else {
+            write_error(kind, object, source, |kind, object, source| {
                 TargetError::Apply {
                     kind,
                     object,
                     source,
                 }
-            }
+            })
         })
 }
 
