@@ -257,6 +257,14 @@ async fn live_deployment_is_scanned_and_written() {
             (200, deployment())
         }
         "GET" if call.is_list() => related_list(call, std::slice::from_ref(&sa)),
+        // The previous outcome (posture Events): none, a first result.
+        "GET"
+            if call
+                .path
+                .ends_with("/workloadconfigurationscansummaries/deployment-web") =>
+        {
+            not_found()
+        }
         "PATCH" => echo(call),
         _ => status(500, "Unexpected"),
     });
@@ -273,7 +281,7 @@ async fn live_deployment_is_scanned_and_written() {
     );
     assert_eq!(exit_code(&result), std::process::ExitCode::SUCCESS);
 
-    assert_eq!(calls.len(), 1 + 16 + 2, "{calls:#?}");
+    assert_eq!(calls.len(), 1 + 16 + 1 + 2, "{calls:#?}");
     assert_eq!(
         (calls[0].method.as_str(), calls[0].path.as_str()),
         ("GET", "/apis/apps/v1/namespaces/shop/deployments/web")
@@ -292,27 +300,27 @@ async fn live_deployment_is_scanned_and_written() {
     let owner =
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "uid-web"});
     assert_apply(
-        &calls[17],
+        &calls[18],
         &format!("{RESULTS}/shop/workloadconfigurationscans/deployment-web"),
         "WorkloadConfigurationScan",
         &fingerprint,
         Some(owner.clone()),
     );
     assert_apply(
-        &calls[18],
+        &calls[19],
         &format!("{RESULTS}/shop/workloadconfigurationscansummaries/deployment-web"),
         "WorkloadConfigurationScanSummary",
         &fingerprint,
         Some(owner),
     );
-    let scan = calls[17].body.as_ref().unwrap();
-    assert_eq!(calls[17].annotation(annotations::TARGET_UID), "uid-web");
+    let scan = calls[18].body.as_ref().unwrap();
+    assert_eq!(calls[18].annotation(annotations::TARGET_UID), "uid-web");
     assert_eq!(
         scan["metadata"]["labels"]["kubevigil.io/workload-kind"],
         "Deployment"
     );
     assert!(scan["spec"]["evaluatedControls"].is_u64());
-    let summary = calls[18].body.as_ref().unwrap();
+    let summary = calls[19].body.as_ref().unwrap();
     // The host-network control (C-0041) fails on this Deployment, in the scan and the summary.
     assert_eq!(
         scan["spec"]["controls"]["C-0041"]["status"]["status"],
@@ -401,6 +409,8 @@ async fn live_binding_writes_its_own_and_its_triplet_results() {
                 edit_role(),
                 json!({"metadata": {"name": "view", "uid": "uid-view", "resourceVersion": "6"}}),
             ]),
+            // The previous outcomes (posture Events): none.
+            ("GET", p) if p.contains("/workloadconfigurationscansummaries/") => not_found(),
             ("PATCH", _) => echo(call),
             _ => status(500, "Unexpected"),
         });
@@ -415,7 +425,7 @@ async fn live_binding_writes_its_own_and_its_triplet_results() {
         ),
         "{report:?}"
     );
-    assert_eq!(calls.len(), 2 + 6, "{calls:#?}");
+    assert_eq!(calls.len(), 2 + 3 + 6, "{calls:#?}");
     assert!(calls[1].is_list());
 
     let fingerprint = binding_fingerprint(
@@ -430,7 +440,8 @@ async fn live_binding_writes_its_own_and_its_triplet_results() {
         "user-alice-clusterrole-edit-rolebinding-ci-edit",
     ];
     for (i, name) in names.iter().enumerate() {
-        let (scan, summary) = (&calls[2 + 2 * i], &calls[3 + 2 * i]);
+        assert_eq!(calls[2 + 3 * i].method, "GET", "{:?}", calls[2 + 3 * i]);
+        let (scan, summary) = (&calls[3 + 3 * i], &calls[4 + 3 * i]);
         assert_apply(
             scan,
             &format!("{RESULTS}/ci/workloadconfigurationscans/{name}"),
@@ -448,7 +459,7 @@ async fn live_binding_writes_its_own_and_its_triplet_results() {
         assert_eq!(scan.annotation(annotations::TARGET_UID), "uid-rb");
     }
     // Triplet results name their binding and role.
-    let triplet = calls[4].body.as_ref().unwrap();
+    let triplet = calls[6].body.as_ref().unwrap();
     assert_eq!(
         triplet["metadata"]["labels"]["kubevigil.io/rbac-resource"],
         "true"
@@ -640,4 +651,64 @@ async fn bad_config_is_a_startup_error() {
     );
     assert!(calls.is_empty());
     assert_eq!(exit_code(&result), std::process::ExitCode::FAILURE);
+}
+
+/// Posture Events: the Deployment's previous summary failed no control; the scan finds the
+/// host-network control (C-0041, High) failed and raises one PostureRegressed on the
+/// Deployment (events.k8s.io/v1, reporting controller kubevigil), after writing the results.
+/// The summary carries the new failed controls for the next comparison.
+#[tokio::test]
+async fn a_newly_failed_control_raises_one_posture_regressed_event() {
+    let sa = json!({"metadata": {"name": "default", "namespace": "shop", "uid": "sa"}});
+    let (client, server) = ApiServer::start(move |call| match call.method.as_str() {
+        "GET" if call.path == "/apis/apps/v1/namespaces/shop/deployments/web" => {
+            (200, deployment())
+        }
+        "GET" if call.is_list() => related_list(call, std::slice::from_ref(&sa)),
+        "GET"
+            if call
+                .path
+                .ends_with("/workloadconfigurationscansummaries/deployment-web") =>
+        {
+            (
+                200,
+                json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                   "metadata": {"name": "deployment-web", "namespace": "shop",
+                                "annotations": {"kubevigil.io/failed-controls": ""}}}),
+            )
+        }
+        "PATCH" => echo(call),
+        "POST" if call.path == "/apis/events.k8s.io/v1/namespaces/shop/events" => echo(call),
+        _ => status(500, "Unexpected"),
+    });
+    let result = run_with_client(client, args(&[DEPLOYMENT_TARGET])).await;
+    let calls = server.finish();
+    assert!(result.as_ref().unwrap().is_success(), "{result:?}");
+    let summary = calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path.contains("summaries"))
+        .unwrap();
+    assert!(
+        summary
+            .annotation("kubevigil.io/failed-controls")
+            .split(',')
+            .any(|id| id == "C-0041"),
+        "{summary:?}"
+    );
+    let events: Vec<&Call> = calls.iter().filter(|c| c.method == "POST").collect();
+    assert_eq!(events.len(), 1, "{calls:#?}");
+    let event = events[0].body.as_ref().unwrap();
+    assert_eq!(event["reason"], "PostureRegressed", "{event}");
+    assert_eq!(event["type"], "Warning", "{event}");
+    assert_eq!(event["reportingController"], "kubevigil", "{event}");
+    assert_eq!(event["regarding"]["kind"], "Deployment", "{event}");
+    assert_eq!(event["regarding"]["uid"], "uid-web", "{event}");
+    let note = event["note"].as_str().unwrap();
+    assert!(
+        note.contains("newly failed") && note.contains("C-0041"),
+        "{note}"
+    );
+    // After the results were written.
+    let post = calls.iter().position(|c| c.method == "POST").unwrap();
+    assert!(calls[..post].iter().filter(|c| c.method == "PATCH").count() == 2);
 }

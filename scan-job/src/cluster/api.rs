@@ -73,6 +73,18 @@ where
     retrying(what, || api.get_opt(name)).await
 }
 
+/// GETs the metadata of one object; `None` when it does not exist (404).
+pub async fn get_metadata_opt<K>(
+    api: &Api<K>,
+    name: &str,
+    what: &str,
+) -> Result<Option<PartialObjectMeta<K>>, kube::Error>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    retrying(what, || api.get_metadata_opt(name)).await
+}
+
 /// LISTs every object (page by page), optionally by label selector.
 pub async fn list_all<K>(
     api: &Api<K>,

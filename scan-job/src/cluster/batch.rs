@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 
 use super::annotate::{self, Owner, Scanned, Stamp};
 use super::api;
+use super::events::{self, ControlOutcome, Previous, Regarding};
 use super::objects::{
     ObjectKey, binding_ref, object_key, referenced_roles, resource_id_names_binding, role_key_of,
     role_ref_of, to_engine_object, triplet_selector,
@@ -33,7 +34,7 @@ use super::plan::{PlanTarget, Read, plan_reads};
 use super::{RunArgs, RunReport, TargetError, TargetOutcome, TargetReport};
 use kubevigil_engine::catalog;
 use kubevigil_engine::report::{self, ReportContext};
-use kubevigil_engine::settings::Settings;
+use kubevigil_engine::settings::{PostureEvents, Settings};
 use kubevigil_engine::{Evaluator, Inventory, K8sObject, ResourceResult};
 
 /// A progress line every this many targets, in batches larger than that.
@@ -94,8 +95,21 @@ fn dynamic_api(
     }
 }
 
+/// What posture Events need during a batch (see `events`).
+struct EventsCx {
+    settings: PostureEvents,
+    /// The previous outcomes; `None` when Events are off.
+    previous: Option<Previous>,
+    recorder: kube::runtime::events::Recorder,
+}
+
 /// Scans every target of the batch; never fails as a whole.
-pub(super) async fn scan(client: Client, args: &RunArgs, settings: Settings) -> RunReport {
+pub(super) async fn scan(
+    client: Client,
+    args: &RunArgs,
+    settings: Settings,
+    posture_events: PostureEvents,
+) -> RunReport {
     let evaluator = Evaluator::new(catalog::all(), settings.inputs, settings.exceptions);
     let cx = ReportContext {
         install_namespace: args.install_namespace.clone(),
@@ -110,6 +124,22 @@ pub(super) async fn scan(client: Client, args: &RunArgs, settings: Settings) -> 
     let related = read_related(&client, &mut slots).await;
     let inventory = build_inventory(&mut slots, related);
     debug!(objects = inventory.objects().len(), "inventory built");
+
+    let previous = posture_events.enabled.then(|| {
+        let namespaces: Vec<&str> = slots
+            .iter()
+            .filter(|s| matches!(s.state, State::Live(_)))
+            .filter_map(|s| s.key.as_ref())
+            .map(|k| k.namespace.as_deref().unwrap_or(&args.install_namespace))
+            .collect();
+        Previous::new(client.clone(), namespaces)
+    });
+    let events_cx = EventsCx {
+        settings: posture_events,
+        previous,
+        recorder: events::recorder(client.clone()),
+    };
+    let events_cx = &events_cx;
 
     let total = slots.len();
     let scan_time = annotate::now_rfc3339();
@@ -137,6 +167,7 @@ pub(super) async fn scan(client: Client, args: &RunArgs, settings: Settings) -> 
                 Some(index) => {
                     write_target(
                         client, inventory, index, key, &live.meta, evaluator, cx, scan_time,
+                        events_cx,
                     )
                     .await
                 }
@@ -513,6 +544,7 @@ async fn write_target(
     evaluator: &Evaluator<'_>,
     cx: &ReportContext,
     scan_time: &str,
+    events_cx: &EventsCx,
 ) -> TargetOutcome {
     let Some(obj) = inventory.get(index) else {
         return TargetOutcome::Failed(TargetError::Convert {
@@ -566,18 +598,79 @@ async fn write_target(
     };
 
     let mut failed = [0usize; 5];
-    for r in &results {
+    // Posture Events: the previous failed controls (of all the target's results; `None` when
+    // the target's own result is new or has no outcome annotation) and the new outcomes.
+    let mut previous: Option<std::collections::BTreeSet<String>> = None;
+    let mut outcomes: Vec<ControlOutcome> = Vec::new();
+    for (i, r) in results.iter().enumerate() {
         for c in r.controls.iter().filter(|c| c.status == Status::Failed) {
             failed[severity_rank(c.meta.severity())] += 1;
         }
         let mut objects = report::build(r, inventory, cx);
         annotate::stamp(&mut objects, &stamp);
+        objects
+            .summary
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(
+                events::FAILED_CONTROLS.to_string(),
+                events::failed_annotation(
+                    r.controls
+                        .iter()
+                        .filter(|c| c.status == Status::Failed)
+                        .map(|c| c.meta.id),
+                ),
+            );
+        if let Some(reader) = &events_cx.previous {
+            let ns = objects
+                .summary
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_default();
+            let name = objects.summary.metadata.name.clone().unwrap_or_default();
+            let before = reader.failed(&ns, &name).await;
+            match (i, before) {
+                (0, before) => previous = before,
+                (_, Some(before)) => {
+                    if let Some(p) = previous.as_mut() {
+                        p.extend(before);
+                    }
+                }
+                (_, None) => {}
+            }
+            outcomes.extend(
+                r.controls
+                    .iter()
+                    .filter(|c| c.status != Status::Skipped)
+                    .map(|c| ControlOutcome {
+                        id: c.meta.id.to_string(),
+                        name: c.meta.name.to_string(),
+                        severity: c.meta.severity(),
+                        failed: c.status == Status::Failed,
+                    }),
+            );
+        }
         let (scan, summary) = futures::join!(
             apply_result(client, &objects.scan),
             apply_result(client, &objects.summary)
         );
         if let Err(e) = scan.and(summary) {
             return TargetOutcome::Failed(e);
+        }
+    }
+    if events_cx.previous.is_some() {
+        let regarding = Regarding {
+            api_version: key.kind.api_version(),
+            kind: key.kind.kind.clone(),
+            name: key.name.clone(),
+            namespace: key.namespace.clone(),
+            uid: meta.uid.clone().unwrap_or_default(),
+        };
+        for event in events::compare(previous.as_ref(), &outcomes, &events_cx.settings) {
+            info!("{} {}: {}", event.reason, describe(key), event.note);
+            events::publish(&events_cx.recorder, &regarding, &event).await;
         }
     }
     let failed_controls: usize = failed.iter().sum();
