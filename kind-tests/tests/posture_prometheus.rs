@@ -19,14 +19,16 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kind_tests::pipeline::{create_deployment, deployment};
-use kind_tests::release::{Release, chart_dir, with_release};
+use kind_tests::release::{Release, chart_dir, wait_control_status, with_release};
 use kind_tests::scenario::{BoxError, Check, Error, TestCluster, wait_for};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
-use kubevigil_crds::ConfigurationScanSummary;
+use kubevigil_crds::{ConfigurationScanSummary, WorkloadConfigurationScanSummary};
 use serde_json::{Value, json};
 
 const DEMO_NS: &str = "k8s-bad-practices";
+/// The summary of the demo's privileged reverse proxy.
+const PROXY: &str = "deployment-trusty-reverse-proxy";
 const WAIT: Duration = Duration::from_secs(240);
 
 fn demo_file() -> PathBuf {
@@ -202,11 +204,17 @@ async fn wait_equal(
         let res = resources
             .first()
             .and_then(|s| s["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()));
-        Ok::<_, BoxError>(if css == scraped && check(&css) && res == Some(workloads) {
+        // The controller is idle: nothing queued, no scan Job running.
+        let busy = prom
+            .query("sum(kubevigil_queue_depth) + sum(kubevigil_scan_jobs_active)")
+            .await?
+            .first()
+            .and_then(|s| s["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()));
+        Ok::<_, BoxError>(if css == scraped && check(&css) && res == Some(workloads) && busy == Some(0.0) {
             Check::Done(css)
         } else {
             Check::NotYet(format!(
-                "summary {css:?} ({workloads} workloads), prometheus {scraped:?} ({res:?} resources)"
+                "summary {css:?} ({workloads} workloads), prometheus {scraped:?} ({res:?} resources, {busy:?} queued or running)"
             ))
         })
     })
@@ -279,6 +287,8 @@ async fn observe(
     )
     .await?;
     // The demo namespace scanned: its privileged Deployment and Pod, among others.
+    let summaries: Api<WorkloadConfigurationScanSummary> = Api::namespaced(client.clone(), DEMO_NS);
+    wait_control_status(&summaries, PROXY, "C-0057", "failed", WAIT).await?;
     let before = wait_equal(prom, client, "prometheus equal to the demo summary", |c| {
         critical(c) >= 1.0
     })
@@ -314,6 +324,7 @@ async fn observe(
             action: "fixing trusty-reverse-proxy".into(),
             source,
         })?;
+    wait_control_status(&summaries, PROXY, "C-0057", "passed", WAIT).await?;
     let after = wait_equal(
         prom,
         client,
