@@ -48,6 +48,10 @@ crds-check: crds ## Fail when the committed CRD files differ from the Rust types
 	@git diff --exit-code -- charts/kubevigil/crds || { echo "CRD files are out of date: run 'make crds' and commit them" >&2; exit 1; }
 	@test -z "$$(git ls-files --others --exclude-standard charts/kubevigil/crds)" || { echo "untracked CRD files: run 'make crds' and commit them" >&2; exit 1; }
 
+.PHONY: rules-check
+rules-check: ## promtool check rules and promtool test rules on the chart's alerting rules
+	bash scripts/rules-check.sh
+
 .PHONY: chart-check
 chart-check: ## helm lint and helm template of the chart, including rejected values
 	bash scripts/chart-check.sh

@@ -64,6 +64,30 @@ if grep -q 'pod-security.kubernetes.io/enforce' "$out/notes-off.txt"; then
 fi
 echo "notes: the Pod Security label warning, off with namespace.podSecurityLabelCheck=false"
 
+# The PrometheusRule and the Grafana dashboard: off by default; when on, the rule's groups are
+# files/prometheus-rules.yaml (what promtool tests) and the dashboard is valid JSON.
+for k in PrometheusRule; do
+  [[ $(count "$k" "$out/enable.yaml") == 0 ]] || { echo "$k rendered by default" >&2; exit 1; }
+done
+grep -q 'kubevigil-posture.json' "$out/enable.yaml" && { echo "dashboard rendered by default" >&2; exit 1; }
+"$helm" lint --strict "$chart" --set metrics.prometheusRule.enabled=true --set metrics.grafanaDashboard.enabled=true >/dev/null
+"$helm" template kubevigil "$chart" -n kubevigil --set metrics.prometheusRule.enabled=true \
+  --set metrics.grafanaDashboard.enabled=true --set postureEvents.enabled=false >"$out/observe.yaml"
+python3 - "$out/observe.yaml" "$chart/files/prometheus-rules.yaml" "$chart/files/grafana-dashboard.json" <<'PY'
+import json, sys
+rendered, rules_file, dashboard_file = sys.argv[1:]
+docs = open(rendered).read().split("\n---\n")
+rule = [d for d in docs if "kind: PrometheusRule" in d]
+board = [d for d in docs if "kubevigil-posture.json" in d and "grafana_dashboard" in d]
+assert len(rule) == 1 and len(board) == 1, "PrometheusRule and dashboard ConfigMap must render once"
+for alert in ("KubevigilNewCriticalFailure", "KubevigilScansFailing", "KubevigilWatchedKindNotReady", "KubevigilControllerDown"):
+    assert alert in rule[0] and alert in open(rules_file).read(), alert
+json.load(open(dashboard_file))
+assert "events.k8s.io" not in [d for d in docs if "scan-job" in d and "kind: ClusterRole\n" in d][0], "postureEvents.enabled=false must not grant events"
+print("PrometheusRule (4 alerts) and Grafana dashboard rendered when enabled; scan Jobs' events grant follows postureEvents.enabled")
+PY
+grep -q 'events.k8s.io' "$out/enable.yaml" || { echo "scan Jobs must be granted create on events by default" >&2; exit 1; }
+
 # Values the schema must reject, each with the text the error must contain.
 reject() {
   local want=$1; shift
@@ -80,6 +104,7 @@ reject "batchSize" --set scanJob.batchSize=0
 reject "digest" --set scanJob.image.digest=sha256:short
 reject "networkPolicy.apiServer.cidrs" --set networkPolicy.enabled=true
 reject "Kubernetes 1.30 or later" --kube-version 1.29.5
+reject "severityThreshold" --set postureEvents.severityThreshold=Severe
 # Bindings without roles: RBAC results depend on the bound roles (the controller would refuse
 # the config at startup; the chart says so at install instead).
 reject "rolebindings or clusterrolebindings are watched but not roles and clusterroles" \

@@ -25,6 +25,7 @@ run "cargo deny (offline advisories)" make -s deny
 run "workflow lint (actionlint)" make -s workflow-lint
 run "CRD drift check" make -s crds-check
 run "helm lint and template" make -s chart-check
+run "alerting rules (promtool)" make -s rules-check
 run "unit and engine tests" make -s unit
 run "conformance (Kubescape fixtures)" make -s conformance
 run "images reproducible (twice)" make -s images-check

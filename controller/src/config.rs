@@ -151,6 +151,10 @@ pub struct ControllerSettings {
     /// Leader election.
     #[serde(default)]
     pub leader_election: LeaderElection,
+    /// Whether `/metrics` has per-resource posture series
+    /// (`kubevigil_posture_resource_failed_controls`, one series per result and severity).
+    #[serde(default)]
+    pub per_resource_metrics: bool,
 }
 
 fn default_log_level() -> String {
@@ -195,6 +199,9 @@ pub struct Config {
     /// Posture exceptions (passed to scan Jobs).
     #[serde(default)]
     pub exceptions: Value,
+    /// When scan Jobs raise posture Events (checked here, applied by scan Jobs).
+    #[serde(default)]
+    pub posture_events: kubevigil_engine::settings::PostureEvents,
 }
 
 fn default_controller() -> ControllerSettings {
@@ -204,6 +211,7 @@ fn default_controller() -> ControllerSettings {
         kube_api_burst: default_burst(),
         metrics_port: default_metrics_port(),
         leader_election: LeaderElection::default(),
+        per_resource_metrics: false,
     }
 }
 

@@ -4,8 +4,8 @@
 //! Pure cores: [`index`] (the event table and what it knows of targets and results), [`queue`]
 //! (debounce, coalescing, in-flight, backoff), [`jobs`] (Job specs) and [`state`] (the main
 //! loop's state machine: messages in, API effects out). Edges do the I/O around them:
-//! [`watchers`], [`discovery`], [`dispatch`], [`cleanup`], [`resync`], [`summaries`], [`lease`]
-//! and [`ops`]; [`run`] wires them together.
+//! [`watchers`], [`discovery`], [`dispatch`], [`cleanup`], [`resync`], [`summaries`] (with the
+//! [`posture`] metrics they feed), [`lease`] and [`ops`]; [`run`] wires them together.
 
 pub mod cleanup;
 pub mod cli;
@@ -17,6 +17,7 @@ pub mod index;
 pub mod jobs;
 pub mod lease;
 pub mod ops;
+pub mod posture;
 pub mod queue;
 pub mod ratelimit;
 pub mod resync;

@@ -1,11 +1,16 @@
-//! Operations: Prometheus metrics, `/livez` and `/readyz`, the small HTTP server that serves
-//! them, and log setup.
+//! Operations: Prometheus metrics, `/livez` and `/readyz`, the HTTP server that serves them
+//! (axum), and log setup.
 
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -13,9 +18,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+use crate::posture::Posture;
 
 use crate::cli::LogFormat;
 
@@ -75,6 +81,8 @@ pub struct Metrics {
     /// Listed objects of the controller's own kinds that could not be read, by resource
     /// (logged and skipped).
     pub malformed_objects: Family<ResourceLabels, Counter>,
+    /// Posture by namespace, written by the namespace summaries, read at each scrape.
+    pub posture: Arc<Posture>,
 }
 
 impl Metrics {
@@ -95,6 +103,7 @@ impl Metrics {
             errors: Family::default(),
             results_deleted: Counter::default(),
             malformed_objects: Family::default(),
+            posture: Arc::new(Posture::default()),
         };
         let mut r = Registry::default();
         r.register(
@@ -157,6 +166,7 @@ impl Metrics {
             "Listed objects of kubevigil's own kinds that could not be read (logged and skipped)",
             m.malformed_objects.clone(),
         );
+        r.register_collector(Box::new(m.posture.clone()));
         (m, r)
     }
 
@@ -321,21 +331,82 @@ impl Health {
     }
 }
 
-/// Answers one request path: status, content type and body.
-pub fn respond(path: &str, registry: &Registry, health: &Health) -> (u16, &'static str, String) {
+/// The content type of the OpenMetrics text format.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of the Prometheus text format 0.0.4.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether an `Accept` header asks for OpenMetrics: any `application/openmetrics-text` media
+/// range with a non-zero quality (Prometheus lists it first when it can parse it).
+pub fn wants_openmetrics(accept: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default();
+        let q = parts
+            .filter_map(|p| p.strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        media.eq_ignore_ascii_case("application/openmetrics-text") && q > 0.0
+    })
+}
+
+/// The registry in the OpenMetrics text format (with its `# EOF`) or, converted, in the
+/// Prometheus text format 0.0.4: counters are named with their `_total` suffix in `# HELP` and
+/// `# TYPE` as their samples are, and there is no `# UNIT` or `# EOF` line.
+pub fn encode_metrics(registry: &Registry, openmetrics: bool) -> Result<String, std::fmt::Error> {
+    let mut body = String::new();
+    prometheus_client::encoding::text::encode(&mut body, registry)?;
+    if openmetrics {
+        return Ok(body);
+    }
+    let counters: std::collections::HashSet<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(body.len());
+    for line in body.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Answers one request path: status, content type and body. `openmetrics` is what the
+/// client's `Accept` header asked for ([`wants_openmetrics`]).
+pub fn respond(
+    path: &str,
+    openmetrics: bool,
+    registry: &Registry,
+    health: &Health,
+) -> (u16, &'static str, String) {
     let path = path.split('?').next().unwrap_or(path);
     match path {
-        "/metrics" => {
-            let mut body = String::new();
-            match prometheus_client::encoding::text::encode(&mut body, registry) {
-                Ok(()) => (
-                    200,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    body,
-                ),
-                Err(_) => (500, "text/plain", "failed to encode metrics\n".into()),
-            }
-        }
+        "/metrics" => match encode_metrics(registry, openmetrics) {
+            Ok(body) => (
+                200,
+                if openmetrics {
+                    OPENMETRICS
+                } else {
+                    PROMETHEUS_TEXT
+                },
+                body,
+            ),
+            Err(_) => (500, "text/plain", "failed to encode metrics\n".into()),
+        },
         "/livez" | "/healthz" => {
             let (code, body) = health.livez();
             (code, "text/plain", body)
@@ -353,78 +424,58 @@ pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
-/// Serves `/metrics`, `/livez` and `/readyz` until `shutdown` turns true.
+#[derive(Clone)]
+struct Endpoint {
+    registry: Arc<Registry>,
+    health: Arc<Health>,
+}
+
+async fn answer(
+    State(endpoint): State<Endpoint>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> impl IntoResponse {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(wants_openmetrics);
+    let (code, content_type, body) = respond(
+        uri.path(),
+        openmetrics,
+        &endpoint.registry,
+        &endpoint.health,
+    );
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(header::CONTENT_TYPE, content_type)], body)
+}
+
+/// The router of `/metrics`, `/livez` (and `/healthz`) and `/readyz`; GET and HEAD only
+/// (other methods get 405, other paths 404).
+pub fn router(registry: Arc<Registry>, health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/metrics", get(answer))
+        .route("/livez", get(answer))
+        .route("/healthz", get(answer))
+        .route("/readyz", get(answer))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .with_state(Endpoint { registry, health })
+}
+
+/// Serves `/metrics`, `/livez` and `/readyz` with axum (hyper: HTTP/1.1 keep-alive, request
+/// parsing and limits) until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
     registry: Arc<Registry>,
     health: Arc<Health>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        tokio::select! {
-            _ = stopped(&mut shutdown) => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let registry = registry.clone();
-                    let health = health.clone();
-                    tokio::spawn(async move {
-                        let served = tokio::time::timeout(
-                            Duration::from_secs(5),
-                            handle(stream, &registry, &health),
-                        );
-                        if let Ok(Err(e)) = served.await {
-                            tracing::debug!(error = %e, "health endpoint connection failed");
-                        }
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a health endpoint connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
+    let served = axum::serve(listener, router(registry, health))
+        .with_graceful_shutdown(async move { stopped(&mut shutdown).await })
+        .await;
+    if let Err(e) = served {
+        tracing::warn!(error = %e, "the metrics and health endpoint stopped");
     }
-}
-
-async fn handle(
-    mut stream: TcpStream,
-    registry: &Registry,
-    health: &Health,
-) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let head = String::from_utf8_lossy(&buf);
-    let mut parts = head.lines().next().unwrap_or_default().split_whitespace();
-    let method = parts.next().unwrap_or_default();
-    let path = parts.next().unwrap_or("/");
-    let (code, content_type, body) = if method == "GET" || method == "HEAD" {
-        respond(path, registry, health)
-    } else {
-        (405, "text/plain", "method not allowed\n".into())
-    };
-    let reason = match code {
-        200 => "OK",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        503 => "Service Unavailable",
-        _ => "Internal Server Error",
-    };
-    let mut response = format!(
-        "HTTP/1.1 {code} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    if method != "HEAD" {
-        response.push_str(&body);
-    }
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
 }
 
 /// Sets up logging: JSON lines (or text) on stdout, filtered by `RUST_LOG` or else `level`.
@@ -460,7 +511,7 @@ mod tests {
             })
             .set(1);
         m.scan_latency.observe(1.5);
-        let (code, _, body) = respond("/metrics", &r, &Health::default());
+        let (code, _, body) = respond("/metrics", true, &r, &Health::default());
         assert_eq!(code, 200);
         for name in [
             "kubevigil_queue_depth ",
@@ -479,10 +530,10 @@ mod tests {
     fn readiness_follows_role_and_sync() {
         let h = Health::default();
         let r = Registry::default();
-        assert_eq!(respond("/readyz", &r, &h).0, 503);
-        assert_eq!(respond("/livez", &r, &h).0, 200);
+        assert_eq!(respond("/readyz", false, &r, &h).0, 503);
+        assert_eq!(respond("/livez", false, &r, &h).0, 200);
         h.set_role(Role::Standby);
-        assert_eq!(respond("/readyz", &r, &h).0, 200);
+        assert_eq!(respond("/readyz", false, &r, &h).0, 200);
         h.set_role(Role::Leader);
         h.set_kinds(vec![KindReport {
             group: "example.com".into(),
@@ -491,10 +542,10 @@ mod tests {
             state: "not-found".into(),
             message: Some("resource widgets.example.com/v1 not found in API discovery".into()),
         }]);
-        let (code, _, body) = respond("/readyz", &r, &h);
+        let (code, _, body) = respond("/readyz", false, &r, &h);
         assert_eq!(code, 503);
         h.set_initial_sync(true);
-        let (code, _, body2) = respond("/readyz", &r, &h);
+        let (code, _, body2) = respond("/readyz", false, &r, &h);
         assert_eq!(code, 200);
         for b in [&body, &body2] {
             assert!(
@@ -504,7 +555,67 @@ mod tests {
         }
         let v: serde_json::Value = serde_json::from_str(&body2).unwrap();
         assert_eq!(v["kinds"][0]["state"], "not-found");
-        assert_eq!(respond("/nope", &r, &h).0, 404);
+        assert_eq!(respond("/nope", false, &r, &h).0, 404);
+    }
+
+    #[test]
+    fn content_negotiation() {
+        assert!(wants_openmetrics(
+            "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+        ));
+        assert!(!wants_openmetrics("text/plain;version=0.0.4"));
+        assert!(!wants_openmetrics(
+            "application/openmetrics-text;q=0,text/plain"
+        ));
+        assert!(!wants_openmetrics("*/*"));
+        let (m, r) = Metrics::new();
+        m.scans_failed.inc();
+        let om = encode_metrics(&r, true).unwrap();
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        assert!(
+            om.contains("# TYPE kubevigil_scans_failed counter\n"),
+            "{om}"
+        );
+        let text = encode_metrics(&r, false).unwrap();
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(
+            text.contains("# TYPE kubevigil_scans_failed_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP kubevigil_scans_failed_total "),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nkubevigil_scans_failed_total 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE kubevigil_posture_failed_controls gauge"),
+            "{text}"
+        );
+    }
+
+    async fn get(addr: std::net::SocketAddr, path: &str, accept: &str) -> (u16, String, String) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!(
+                "GET {path} HTTP/1.1\r\nhost: x\r\naccept: {accept}\r\nconnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        let code = out[9..12].parse().unwrap();
+        let content_type = out
+            .lines()
+            .find_map(|l| l.strip_prefix("content-type: "))
+            .unwrap_or_default()
+            .to_string();
+        (code, content_type, out)
     }
 
     #[tokio::test]
@@ -514,15 +625,35 @@ mod tests {
         let (tx, rx) = watch::channel(false);
         let health = Arc::new(Health::default());
         health.tick();
-        let server = tokio::spawn(serve(listener, Arc::new(Registry::default()), health, rx));
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /livez HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        let (_m, registry) = Metrics::new();
+        let server = tokio::spawn(serve(listener, Arc::new(registry), health, rx));
+        let (code, _, out) = get(addr, "/livez", "*/*").await;
+        assert_eq!(code, 200, "{out}");
         assert!(out.ends_with("ok\n"), "{out}");
+        let (code, ct, out) = get(
+            addr,
+            "/metrics",
+            "application/openmetrics-text;version=1.0.0",
+        )
+        .await;
+        assert_eq!((code, ct.as_str()), (200, OPENMETRICS), "{out}");
+        assert!(out.ends_with("# EOF\n"), "{out}");
+        let (code, ct, out) = get(addr, "/metrics", "text/plain").await;
+        assert_eq!((code, ct.as_str()), (200, PROMETHEUS_TEXT), "{out}");
+        assert!(!out.contains("# EOF"), "{out}");
+        assert_eq!(get(addr, "/readyz", "*/*").await.0, 503);
+        assert_eq!(get(addr, "/nope", "*/*").await.0, 404);
+        // Keep-alive: two requests on one connection.
+        {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /livez HTTP/1.1\r\nhost: x\r\n\r\nGET /livez HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2, "{out}");
+        }
         tx.send(true).unwrap();
         server.await.unwrap();
     }

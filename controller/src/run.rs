@@ -206,6 +206,9 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     install_signal_handler(shutdown_tx)?;
     let (metrics, registry) = Metrics::new();
+    metrics
+        .posture
+        .set_per_resource(settings.config.controller.per_resource_metrics);
     let health = Arc::new(Health::default());
     let listener = TcpListener::bind(settings.metrics_addr)
         .await

@@ -181,12 +181,42 @@ pub struct SummaryItem {
     pub spec: SummarySeverities,
 }
 
-/// The part of a summary's spec that namespace sums need.
+/// The part of a summary's spec that namespace sums and posture metrics need.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct SummarySeverities {
     /// Failed controls per severity.
     #[serde(default)]
     pub severities: kubevigil_crds::SeveritySummary,
+    /// Each control's severity and status (its other fields are skipped while parsing).
+    #[serde(default)]
+    pub controls: BTreeMap<String, ControlBrief>,
+}
+
+/// A control of a summary: its severity and status only.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ControlBrief {
+    /// The control's severity.
+    #[serde(default)]
+    pub severity: SeverityBrief,
+    /// The control's status on the target.
+    #[serde(default)]
+    pub status: StatusBrief,
+}
+
+/// `severity.severity` of a summary's control.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+pub struct SeverityBrief {
+    /// The severity bucket.
+    #[serde(default)]
+    pub severity: kubevigil_crds::scan::Severity,
+}
+
+/// `status.status` of a summary's control.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+pub struct StatusBrief {
+    /// Passed, failed or skipped.
+    #[serde(default)]
+    pub status: kubevigil_crds::scan::Status,
 }
 
 dynamic_resource!(SummaryItem, false);

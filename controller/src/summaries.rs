@@ -67,6 +67,7 @@ pub async fn summarize(
     let wcss: Api<DeserializeGuard<SummaryItem>> =
         Api::namespaced_with(client.clone(), namespace, &resource);
     let mut items = Vec::new();
+    let mut posture = crate::posture::NamespacePosture::default();
     let mut lp = ListParams::default().limit(100);
     loop {
         let page = wcss.list(&lp).await.map_err(|source| Error::Summary {
@@ -76,8 +77,12 @@ pub async fn summarize(
         })?;
         for o in page.items {
             let item = match o.0 {
-                Ok(o) => (o.metadata.name.unwrap_or_default(), o.spec.severities),
+                Ok(o) => {
+                    posture.add(&o);
+                    (o.metadata.name.unwrap_or_default(), o.spec.severities)
+                }
                 Err(bad) => {
+                    posture.add_unreadable();
                     metrics.malformed(&resource.plural, &bad);
                     (
                         bad.metadata.name.unwrap_or_default(),
@@ -94,6 +99,7 @@ pub async fn summarize(
     }
     let css: Api<ConfigurationScanSummary> = Api::all(client);
     if items.is_empty() {
+        metrics.posture.remove(namespace);
         return match css.delete(namespace, &DeleteParams::default()).await {
             Ok(_) => Ok(SummaryOutcome::Deleted),
             Err(e) if is_not_found(&e) => Ok(SummaryOutcome::Deleted),
@@ -104,6 +110,7 @@ pub async fn summarize(
             }),
         };
     }
+    metrics.posture.set(namespace, posture);
     let spec = namespace_summary(namespace, items);
     let workloads = spec.workloads;
     let mut object = ConfigurationScanSummary::new(namespace, spec);

@@ -107,8 +107,104 @@ pub fn controls_hash(controls: &[&dyn crate::Control], inputs: &ControlInputs) -
     kubevigil_crds::identity::short_hash(&key)
 }
 
+/// Key of the posture Events settings in the configuration file.
+pub const POSTURE_EVENTS: &str = "postureEvents";
+
+/// When scan Jobs raise `PostureRegressed` and `PostureImproved` Events on a target
+/// (`postureEvents` in the configuration file; the chart's `postureEvents` values).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PostureEvents {
+    /// Whether scan Jobs raise posture Events at all.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The lowest severity of a control whose change raises an Event (`High`: High and
+    /// Critical controls).
+    #[serde(default = "default_threshold")]
+    pub severity_threshold: kubevigil_crds::Severity,
+    /// Whether a target's first result raises `PostureRegressed` for its failed controls
+    /// (off: installing on a cluster raises no Events).
+    #[serde(default)]
+    pub on_first_result: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_threshold() -> kubevigil_crds::Severity {
+    kubevigil_crds::Severity::High
+}
+
+impl Default for PostureEvents {
+    fn default() -> Self {
+        PostureEvents {
+            enabled: true,
+            severity_threshold: default_threshold(),
+            on_first_result: false,
+        }
+    }
+}
+
+impl PostureEvents {
+    /// Reads `postureEvents` from the text of a whole configuration file (absent: defaults).
+    pub fn parse(text: &str) -> Result<Self, SettingsError> {
+        if text.trim().is_empty() {
+            return Ok(PostureEvents::default());
+        }
+        let doc: Value =
+            serde_norway::from_str(text).map_err(|e| SettingsError::Parse(e.to_string()))?;
+        match doc.get(POSTURE_EVENTS) {
+            None | Some(Value::Null) => Ok(PostureEvents::default()),
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+                SettingsError::Field(FieldError {
+                    field: POSTURE_EVENTS,
+                    message: e.to_string(),
+                })
+            }),
+        }
+    }
+
+    /// Whether a control of `severity` is at or above the threshold.
+    pub fn counts(&self, severity: kubevigil_crds::Severity) -> bool {
+        severity_rank(severity) >= severity_rank(self.severity_threshold)
+    }
+}
+
+/// Unknown 0, Low 1, Medium 2, High 3, Critical 4.
+pub fn severity_rank(severity: kubevigil_crds::Severity) -> u8 {
+    use kubevigil_crds::Severity as S;
+    match severity {
+        S::Unknown => 0,
+        S::Low => 1,
+        S::Medium => 2,
+        S::High => 3,
+        S::Critical => 4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn posture_events_settings() {
+        let d = PostureEvents::parse(CHART_SHAPE).unwrap();
+        assert_eq!(d, PostureEvents::default());
+        assert!(d.enabled && !d.on_first_result);
+        assert!(d.counts(kubevigil_crds::Severity::Critical));
+        assert!(d.counts(kubevigil_crds::Severity::High));
+        assert!(!d.counts(kubevigil_crds::Severity::Medium));
+        let s = PostureEvents::parse(
+            "postureEvents: {enabled: false, severityThreshold: Critical, onFirstResult: true}",
+        )
+        .unwrap();
+        assert!(!s.enabled && s.on_first_result);
+        assert!(!s.counts(kubevigil_crds::Severity::High));
+        let e = PostureEvents::parse("postureEvents: {severityThreshold: Severe}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`postureEvents`") && e.contains("Severe"), "{e}");
+    }
+
     use super::*;
 
     const CHART_SHAPE: &str = r#"

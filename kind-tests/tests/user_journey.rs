@@ -566,6 +566,22 @@ async fn least_privilege(cluster: &TestCluster) {
             ],
             true,
         ),
+        // Posture Events on the targets: create only.
+        (
+            SCAN_JOB_SA,
+            &["create", "events.events.k8s.io", "-n", DEMO_NS],
+            true,
+        ),
+        (
+            SCAN_JOB_SA,
+            &["patch", "events.events.k8s.io", "-n", DEMO_NS],
+            false,
+        ),
+        (
+            SCAN_JOB_SA,
+            &["delete", "events.events.k8s.io", "-n", DEMO_NS],
+            false,
+        ),
         (SCAN_JOB_SA, &["get", "secrets", "-A"], false),
         (SCAN_JOB_SA, &["create", "pods", "-n", INSTALL_NS], false),
         (SCAN_JOB_SA, &["create", "pods", "-n", DEMO_NS], false),

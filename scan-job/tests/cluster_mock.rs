@@ -817,3 +817,81 @@ async fn an_unchanged_outcome_is_not_written_a_changed_one_is_applied() {
         ]
     );
 }
+
+/// Posture Events: the Deployment's existing summary (as its namespace's metadata list shows
+/// it) failed no control; the scan finds the host-network control (C-0041, High) failed and
+/// raises one PostureRegressed on the Deployment (events.k8s.io/v1, reporting controller
+/// kubevigil), after writing the results. The previous outcome costs no request of its own,
+/// and the summary carries the new failed controls for the next comparison.
+#[tokio::test]
+async fn a_newly_failed_control_raises_one_posture_regressed_event() {
+    let sa = json!({"metadata": {"name": "default", "namespace": "shop", "uid": "sa"}});
+    let (client, server) = ApiServer::start(move |call| match call.method.as_str() {
+        "GET" if call.path == "/apis/apps/v1/namespaces/shop/deployments/web" => {
+            (200, deployment())
+        }
+        "GET"
+            if call
+                .path
+                .ends_with("/shop/workloadconfigurationscansummaries") =>
+        {
+            list(vec![
+                json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                   "metadata": {"name": "deployment-web", "namespace": "shop",
+                                "annotations": {"kubevigil.io/failed-controls": ""}}}),
+            ])
+        }
+        "GET" if call.is_result_list() => list(Vec::new()),
+        "GET" if call.is_list() => related_list(call, std::slice::from_ref(&sa)),
+        "POST" if call.path == "/apis/events.k8s.io/v1/namespaces/shop/events" => echo(call),
+        "POST" | "PATCH" => echo(call),
+        _ => status(500, "Unexpected"),
+    });
+    let result = run_with_client(client, args(&[DEPLOYMENT_TARGET])).await;
+    let calls = server.finish();
+    assert!(result.as_ref().unwrap().is_success(), "{result:?}");
+    // The summary exists (applied), the scan does not (created).
+    let summary = calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.path.contains("summaries"))
+        .unwrap();
+    assert!(
+        summary
+            .annotation("kubevigil.io/failed-controls")
+            .split(',')
+            .any(|id| id == "C-0041"),
+        "{summary:?}"
+    );
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.method == "GET" && c.path.contains("summaries/")),
+        "no GET of a single summary: {calls:#?}"
+    );
+    let events: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.method == "POST" && c.path.contains("events.k8s.io"))
+        .collect();
+    assert_eq!(events.len(), 1, "{calls:#?}");
+    let event = events[0].body.as_ref().unwrap();
+    assert_eq!(event["reason"], "PostureRegressed", "{event}");
+    assert_eq!(event["type"], "Warning", "{event}");
+    assert_eq!(event["reportingController"], "kubevigil", "{event}");
+    assert_eq!(event["regarding"]["kind"], "Deployment", "{event}");
+    assert_eq!(event["regarding"]["uid"], "uid-web", "{event}");
+    let note = event["note"].as_str().unwrap();
+    assert!(
+        note.contains("newly failed") && note.contains("C-0041"),
+        "{note}"
+    );
+    // After both results were written.
+    let event_at = calls
+        .iter()
+        .position(|c| c.path.contains("events.k8s.io"))
+        .unwrap();
+    let written = calls[..event_at]
+        .iter()
+        .filter(|c| matches!(c.method.as_str(), "POST" | "PATCH"))
+        .count();
+    assert_eq!(written, 2, "{calls:#?}");
+}

@@ -196,11 +196,16 @@ controller needs to watch, batch and spawn scan Jobs. Keys are sorted (toYaml).
     "kubeApiQps" .Values.controller.kubeApiQps
     "kubeApiBurst" .Values.controller.kubeApiBurst
     "metricsPort" .Values.metrics.port
+    "perResourceMetrics" .Values.metrics.perResourceSeries
     "leaderElection" (dict
       "enabled" (gt (int .Values.controller.replicas) 1)
       "leaseName" (include "kubevigil.leaseName" .)))
   "controlsConfig" (.Values.controlsConfig | default dict)
   "exceptions" (.Values.exceptions | default list)
+  "postureEvents" (dict
+    "enabled" .Values.postureEvents.enabled
+    "severityThreshold" .Values.postureEvents.severityThreshold
+    "onFirstResult" .Values.postureEvents.onFirstResult)
 -}}
 {{- toYaml $config -}}
 {{- end }}

@@ -588,6 +588,18 @@ impl Bench {
         let metrics = controller_metrics(&self.client, release)
             .await
             .unwrap_or_default();
+        let series = |prefix: &str| {
+            metrics
+                .lines()
+                .filter(|l| l.starts_with(prefix) && !l.starts_with('#'))
+                .count()
+        };
+        eprintln!(
+            "kv-bench: {}: /metrics series: {} posture (kubevigil_posture_*), {} in all, at {workloads} workloads",
+            release.name,
+            series("kubevigil_posture_"),
+            series("kubevigil_")
+        );
         let mem = proc_mem(pid)?;
         let (idle_cpu, mem_after_idle) = match idle {
             Some(window) => {

@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 
 use super::annotate::{self, Owner, Scanned, Stamp};
 use super::api;
+use super::events::{self, ControlOutcome, Regarding};
 use super::existing::{self, ExistingResults, ResultKind as Tag, WriteAction, WriteCounts};
 use super::objects::{
     ObjectKey, binding_ref, object_key, referenced_roles, resource_id_names_binding, role_key_of,
@@ -35,7 +36,7 @@ use super::plan::{PlanTarget, Read, plan_reads};
 use super::{RunArgs, RunReport, TargetError, TargetOutcome, TargetReport};
 use kubevigil_engine::catalog;
 use kubevigil_engine::report::{self, ReportContext};
-use kubevigil_engine::settings::Settings;
+use kubevigil_engine::settings::{PostureEvents, Settings};
 use kubevigil_engine::{Evaluator, Inventory, K8sObject, ResourceResult};
 
 /// A progress line every this many targets, in batches larger than that.
@@ -96,8 +97,19 @@ fn dynamic_api(
     }
 }
 
+/// What posture Events need during a batch (see `events`).
+struct EventsCx {
+    settings: PostureEvents,
+    recorder: kube::runtime::events::Recorder,
+}
+
 /// Scans every target of the batch; never fails as a whole.
-pub(super) async fn scan(client: Client, args: &RunArgs, settings: Settings) -> RunReport {
+pub(super) async fn scan(
+    client: Client,
+    args: &RunArgs,
+    settings: Settings,
+    posture_events: PostureEvents,
+) -> RunReport {
     let evaluator = Evaluator::new(catalog::all(), settings.inputs, settings.exceptions);
     let cx = ReportContext {
         install_namespace: args.install_namespace.clone(),
@@ -117,6 +129,12 @@ pub(super) async fn scan(client: Client, args: &RunArgs, settings: Settings) -> 
     );
     let inventory = build_inventory(&mut slots, related);
     debug!(objects = inventory.objects().len(), "inventory built");
+
+    let events_cx = EventsCx {
+        settings: posture_events,
+        recorder: events::recorder(client.clone()),
+    };
+    let events_cx = &events_cx;
 
     let total = slots.len();
     let scan_time = annotate::now_rfc3339();
@@ -151,6 +169,7 @@ pub(super) async fn scan(client: Client, args: &RunArgs, settings: Settings) -> 
                         scan_time,
                         existing,
                         writes,
+                        events_cx,
                     };
                     write_target(client, &scan, index, key, &live.meta).await
                 }
@@ -220,6 +239,7 @@ struct TargetScan<'a> {
     scan_time: &'a str,
     existing: &'a ExistingResults,
     writes: &'a Writes,
+    events_cx: &'a EventsCx,
 }
 
 /// The namespaces the live targets' results are written to, each once, sorted (a binding's
@@ -628,6 +648,7 @@ async fn write_target(
         scan_time,
         existing,
         writes,
+        events_cx,
     } = *scan;
     let Some(obj) = inventory.get(index) else {
         return TargetOutcome::Failed(TargetError::Convert {
@@ -681,12 +702,63 @@ async fn write_target(
     };
 
     let mut failed = [0usize; 5];
-    for r in &results {
+    // Posture Events: the previous failed controls (of all the target's results; `None` when
+    // the target's own result is new or has no outcome annotation) and the new outcomes.
+    let mut previous: Option<std::collections::BTreeSet<String>> = None;
+    let mut outcomes: Vec<ControlOutcome> = Vec::new();
+    for (i, r) in results.iter().enumerate() {
         for c in r.controls.iter().filter(|c| c.status == Status::Failed) {
             failed[severity_rank(c.meta.severity())] += 1;
         }
         let mut objects = report::build(r, inventory, cx);
         annotate::stamp(&mut objects, &stamp);
+        objects
+            .summary
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(
+                events::FAILED_CONTROLS.to_string(),
+                events::failed_annotation(
+                    r.controls
+                        .iter()
+                        .filter(|c| c.status == Status::Failed)
+                        .map(|c| c.meta.id),
+                ),
+            );
+        if events_cx.settings.enabled {
+            let ns = objects
+                .summary
+                .metadata
+                .namespace
+                .as_deref()
+                .unwrap_or_default();
+            let name = objects.summary.metadata.name.as_deref().unwrap_or_default();
+            // The summary's annotations as listed before the batch (`None`: a new result).
+            let before = existing
+                .get(Tag::Summary, ns, name)
+                .and_then(|e| events::parse_failed(Some(&e.annotations)));
+            match (i, before) {
+                (0, before) => previous = before,
+                (_, Some(before)) => {
+                    if let Some(p) = previous.as_mut() {
+                        p.extend(before);
+                    }
+                }
+                (_, None) => {}
+            }
+            outcomes.extend(
+                r.controls
+                    .iter()
+                    .filter(|c| c.status != Status::Skipped)
+                    .map(|c| ControlOutcome {
+                        id: c.meta.id.to_string(),
+                        name: c.meta.name.to_string(),
+                        severity: c.meta.severity(),
+                        failed: c.status == Status::Failed,
+                    }),
+            );
+        }
         annotate::stamp_outcome(&mut objects);
         let (scan, summary) = futures::join!(
             write_result(client, existing, writes, &objects.scan),
@@ -694,6 +766,19 @@ async fn write_target(
         );
         if let Err(e) = scan.and(summary) {
             return TargetOutcome::Failed(e);
+        }
+    }
+    if events_cx.settings.enabled {
+        let regarding = Regarding {
+            api_version: key.kind.api_version(),
+            kind: key.kind.kind.clone(),
+            name: key.name.clone(),
+            namespace: key.namespace.clone(),
+            uid: meta.uid.clone().unwrap_or_default(),
+        };
+        for event in events::compare(previous.as_ref(), &outcomes, &events_cx.settings) {
+            info!("{} {}: {}", event.reason, describe(key), event.note);
+            events::publish(&events_cx.recorder, &regarding, &event).await;
         }
     }
     let failed_controls: usize = failed.iter().sum();

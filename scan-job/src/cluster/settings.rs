@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use kubevigil_engine::settings::{FieldError, Settings, SettingsError};
+use kubevigil_engine::settings::{FieldError, PostureEvents, Settings, SettingsError};
 
 use super::RunError;
 
@@ -21,9 +21,21 @@ pub fn load(path: Option<&Path>) -> Result<Settings, RunError> {
     parse(&shown, &text)
 }
 
-/// Parses the text of a configuration file; `path` is only used in error messages.
-pub fn parse(path: &str, text: &str) -> Result<Settings, RunError> {
-    Settings::parse(text).map_err(|e| match e {
+/// Reads `postureEvents` from the configuration file; without a file, the defaults.
+pub fn load_events(path: Option<&Path>) -> Result<PostureEvents, RunError> {
+    let Some(path) = path else {
+        return Ok(PostureEvents::default());
+    };
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| RunError::ReadConfig {
+        path: shown.clone(),
+        source,
+    })?;
+    PostureEvents::parse(&text).map_err(|e| settings_error(&shown, e))
+}
+
+fn settings_error(path: &str, e: SettingsError) -> RunError {
+    match e {
         SettingsError::Parse(message) => RunError::ParseConfig {
             path: path.to_string(),
             message,
@@ -33,7 +45,12 @@ pub fn parse(path: &str, text: &str) -> Result<Settings, RunError> {
             field,
             message,
         },
-    })
+    }
+}
+
+/// Parses the text of a configuration file; `path` is only used in error messages.
+pub fn parse(path: &str, text: &str) -> Result<Settings, RunError> {
+    Settings::parse(text).map_err(|e| settings_error(path, e))
 }
 
 #[cfg(test)]
