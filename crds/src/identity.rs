@@ -82,6 +82,11 @@ pub mod annotations {
     pub const SCAN_TIME: &str = "kubevigil.io/scan-time";
     /// Kubescape-style workload ID: `wlid://cluster-<cluster>/namespace-<ns>/<kind>-<name>`.
     pub const WLID: &str = "kubevigil.io/wlid";
+    /// Hash of the workload's related inputs when scanned (the identities and resourceVersions
+    /// of the NetworkPolicies, Services, Ingresses, mounted PVCs and ConfigMaps... that controls
+    /// relate it to; `kubevigil_engine::related::inputs_hash`); a different hash makes it stale.
+    /// Only on results of workloads.
+    pub const RELATED_INPUTS: &str = "kubevigil.io/related-inputs";
 }
 
 /// A Kubernetes object that is scanned as a whole (a workload, a ServiceAccount, a Namespace...).

@@ -83,6 +83,9 @@ pub struct Stamp {
     pub scan_time: String,
     /// The target as owner.
     pub owner: Owner,
+    /// Hash of a workload's related inputs (`kubevigil_engine::related::inputs_hash`); `None`
+    /// for a target that is not a workload.
+    pub related_inputs: Option<String>,
 }
 
 /// Adds the stamp's annotations and owner reference to a scan and its summary.
@@ -98,6 +101,9 @@ pub fn stamp(objects: &mut ResultObjects, stamp: &Stamp) {
             stamp.fingerprint.clone(),
         );
         annotations_map.insert(annotations::SCAN_TIME.to_string(), stamp.scan_time.clone());
+        if let Some(hash) = &stamp.related_inputs {
+            annotations_map.insert(annotations::RELATED_INPUTS.to_string(), hash.clone());
+        }
         let owner = meta
             .namespace
             .as_deref()
@@ -228,6 +234,7 @@ mod tests {
             fingerprint: "fp".into(),
             scan_time: "2026-01-01T00:00:00Z".into(),
             owner: owner(Some("shop")),
+            related_inputs: Some("rel".into()),
         };
         stamp(&mut objects, &s);
         for m in [&objects.scan.metadata, &objects.summary.metadata] {
@@ -236,6 +243,7 @@ mod tests {
             assert_eq!(a[annotations::FINGERPRINT], "fp");
             assert_eq!(a[annotations::SCAN_TIME], "2026-01-01T00:00:00Z");
             assert_eq!(a[annotations::WLID], "wlid://x");
+            assert_eq!(a[annotations::RELATED_INPUTS], "rel");
             assert_eq!(m.owner_references.as_ref().unwrap()[0].uid, "u-1");
         }
 

@@ -32,6 +32,7 @@ use super::objects::{
 use super::plan::{PlanTarget, Read, plan_reads};
 use super::{RunArgs, RunReport, TargetError, TargetOutcome, TargetReport};
 use kubevigil_engine::catalog;
+use kubevigil_engine::related;
 use kubevigil_engine::report::{self, ReportContext};
 use kubevigil_engine::settings::Settings;
 use kubevigil_engine::{Evaluator, Inventory, K8sObject, ResourceResult};
@@ -380,7 +381,7 @@ async fn read_related(client: &Client, slots: &mut [Slot]) -> Vec<(K8sObject, Ap
     let mut forbidden_warned: HashSet<&'static str> = HashSet::new();
     // The LISTs run concurrently; their results are taken in plan order.
     let mut listed = stream::iter(reads.into_iter().map(|read| async move {
-        let resource = read.kind.api_resource();
+        let resource = super::plan::api_resource(read.kind);
         let api = dynamic_api(client, &resource, read.namespace.as_deref());
         let scope = match &read.namespace {
             Some(ns) => format!("in namespace {ns}"),
@@ -502,6 +503,33 @@ fn role_meta(inventory: &Inventory, binding: &K8sObject) -> Option<ObjectMeta> {
     serde_json::from_value(role.metadata().clone()).ok()
 }
 
+/// The hash of a workload's related inputs: the watched related objects of the inventory
+/// (its namespace's and the cluster-wide ones) that the engine's relations relate it to, hashed
+/// as the controller hashes its watch caches. `None` for a target that is not a workload.
+fn related_inputs(inventory: &Inventory, obj: &K8sObject) -> Option<String> {
+    let pod = related::PodFacts::of_object(&obj.kind, &obj.value)?;
+    let namespace = obj.namespace_or_default();
+    let facts: Vec<related::RelatedFacts> = related::watched_kinds()
+        .flat_map(|k| {
+            let objects: Vec<&K8sObject> = if k.namespaced {
+                inventory.of_kind_in(k.kind, namespace).collect()
+            } else {
+                inventory.of_kind(k.kind).collect()
+            };
+            objects
+                .into_iter()
+                .filter(move |o| o.group() == k.group)
+                .map(move |o| related::RelatedFacts::of_object(k, &o.value))
+        })
+        .collect();
+    let candidates: Vec<&related::RelatedFacts> = facts.iter().collect();
+    Some(related::inputs_hash(related::related_to(
+        &pod,
+        namespace,
+        &candidates,
+    )))
+}
+
 /// Evaluates one live target, stamps and writes its results.
 #[allow(clippy::too_many_arguments)]
 async fn write_target(
@@ -563,6 +591,7 @@ async fn write_target(
             namespace: key.namespace.clone(),
             uid: meta.uid.clone().unwrap_or_default(),
         },
+        related_inputs: related_inputs(inventory, obj),
     };
 
     let mut failed = [0usize; 5];
