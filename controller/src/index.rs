@@ -44,6 +44,9 @@ pub struct ResultInfo {
     pub scanner_version: String,
     /// Hash of the control set and configuration.
     pub controls_hash: String,
+    /// Hash of the workload's related inputs when scanned (`kubevigil.io/related-inputs`);
+    /// `None` when the result has none (not a workload).
+    pub related_inputs: Option<String>,
     /// The watched kind whose objects produce this result (from the result's labels), so that
     /// orphans are only collected once that kind's watch has listed everything.
     pub source: Option<SourceKind>,

@@ -75,6 +75,14 @@ pub struct Metrics {
     /// Listed objects of the controller's own kinds that could not be read, by resource
     /// (logged and skipped).
     pub malformed_objects: Family<ResourceLabels, Counter>,
+    /// Targets queued because a related object (NetworkPolicy, Service, Ingress, mounted PVC or
+    /// ConfigMap...) they relate to changed.
+    pub related_rescans: Counter,
+    /// Results the resync found stale by relation (their recorded related inputs differ from
+    /// the watch caches': a missed related event) and queued for a rescan.
+    pub related_stale: Counter,
+    /// Targets queued by `rescanAfter` (their results were older than the maximum age).
+    pub age_rescans: Counter,
 }
 
 impl Metrics {
@@ -94,6 +102,9 @@ impl Metrics {
             kind_ready: Family::default(),
             errors: Family::default(),
             results_deleted: Counter::default(),
+            related_rescans: Counter::default(),
+            related_stale: Counter::default(),
+            age_rescans: Counter::default(),
             malformed_objects: Family::default(),
         };
         let mut r = Registry::default();
@@ -151,6 +162,21 @@ impl Metrics {
             "kubevigil_results_deleted",
             "Result objects deleted by the controller",
             m.results_deleted.clone(),
+        );
+        r.register(
+            "kubevigil_related_rescans",
+            "Targets queued because a related object they relate to changed",
+            m.related_rescans.clone(),
+        );
+        r.register(
+            "kubevigil_related_stale_results",
+            "Results the resync found stale by relation (missed related events) and queued",
+            m.related_stale.clone(),
+        );
+        r.register(
+            "kubevigil_age_rescans",
+            "Targets queued by rescanAfter because their results reached the maximum age",
+            m.age_rescans.clone(),
         );
         r.register(
             "kubevigil_malformed_objects",

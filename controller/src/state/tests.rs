@@ -151,6 +151,7 @@ impl Harness {
                 meta: Box::new(meta),
                 binding: None,
                 spec_hash: None,
+                pod: None,
                 init: false,
             },
         )
@@ -529,6 +530,7 @@ fn resync_rescans_missing_and_collects_only_orphans_of_listed_kinds() {
         fingerprint: "x".into(),
         scanner_version: SCANNER.into(),
         controls_hash: HASH.into(),
+        related_inputs: None,
         source: Some(SourceKind {
             group: group.into(),
             kind: kind.into(),
@@ -636,6 +638,7 @@ fn orphans_wait_for_a_kind_that_is_still_listing() {
                 fingerprint: "x".into(),
                 scanner_version: SCANNER.into(),
                 controls_hash: HASH.into(),
+                related_inputs: None,
                 source: Some(SourceKind {
                     group: "apps".into(),
                     kind: "ReplicaSet".into(),
