@@ -63,6 +63,24 @@ pub struct ContinuousScanning {
     /// How often to look for missed deletes and missing or stale results (`10m`).
     #[serde(default = "default_resync", deserialize_with = "duration")]
     pub resync_period: Duration,
+    /// Maximum result age: every target is rescanned at least this often, spread over the
+    /// period (`off`, the default, or a duration like `24h`).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub rescan_after: Option<Duration>,
+}
+
+/// An optional duration field: `off` (or empty) is `None`, else [`parse_duration`].
+fn optional_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let value = Option::<String>::deserialize(d)?.unwrap_or_default();
+    if value.trim().is_empty() || value.trim() == "off" {
+        return Ok(None);
+    }
+    match parse_duration(&value) {
+        Some(d) if !d.is_zero() => Ok(Some(d)),
+        _ => Err(serde::de::Error::custom(format!(
+            "{value:?} is neither `off` nor a duration like 30m or 24h"
+        ))),
+    }
 }
 
 fn default_debounce() -> Duration {
@@ -441,5 +459,32 @@ exceptions: []
             e.contains("continuousScanning.matchingRules") && e.contains("roles and clusterroles"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn rescan_after_is_off_or_a_duration() {
+        let c = Config::parse("c.yaml", GOOD).unwrap();
+        assert_eq!(c.continuous_scanning.rescan_after, None);
+        let with = |v: &str| {
+            GOOD.replace(
+                "resyncPeriod: 10m",
+                &format!("resyncPeriod: 10m\n  rescanAfter: {v}"),
+            )
+        };
+        let off = Config::parse("c.yaml", &with("off")).unwrap();
+        assert_eq!(off.continuous_scanning.rescan_after, None);
+        let day = Config::parse("c.yaml", &with("24h")).unwrap();
+        assert_eq!(
+            day.continuous_scanning.rescan_after,
+            Some(Duration::from_secs(86_400))
+        );
+        let e = Config::parse("c.yaml", &with("sometimes"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("rescanAfter") && e.contains("neither `off`"),
+            "{e}"
+        );
+        assert!(Config::parse("c.yaml", &with("0s")).is_err());
     }
 }

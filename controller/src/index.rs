@@ -186,6 +186,13 @@ impl Index {
         self.targets.len()
     }
 
+    /// Every tracked target, sorted (the `rescanAfter` sweep's order).
+    pub fn target_keys_sorted(&self) -> Vec<TargetKey> {
+        let mut keys: Vec<TargetKey> = self.targets.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
     /// What is known of an existing result.
     pub fn result_info(&self, result: &ResultRef) -> Option<&ResultInfo> {
         self.results.get(result)

@@ -3,7 +3,7 @@
 //!
 //! Pure cores: [`index`] (the event table and what it knows of targets and results), [`queue`]
 //! (debounce, coalescing, in-flight, backoff), [`related`] (which targets a related object's
-//! change rescans, and the related-inputs hash), [`jobs`] (Job specs) and [`state`] (the main
+//! change rescans, and the related-inputs hash), [`refresh`] (the `rescanAfter` sweep), [`jobs`] (Job specs) and [`state`] (the main
 //! loop's state machine: messages in, API effects out). Edges do the I/O around them:
 //! [`watchers`], [`discovery`], [`dispatch`], [`cleanup`], [`resync`], [`summaries`], [`lease`]
 //! and [`ops`]; [`run`] wires them together.
@@ -20,6 +20,7 @@ pub mod lease;
 pub mod ops;
 pub mod queue;
 pub mod ratelimit;
+pub mod refresh;
 pub mod related;
 pub mod resync;
 pub mod run;

@@ -2,6 +2,7 @@
 //! (`kubevigil_engine::related`): the scan Jobs may list every kind their read plan lists, the
 //! controller may list and watch every kind it watches for related-object rescans, and nobody
 //! may read Secrets. Renders the chart with `helm template` (see `support`).
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 mod support;
 

@@ -40,6 +40,7 @@ use crate::error::Category;
 use crate::index::{Action, Index};
 use crate::ops::Metrics;
 use crate::queue::{Debouncer, Queue, QueueSettings};
+use crate::refresh::Refresh;
 use crate::related::RelatedIndex;
 
 /// Most results deleted by one delete effect (one API task).
@@ -110,6 +111,8 @@ pub struct State {
     last_prune: Instant,
     /// Related objects and the workloads' pod facts (related-object rescans).
     related: RelatedIndex,
+    /// The `rescanAfter` sweep, when configured.
+    refresh: Option<Refresh>,
 }
 
 impl State {
@@ -138,6 +141,11 @@ impl State {
             .collect();
         let kinds = Kinds::new(resolved);
         kinds.publish(&metrics);
+        let refresh = settings
+            .config
+            .continuous_scanning
+            .rescan_after
+            .map(|period| Refresh::new(period, settings.config.scan_job.batch_size, now));
         State {
             s: settings,
             index,
@@ -153,6 +161,7 @@ impl State {
             job_list: JobList::default(),
             last_prune: now,
             related: RelatedIndex::new(kubevigil_engine::related::watched_kinds()),
+            refresh,
         }
     }
 
@@ -254,6 +263,7 @@ impl State {
     /// Periodic work: dispatch, summaries, resync, lost Jobs, metrics.
     pub fn tick(&mut self, now: Instant) -> Vec<Effect> {
         let mut effects = self.give_up_overdue(now);
+        self.refresh_due(now);
         effects.extend(self.dispatch(now));
         for ns in self.summaries.take_due(now) {
             effects.push(Effect::Summarize(ns));
@@ -291,6 +301,9 @@ impl State {
         }
         if let Some(t) = self.summaries.next_due() {
             consider(t);
+        }
+        if let Some(r) = &self.refresh {
+            consider(r.next_due());
         }
         match &self.startup {
             Startup::Synced(resync) => {

@@ -1,6 +1,7 @@
 //! The main loop's side of related-object rescans: related watch events in, rescans of the
 //! targets they relate to out (through the debounced queue, like target changes), and the
-//! resync's check of each workload result's recorded related inputs.
+//! resync's check of each workload result's recorded related inputs; and the `rescanAfter`
+//! sweep's rounds.
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -60,6 +61,28 @@ impl State {
             if self.index.expected_fingerprint(&key).is_some() {
                 tracing::debug!(target = %key, kind = kind.kind, "related object changed");
                 self.metrics.related_rescans.inc();
+                self.enqueue(key, now);
+            }
+        }
+    }
+
+    /// `rescanAfter`: queues the sweep's chunk when it is due (after the initial sync; targets
+    /// already queued keep their place).
+    pub(super) fn refresh_due(&mut self, now: Instant) {
+        if !matches!(self.startup, Startup::Synced(_)) {
+            return;
+        }
+        let Some(refresh) = &mut self.refresh else {
+            return;
+        };
+        if now < refresh.next_due() {
+            return;
+        }
+        let keys = self.index.target_keys_sorted();
+        let chunk = refresh.due(now, &keys);
+        for key in chunk {
+            if !self.queue.is_queued(&key) {
+                self.metrics.age_rescans.inc();
                 self.enqueue(key, now);
             }
         }
