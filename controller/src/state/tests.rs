@@ -878,8 +878,18 @@ mod related {
 
         // The resync: a's result was written before "old" existed (no related inputs), b's
         // matches the caches (no related object selects b).
-        let fp_a = h.state.index().expected_fingerprint(&a).unwrap().to_string();
-        let fp_b = h.state.index().expected_fingerprint(&b).unwrap().to_string();
+        let fp_a = h
+            .state
+            .index()
+            .expected_fingerprint(&a)
+            .unwrap()
+            .to_string();
+        let fp_b = h
+            .state
+            .index()
+            .expected_fingerprint(&b)
+            .unwrap()
+            .to_string();
         let info = |fp: String, related_inputs: Option<String>| ResultInfo {
             fingerprint: fp,
             scanner_version: SCANNER.into(),
@@ -898,10 +908,7 @@ mod related {
         h.advance(Duration::from_secs(600));
         assert!(h.tick().iter().any(|e| matches!(e, Effect::ListResults)));
         let snapshot = ResultsSnapshot {
-            results: HashMap::from([
-                (r("a"), info(fp_a, None)),
-                (r("b"), info(fp_b, b_inputs)),
-            ]),
+            results: HashMap::from([(r("a"), info(fp_a, None)), (r("b"), info(fp_b, b_inputs))]),
             summaries: BTreeSet::new(),
         };
         h.send(Msg::ResultsListed(Ok(snapshot)));
