@@ -6,6 +6,9 @@
 //! - Making a Service NodePort flips C-0256 on exactly the workloads it selects, and no other
 //!   workload is rescanned (the scan Jobs created after the change and their targets).
 //! - Applying 50 related objects at once starts at most 3 scan Jobs for the namespace.
+//!
+//! And point 5: with `rescanAfter: 1m`, every target of the namespace is rescanned within about
+//! a minute, by Jobs spread over that minute (their creation times are printed).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -324,6 +327,93 @@ async fn fifty_at_once(client: Client, ns: String) -> Result<(), BoxError> {
     })
     .await?;
     Ok(())
+}
+
+async fn rescan_after(client: Client, ns: String) -> Result<(), BoxError> {
+    let cluster = TestCluster::shared().await?;
+    let release =
+        Release::new(&format!("{ns}-kv"), &[&ns]).set("continuousScanning.rescanAfter=1m");
+    with_release(cluster, &release, || async {
+        let summaries: Api<WorkloadConfigurationScanSummary> = Api::namespaced(client.clone(), &ns);
+        let names: Vec<String> = (0..6).map(|i| format!("aged-{i}")).collect();
+        for name in &names {
+            create_deployment(&client, &ns, &workload(name, "aged")).await?;
+        }
+        for name in &names {
+            wait_control_status(
+                &summaries,
+                &format!("deployment-{name}"),
+                "C-0260",
+                "failed",
+                Duration::from_secs(60),
+            )
+            .await?;
+        }
+        // From now on, nothing changes: only the sweep scans the Deployments again.
+        let since = k8s_openapi::jiff::Timestamp::now();
+        let started = Instant::now();
+        let targets: Vec<String> = names.iter().map(|n| deployment_target(&ns, n)).collect();
+        let mut first_rescan: std::collections::BTreeMap<String, f64> = Default::default();
+        let mut job_times: std::collections::BTreeMap<String, f64> = Default::default();
+        let bound = Duration::from_secs(75);
+        while started.elapsed() < bound && first_rescan.len() < targets.len() {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            for job in release.scan_jobs(cluster).await? {
+                let Some(created) = job.metadata.creation_timestamp.as_ref().map(|t| t.0) else {
+                    continue;
+                };
+                if created <= since {
+                    continue;
+                }
+                let at = created.duration_since(since).as_secs_f64();
+                let job_targets = job
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(kind_tests::pipeline::TARGETS_ANNOTATION))
+                    .cloned()
+                    .unwrap_or_default();
+                job_times.insert(job.metadata.name.clone().unwrap_or_default(), at);
+                for t in job_targets
+                    .lines()
+                    .filter(|t| targets.iter().any(|w| w == t))
+                {
+                    let e = first_rescan.entry(t.to_owned()).or_insert(at);
+                    *e = e.min(at);
+                }
+            }
+        }
+        let mut times: Vec<f64> = job_times.values().copied().collect();
+        times.sort_by(f64::total_cmp);
+        eprintln!("rescanAfter 1m: scan Job creation times (s after the last change): {times:.1?}");
+        eprintln!("first rescan of each Deployment (s): {first_rescan:.1?}");
+        let missing: Vec<&String> = targets
+            .iter()
+            .filter(|t| !first_rescan.contains_key(*t))
+            .collect();
+        if !missing.is_empty() {
+            return Err(test_err(
+                &ns,
+                format!("not rescanned within {bound:?} with rescanAfter 1m: {missing:?}"),
+            ));
+        }
+        // Spread: the sweep's rounds are separate Jobs over the minute, not one burst.
+        let span = times.last().copied().unwrap_or(0.0) - times.first().copied().unwrap_or(0.0);
+        if times.len() < 4 || span < 20.0 {
+            return Err(test_err(
+                &ns,
+                format!("rescans not spread over the minute: Jobs at {times:.1?}"),
+            ));
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn rescan_after_one_minute_rescans_every_target_spread_out() -> Result<(), Error> {
+    with_temp_ns(rescan_after).await
 }
 
 #[tokio::test]
