@@ -507,6 +507,10 @@ fn role_meta(inventory: &Inventory, binding: &K8sObject) -> Option<ObjectMeta> {
 /// (its namespace's and the cluster-wide ones) that the engine's relations relate it to, hashed
 /// as the controller hashes its watch caches. `None` for a target that is not a workload.
 fn related_inputs(inventory: &Inventory, obj: &K8sObject) -> Option<String> {
+    // The workload kinds of the core, apps and batch groups, as the controller reads them.
+    if !matches!(obj.group(), "" | "apps" | "batch") {
+        return None;
+    }
     let pod = related::PodFacts::of_object(&obj.kind, &obj.value)?;
     let namespace = obj.namespace_or_default();
     let facts: Vec<related::RelatedFacts> = related::watched_kinds()
