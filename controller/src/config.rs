@@ -63,6 +63,24 @@ pub struct ContinuousScanning {
     /// How often to look for missed deletes and missing or stale results (`10m`).
     #[serde(default = "default_resync", deserialize_with = "duration")]
     pub resync_period: Duration,
+    /// Maximum result age: every target is rescanned at least this often, spread over the
+    /// period (`off`, the default, or a duration like `24h`).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub rescan_after: Option<Duration>,
+}
+
+/// An optional duration field: `off` (or empty) is `None`, else [`parse_duration`].
+fn optional_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let value = Option::<String>::deserialize(d)?.unwrap_or_default();
+    if value.trim().is_empty() || value.trim() == "off" {
+        return Ok(None);
+    }
+    match parse_duration(&value) {
+        Some(d) if !d.is_zero() => Ok(Some(d)),
+        _ => Err(serde::de::Error::custom(format!(
+            "{value:?} is neither `off` nor a duration like 30m or 24h"
+        ))),
+    }
 }
 
 fn default_debounce() -> Duration {
@@ -312,42 +330,7 @@ impl Config {
     }
 }
 
-/// Parses Go-style durations as the chart's schema allows them: `500ms`, `2s`, `10m`, `1h`, and
-/// sums of them like `1h30m`; a bare number is seconds.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return Some(Duration::from_secs(s.parse().ok()?));
-    }
-    let mut rest = s;
-    let mut total = Duration::ZERO;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return None;
-        }
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let part = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.checked_mul(60)?),
-            "h" => Duration::from_secs(n.checked_mul(3600)?),
-            _ => return None,
-        };
-        total = total.checked_add(part)?;
-        rest = &rest[unit_len..];
-    }
-    Some(total)
-}
+pub use kubevigil_crds::duration::parse_duration;
 
 #[cfg(test)]
 mod tests {
@@ -415,22 +398,6 @@ exceptions: []
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("2x"), None);
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(
-            parse_duration("1m500ms"),
-            Some(Duration::from_millis(60_500))
-        );
-        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
-        for bad in ["", "h", "1h30", "m5", "1.5s", "-1s", "1 s"] {
-            assert_eq!(parse_duration(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
     fn bindings_need_their_roles_watched() {
         let rule = |resources: &str| {
             GOOD.replace(
@@ -449,5 +416,32 @@ exceptions: []
             e.contains("continuousScanning.matchingRules") && e.contains("roles and clusterroles"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn rescan_after_is_off_or_a_duration() {
+        let c = Config::parse("c.yaml", GOOD).unwrap();
+        assert_eq!(c.continuous_scanning.rescan_after, None);
+        let with = |v: &str| {
+            GOOD.replace(
+                "resyncPeriod: 10m",
+                &format!("resyncPeriod: 10m\n  rescanAfter: {v}"),
+            )
+        };
+        let off = Config::parse("c.yaml", &with("off")).unwrap();
+        assert_eq!(off.continuous_scanning.rescan_after, None);
+        let day = Config::parse("c.yaml", &with("24h")).unwrap();
+        assert_eq!(
+            day.continuous_scanning.rescan_after,
+            Some(Duration::from_secs(86_400))
+        );
+        let e = Config::parse("c.yaml", &with("sometimes"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("rescanAfter") && e.contains("neither `off`"),
+            "{e}"
+        );
+        assert!(Config::parse("c.yaml", &with("0s")).is_err());
     }
 }

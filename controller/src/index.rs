@@ -44,6 +44,9 @@ pub struct ResultInfo {
     pub scanner_version: String,
     /// Hash of the control set and configuration.
     pub controls_hash: String,
+    /// Hash of the workload's related inputs when scanned (`kubevigil.io/related-inputs`);
+    /// `None` when the result has none (not a workload).
+    pub related_inputs: Option<String>,
     /// The watched kind whose objects produce this result (from the result's labels), so that
     /// orphans are only collected once that kind's watch has listed everything.
     pub source: Option<SourceKind>,
@@ -181,6 +184,13 @@ impl Index {
     /// Number of tracked targets.
     pub fn target_count(&self) -> usize {
         self.targets.len()
+    }
+
+    /// Every tracked target, sorted (the `rescanAfter` sweep's order).
+    pub fn target_keys_sorted(&self) -> Vec<TargetKey> {
+        let mut keys: Vec<TargetKey> = self.targets.keys().cloned().collect();
+        keys.sort();
+        keys
     }
 
     /// What is known of an existing result.

@@ -2,7 +2,8 @@
 //! relevant change into a short-lived scan Job.
 //!
 //! Pure cores: [`index`] (the event table and what it knows of targets and results), [`queue`]
-//! (debounce, coalescing, in-flight, backoff), [`jobs`] (Job specs) and [`state`] (the main
+//! (debounce, coalescing, in-flight, backoff), [`related`] (which targets a related object's
+//! change rescans, and the related-inputs hash), [`refresh`] (the `rescanAfter` sweep), [`jobs`] (Job specs) and [`state`] (the main
 //! loop's state machine: messages in, API effects out). Edges do the I/O around them:
 //! [`watchers`], [`discovery`], [`dispatch`], [`cleanup`], [`resync`], [`summaries`] (with the
 //! [`posture`] metrics they feed), [`lease`] and [`ops`]; [`run`] wires them together.
@@ -20,6 +21,8 @@ pub mod ops;
 pub mod posture;
 pub mod queue;
 pub mod ratelimit;
+pub mod refresh;
+pub mod related;
 pub mod resync;
 pub mod run;
 pub mod slim;

@@ -83,6 +83,14 @@ pub struct Metrics {
     pub malformed_objects: Family<ResourceLabels, Counter>,
     /// Posture by namespace, written by the namespace summaries, read at each scrape.
     pub posture: Arc<Posture>,
+    /// Targets queued because a related object (NetworkPolicy, Service, Ingress, mounted PVC or
+    /// ConfigMap...) they relate to changed.
+    pub related_rescans: Counter,
+    /// Results the resync found stale by relation (their recorded related inputs differ from
+    /// the watch caches': a missed related event) and queued for a rescan.
+    pub related_stale: Counter,
+    /// Targets queued by `rescanAfter` (their results were older than the maximum age).
+    pub age_rescans: Counter,
 }
 
 impl Metrics {
@@ -102,6 +110,9 @@ impl Metrics {
             kind_ready: Family::default(),
             errors: Family::default(),
             results_deleted: Counter::default(),
+            related_rescans: Counter::default(),
+            related_stale: Counter::default(),
+            age_rescans: Counter::default(),
             malformed_objects: Family::default(),
             posture: Arc::new(Posture::default()),
         };
@@ -160,6 +171,21 @@ impl Metrics {
             "kubevigil_results_deleted",
             "Result objects deleted by the controller",
             m.results_deleted.clone(),
+        );
+        r.register(
+            "kubevigil_related_rescans",
+            "Targets queued because a related object they relate to changed",
+            m.related_rescans.clone(),
+        );
+        r.register(
+            "kubevigil_related_stale_results",
+            "Results the resync found stale by relation (missed related events) and queued",
+            m.related_stale.clone(),
+        );
+        r.register(
+            "kubevigil_age_rescans",
+            "Targets queued by rescanAfter because their results reached the maximum age",
+            m.age_rescans.clone(),
         );
         r.register(
             "kubevigil_malformed_objects",

@@ -398,6 +398,14 @@ impl Controller {
             metrics,
         };
         let mut watches = JoinSet::new();
+        for kind in kubevigil_engine::related::watched_kinds() {
+            watches.spawn(watchers::watch_related(
+                client.clone(),
+                kind,
+                settings.config.clone(),
+                tx.clone(),
+            ));
+        }
         watches.spawn(watchers::watch_jobs(client, settings.namespace.clone(), tx));
         let mut tasks = JoinSet::new();
         // Roles first: their watches start before the others.

@@ -14,21 +14,25 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::discovery::ApiResource;
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource};
 use kubevigil_crds::identity::labels::{MANAGED_BY, MANAGED_BY_VALUE};
 use kubevigil_crds::identity::{scalable_kind, spec_hash};
 use kubevigil_crds::target::{KindInfo, TargetKey};
+use kubevigil_engine::related::{PodFacts, RelatedFacts, RelatedKind, Relation};
+use kubevigil_engine::workload::template_path;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
+use crate::error::watch_status;
 use crate::index::BindingSpec;
 use crate::jobs::{COMPONENT, COMPONENT_LABEL, JobView, failed_pod, job_view, pod_oom_killed};
 use crate::slim::{BindingObject, ScalableObject, TargetMeta, controlling_owner};
-use crate::state::{JobEvent, Msg, WatchEvent};
+use crate::state::{JobEvent, Msg, RelatedEvent, WatchEvent};
 
 /// Longest a binding watch waits for the role watches' initial lists.
 pub const ROLES_WAIT: Duration = Duration::from_secs(30);
@@ -80,13 +84,34 @@ pub fn apply_event(
         .then(|| BindingSpec::from_json(data.unwrap_or(&Value::Null), key.namespace.as_deref()));
     let spec_hash =
         scalable_kind(&kind.group, &kind.kind).then(|| spec_hash(data.unwrap_or(&Value::Null)));
+    let pod = pod_facts(kind, &meta, data);
     Some(WatchEvent::Apply {
         key,
         meta: Box::new(trim_meta(meta)),
         binding,
         spec_hash,
+        pod,
         init,
     })
+}
+
+/// Whether `kind` is a workload kind (a pod spec the engine reads): its watch reads `spec` too,
+/// reduced at once to its [`PodFacts`].
+pub fn workload_kind(kind: &KindInfo) -> bool {
+    matches!(kind.group.as_str(), "" | "apps" | "batch") && template_path(&kind.kind).is_some()
+}
+
+/// A workload's pod labels and mounted volume sources, read from its labels and `spec`.
+fn pod_facts(kind: &KindInfo, meta: &ObjectMeta, spec: Option<&Value>) -> Option<PodFacts> {
+    if !workload_kind(kind) {
+        return None;
+    }
+    let own: Option<serde_json::Map<String, Value>> = meta.labels.as_ref().map(|l| {
+        l.iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect()
+    });
+    PodFacts::of_parts(&kind.kind, own.as_ref(), spec.unwrap_or(&Value::Null))
 }
 
 /// A delete event (with a binding's last spec) as the main loop gets it.
@@ -127,7 +152,8 @@ pub async fn watch_kind(
             (o.metadata, Some(spec))
         })
         .await;
-    } else if scalable_kind(&kind.group, &kind.kind) {
+    } else if scalable_kind(&kind.group, &kind.kind) || workload_kind(&kind) {
+        // A workload's spec is read for its pod facts (and hashed for a scalable kind).
         let api: Api<ScalableObject> = Api::all_with(client, &ar);
         run(api, kind, config, tx, |o| (o.metadata, Some(o.spec))).await;
     } else {
@@ -172,6 +198,110 @@ async fn run<K, F>(
                 event,
             };
             if tx.send(msg).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The resource of a related kind for kube's dynamic API.
+pub fn related_resource(kind: &RelatedKind) -> ApiResource {
+    ApiResource {
+        group: kind.group.to_string(),
+        version: kind.version.to_string(),
+        api_version: kubevigil_crds::identity::join_api_version(kind.group, kind.version),
+        kind: kind.kind.to_string(),
+        plural: kind.plural.to_string(),
+    }
+}
+
+/// Whether a related kind's relation reads its `spec` (a selector or backends); the others are
+/// watched through metadata-only requests.
+fn related_needs_spec(kind: &RelatedKind) -> bool {
+    matches!(
+        kind.relation,
+        Relation::PodSelector | Relation::ServiceSelector | Relation::Backends
+    )
+}
+
+/// A related object's facts, if it is in a selected namespace (or cluster-scoped).
+pub fn related_facts(
+    kind: &'static RelatedKind,
+    config: &Config,
+    meta: &ObjectMeta,
+    spec: &Value,
+) -> Option<RelatedFacts> {
+    let name = meta.name.as_deref()?;
+    let namespace = if kind.namespaced {
+        let ns = meta.namespace.as_deref().filter(|ns| !ns.is_empty())?;
+        if !config.namespace_selected(Some(ns)) {
+            return None;
+        }
+        Some(ns)
+    } else {
+        None
+    };
+    let rv = meta.resource_version.as_deref().unwrap_or_default();
+    Some(RelatedFacts::of(kind, namespace, name, rv, spec))
+}
+
+/// Watches one related kind (metadata, and the `spec` its relation reads) until the main loop
+/// goes away; each object is reduced at once to its [`RelatedFacts`]. An optional kind that is
+/// not installed (404) or not readable (403) ends the watch with [`RelatedEvent::Missing`].
+pub async fn watch_related(
+    client: Client,
+    kind: &'static RelatedKind,
+    config: Arc<Config>,
+    tx: mpsc::Sender<Msg>,
+) {
+    let ar = related_resource(kind);
+    if related_needs_spec(kind) {
+        let api: Api<ScalableObject> = Api::all_with(client, &ar);
+        run_related(api, kind, config, tx, |o| (o.metadata, o.spec)).await;
+    } else {
+        let api: Api<TargetMeta> = Api::all_with(client, &ar);
+        run_related(api, kind, config, tx, |o| (o.metadata, Value::Null)).await;
+    }
+}
+
+async fn run_related<K, F>(
+    api: Api<K>,
+    kind: &'static RelatedKind,
+    config: Arc<Config>,
+    tx: mpsc::Sender<Msg>,
+    parts: F,
+) where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    F: Fn(K) -> (ObjectMeta, Value),
+{
+    let stream = watcher::watcher(api, watcher::Config::default().page_size(500)).default_backoff();
+    let mut stream = pin!(stream);
+    while let Some(item) = stream.next().await {
+        let event = match item {
+            Ok(Event::Init) => Some(RelatedEvent::Init),
+            Ok(Event::InitDone) => Some(RelatedEvent::InitDone),
+            Ok(Event::InitApply(o) | Event::Apply(o)) => {
+                let (meta, spec) = parts(o);
+                related_facts(kind, &config, &meta, &spec).map(RelatedEvent::Apply)
+            }
+            Ok(Event::Delete(o)) => {
+                let (meta, spec) = parts(o);
+                related_facts(kind, &config, &meta, &spec).map(RelatedEvent::Delete)
+            }
+            Err(e) => {
+                let status = watch_status(&e);
+                if kind.optional && matches!(status, Some(403 | 404)) {
+                    tracing::info!(kind = kind.kind, error = %e, "related kind not installed or not readable; not watched");
+                    Some(RelatedEvent::Missing)
+                } else {
+                    tracing::warn!(kind = kind.kind, error = %e, "related-object watch failed; retrying with backoff");
+                    None
+                }
+            }
+        };
+        if let Some(event) = event {
+            let end = matches!(event, RelatedEvent::Missing);
+            if tx.send(Msg::Related { kind, event }).await.is_err() || end {
                 return;
             }
         }

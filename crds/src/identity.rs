@@ -86,6 +86,11 @@ pub mod annotations {
     /// controls hash, it tells from metadata alone whether a rescan found the same outcome, in
     /// which case the scan Job writes nothing.
     pub const OUTCOME_HASH: &str = "kubevigil.io/outcome-hash";
+    /// Hash of the workload's related inputs when scanned (the identities and resourceVersions
+    /// of the NetworkPolicies, Services, Ingresses, mounted PVCs and ConfigMaps... that controls
+    /// relate it to; `kubevigil_engine::related::inputs_hash`); a different hash makes it stale.
+    /// Only on results of workloads.
+    pub const RELATED_INPUTS: &str = "kubevigil.io/related-inputs";
 }
 
 /// A Kubernetes object that is scanned as a whole (a workload, a ServiceAccount, a Namespace...).

@@ -5,6 +5,7 @@
 //! exactly the same names, and classify API errors by the same rule ([`api_error`]).
 
 pub mod api_error;
+pub mod duration;
 pub mod identity;
 pub mod scan;
 pub mod summary;

@@ -8,6 +8,8 @@
 //!   related-object index and RBAC triplets, the [`Control`] trait ([`control`]), per-object
 //!   views and memo ([`pod_view`], [`memo`]), control inputs ([`inputs`]), posture
 //!   [`exceptions`] and the evaluator ([`evaluate`]).
+//! - [`related`]: the one table of the related kinds a scan reads, how controls relate them to
+//!   workloads, and the hash of a workload's related inputs.
 //! - [`controls`]: one unit per control, grouped by what it inspects; controls use the engine,
 //!   never each other.
 //! - [`catalog`]: the only place that lists every control.
@@ -25,6 +27,7 @@ pub mod inventory;
 pub mod memo;
 pub mod object;
 pub mod pod_view;
+pub mod related;
 pub mod report;
 pub mod selectors;
 pub mod settings;

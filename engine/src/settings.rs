@@ -26,7 +26,7 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("field `{field}`: {message}")]
 pub struct FieldError {
-    /// [`CONTROLS_CONFIG`] or [`EXCEPTIONS`].
+    /// [`CONTROLS_CONFIG`], [`EXCEPTIONS`] or another section's key path.
     pub field: &'static str,
     /// What is wrong, naming the key inside the section.
     pub message: String,
@@ -171,6 +171,36 @@ impl PostureEvents {
     }
 }
 
+/// Reads `continuousScanning.rescanAfter` from the text of a whole configuration file: the
+/// maximum result age (`None`: `off` or absent). A scan Job needs it to refresh the scan time
+/// of a result whose outcome did not change, so that "scanned within the period" holds.
+pub fn rescan_after(text: &str) -> Result<Option<std::time::Duration>, SettingsError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let doc: Value =
+        serde_norway::from_str(text).map_err(|e| SettingsError::Parse(e.to_string()))?;
+    let value = match doc
+        .get("continuousScanning")
+        .and_then(|c| c.get("rescanAfter"))
+    {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(other) => other.to_string(),
+    };
+    if value.is_empty() || value == "off" {
+        return Ok(None);
+    }
+    kubevigil_crds::duration::parse_duration(&value)
+        .map(Some)
+        .ok_or_else(|| {
+            SettingsError::Field(FieldError {
+                field: "continuousScanning.rescanAfter",
+                message: format!("{value:?} is neither `off` nor a duration like `24h`"),
+            })
+        })
+}
+
 /// Unknown 0, Low 1, Medium 2, High 3, Critical 4.
 pub fn severity_rank(severity: kubevigil_crds::Severity) -> u8 {
     use kubevigil_crds::Severity as S;
@@ -206,6 +236,23 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn rescan_after_is_off_absent_or_a_duration() {
+        assert_eq!(rescan_after("").unwrap(), None);
+        assert_eq!(rescan_after("clusterName: x\n").unwrap(), None);
+        let doc = |v: &str| format!("continuousScanning:\n  rescanAfter: {v}\n");
+        assert_eq!(rescan_after(&doc("off")).unwrap(), None);
+        assert_eq!(
+            rescan_after(&doc("24h")).unwrap(),
+            Some(std::time::Duration::from_secs(86_400))
+        );
+        let e = rescan_after(&doc("soon")).unwrap_err();
+        assert!(
+            matches!(&e, SettingsError::Field(f) if f.field == "continuousScanning.rescanAfter"),
+            "{e:?}"
+        );
+    }
 
     const CHART_SHAPE: &str = r#"
 clusterName: kind

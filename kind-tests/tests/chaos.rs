@@ -184,6 +184,21 @@ async fn chaos(client: Client, ns: String) -> Result<(), BoxError> {
         for (label, (times, hits)) in &counts {
             out.push_str(&format!("  {label:<34} {times} times, {hits} hit\n"));
         }
+        // What the running controller's resyncs repaired by relation (since its last restart:
+        // each kill starts the count anew, and the startup resync after a kill is where missed
+        // related events are found).
+        let metric = |name: &str, body: &str| {
+            kind_tests::release::metric_value(body, name).map_or("?".to_owned(), |v| v.to_string())
+        };
+        match release.controller_get(cluster, "/metrics").await {
+            Ok(m) => out.push_str(&format!(
+                "controller since its last restart: stale-by-relation results repaired by the \
+                 resync {}, targets rescanned by related changes {}\n",
+                metric("kubevigil_related_stale_results_total", &m.body),
+                metric("kubevigil_related_rescans_total", &m.body),
+            )),
+            Err(e) => out.push_str(&format!("controller metrics not read: {e}\n")),
+        }
         match &converged {
             Some(report) => {
                 out.push_str(&format!(

@@ -178,7 +178,8 @@ controller needs to watch, batch and spawn scan Jobs. Keys are sorted (toYaml).
   "continuousScanning" (dict
     "matchingRules" $rules
     "debounce" .Values.continuousScanning.debounce
-    "resyncPeriod" .Values.continuousScanning.resyncPeriod)
+    "resyncPeriod" .Values.continuousScanning.resyncPeriod
+    "rescanAfter" (.Values.continuousScanning.rescanAfter | default "off"))
   "scanJob" (dict
     "image" (include "kubevigil.image" (dict "image" .Values.scanJob.image "root" .))
     "imagePullPolicy" .Values.scanJob.image.pullPolicy

@@ -118,6 +118,7 @@ fn info(fp: &str) -> ResultInfo {
         fingerprint: fp.into(),
         scanner_version: SCANNER.into(),
         controls_hash: HASH.into(),
+        related_inputs: None,
         source: None,
     }
 }

@@ -306,6 +306,7 @@ impl State {
                 meta,
                 binding,
                 spec_hash,
+                pod,
                 ..
             } => {
                 if let Some(seen) = self
@@ -318,7 +319,10 @@ impl State {
                 }
                 let actions =
                     self.index
-                        .applied_with_spec(key, &meta, binding, spec_hash.as_deref());
+                        .applied_with_spec(key.clone(), &meta, binding, spec_hash.as_deref());
+                let is_target = self.index.expected_fingerprint(&key).is_some();
+                self.related
+                    .workload_applied(&key, pod.filter(|_| is_target));
                 effects.extend(self.apply_actions(actions, now));
             }
             WatchEvent::Delete { key, binding } => {

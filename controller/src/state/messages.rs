@@ -9,6 +9,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher;
 use kubevigil_crds::target::{KindInfo, TargetKey};
+use kubevigil_engine::related::{PodFacts, RelatedFacts, RelatedKind};
 
 use super::resync::ResultsSnapshot;
 use crate::discovery::{Failure, KindSpec};
@@ -33,6 +34,8 @@ pub enum WatchEvent {
         /// A scalable kind's spec hash (`kubevigil_crds::identity::spec_hash`), which stands in
         /// for the generation in its fingerprint so that scaling is not a change.
         spec_hash: Option<String>,
+        /// A workload's pod labels and mounted volume sources, for related-object rescans.
+        pod: Option<PodFacts>,
         /// Part of a (re-)list.
         init: bool,
     },
@@ -47,6 +50,21 @@ pub enum WatchEvent {
     InitDone,
     /// The watch failed (it is retried with backoff).
     Error(watcher::Error),
+}
+
+/// What a related-object watch reports.
+#[derive(Debug)]
+pub enum RelatedEvent {
+    /// The watch (re)starts listing.
+    Init,
+    /// An object was listed, added or modified.
+    Apply(RelatedFacts),
+    /// An object was deleted.
+    Delete(RelatedFacts),
+    /// The list is complete.
+    InitDone,
+    /// The kind is not installed (an optional CRD): the watch has ended.
+    Missing,
 }
 
 /// What the Job watch reports.
@@ -71,6 +89,13 @@ pub enum Msg {
     KindFound(KindSpec, KindInfo),
     /// A kind's discovery failed again.
     KindFailed(KindSpec, Failure),
+    /// A related-object watch event.
+    Related {
+        /// The related kind.
+        kind: &'static RelatedKind,
+        /// The event.
+        event: RelatedEvent,
+    },
     /// A watch event of a kind.
     Watch {
         /// The kind.

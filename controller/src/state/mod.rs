@@ -16,6 +16,7 @@
 mod jobs;
 mod kinds;
 mod messages;
+mod related;
 mod resync;
 #[cfg(test)]
 mod tests;
@@ -29,7 +30,7 @@ use kubevigil_crds::target::{KindInfo, TargetKey};
 
 use jobs::{JobList, JobTracker};
 use kinds::Kinds;
-pub use messages::{Effect, GiveUpReason, JobEvent, Msg, WatchEvent};
+pub use messages::{Effect, GiveUpReason, JobEvent, Msg, RelatedEvent, WatchEvent};
 use resync::Startup;
 pub use resync::{Merge, ResultsSnapshot, Scope};
 
@@ -39,6 +40,8 @@ use crate::error::Category;
 use crate::index::{Action, Index};
 use crate::ops::Metrics;
 use crate::queue::{Debouncer, Queue, QueueSettings};
+use crate::refresh::Refresh;
+use crate::related::RelatedIndex;
 
 /// Most results deleted by one delete effect (one API task).
 const DELETE_CHUNK: usize = 50;
@@ -106,6 +109,10 @@ pub struct State {
     startup: Startup,
     job_list: JobList,
     last_prune: Instant,
+    /// Related objects and the workloads' pod facts (related-object rescans).
+    related: RelatedIndex,
+    /// The `rescanAfter` sweep, when configured.
+    refresh: Option<Refresh>,
 }
 
 impl State {
@@ -134,6 +141,11 @@ impl State {
             .collect();
         let kinds = Kinds::new(resolved);
         kinds.publish(&metrics);
+        let refresh = settings
+            .config
+            .continuous_scanning
+            .rescan_after
+            .map(|period| Refresh::new(period, settings.config.scan_job.batch_size, now));
         State {
             s: settings,
             index,
@@ -148,6 +160,8 @@ impl State {
             startup: Startup::ListingJobs,
             job_list: JobList::default(),
             last_prune: now,
+            related: RelatedIndex::new(kubevigil_engine::related::watched_kinds()),
+            refresh,
         }
     }
 
@@ -179,6 +193,10 @@ impl State {
                 Vec::new()
             }
             Msg::Watch { kind, event } => self.on_watch(kind, event, now),
+            Msg::Related { kind, event } => {
+                self.on_related(kind, event, now);
+                Vec::new()
+            }
             Msg::Jobs(event) => self.on_jobs(event, now),
             Msg::JobCreated { name, outcome } => self.on_job_created(&name, outcome, now),
             Msg::ResultsListed(result) => self.on_results(result, now),
@@ -226,6 +244,7 @@ impl State {
                     }
                 }
                 Action::Forget(key) => {
+                    self.related.workload_deleted(&key);
                     self.queue.forget(&key);
                     if !self.queue.is_queued(&key) {
                         self.first_event.remove(&key);
@@ -244,6 +263,7 @@ impl State {
     /// Periodic work: dispatch, summaries, resync, lost Jobs, metrics.
     pub fn tick(&mut self, now: Instant) -> Vec<Effect> {
         let mut effects = self.give_up_overdue(now);
+        self.refresh_due(now);
         effects.extend(self.dispatch(now));
         for ns in self.summaries.take_due(now) {
             effects.push(Effect::Summarize(ns));
@@ -281,6 +301,9 @@ impl State {
         }
         if let Some(t) = self.summaries.next_due() {
             consider(t);
+        }
+        if let Some(r) = &self.refresh {
+            consider(r.next_due());
         }
         match &self.startup {
             Startup::Synced(resync) => {

@@ -121,6 +121,7 @@ fn result_from_meta(meta: &ObjectMeta) -> Option<(ResultRef, ResultInfo)> {
         fingerprint: ann(annotations::FINGERPRINT),
         scanner_version: ann(annotations::SCANNER_VERSION),
         controls_hash: ann(annotations::CONTROLS_HASH),
+        related_inputs: Some(ann(annotations::RELATED_INPUTS)).filter(|h| !h.is_empty()),
         source: meta.labels.as_ref().and_then(source_of),
     };
     Some((r, info))
@@ -218,6 +219,7 @@ impl Merge {
                 fingerprint: String::new(),
                 scanner_version: String::new(),
                 controls_hash: String::new(),
+                related_inputs: None,
                 source,
             });
         }
@@ -302,7 +304,21 @@ impl State {
                  releases or read different configurations"
             );
         }
-        let (scans, orphans) = self.index.resync();
+        let (mut scans, orphans) = self.index.resync();
+        let stale_by_relation = {
+            let skip: HashSet<&TargetKey> = scans.iter().collect();
+            self.related_stale(&skip)
+        };
+        if !stale_by_relation.is_empty() {
+            tracing::info!(
+                results = stale_by_relation.len(),
+                "results stale by relation (a related object changed unseen); rescanning"
+            );
+            self.metrics
+                .related_stale
+                .inc_by(u64::try_from(stale_by_relation.len()).unwrap_or(u64::MAX));
+        }
+        scans.extend(stale_by_relation);
         let mut queued = 0usize;
         for key in scans {
             let oom_unchanged = self

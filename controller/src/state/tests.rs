@@ -151,6 +151,7 @@ impl Harness {
                 meta: Box::new(meta),
                 binding: None,
                 spec_hash: None,
+                pod: None,
                 init: false,
             },
         )
@@ -529,6 +530,7 @@ fn resync_rescans_missing_and_collects_only_orphans_of_listed_kinds() {
         fingerprint: "x".into(),
         scanner_version: SCANNER.into(),
         controls_hash: HASH.into(),
+        related_inputs: None,
         source: Some(SourceKind {
             group: group.into(),
             kind: kind.into(),
@@ -636,6 +638,7 @@ fn orphans_wait_for_a_kind_that_is_still_listing() {
                 fingerprint: "x".into(),
                 scanner_version: SCANNER.into(),
                 controls_hash: HASH.into(),
+                related_inputs: None,
                 source: Some(SourceKind {
                     group: "apps".into(),
                     kind: "ReplicaSet".into(),
@@ -781,3 +784,196 @@ fn a_permanent_results_list_error_waits_for_the_next_resync() {
 }
 
 mod oom;
+
+mod related {
+    use kubevigil_engine::related::{PodFacts, RelatedFacts, find_kind, watched_kinds};
+    use serde_json::json;
+
+    use super::*;
+
+    fn pod(app: &str) -> PodFacts {
+        PodFacts::of_object(
+            "Deployment",
+            &json!({"spec": {"template": {"metadata": {"labels": {"app": app}}}}}),
+        )
+        .unwrap()
+    }
+
+    fn np(name: &str, rv: &str, app: &str) -> RelatedFacts {
+        RelatedFacts::of(
+            find_kind("networking.k8s.io", "NetworkPolicy").unwrap(),
+            Some("shop"),
+            name,
+            rv,
+            &json!({"podSelector": {"matchLabels": {"app": app}}}),
+        )
+    }
+
+    fn related(h: &mut Harness, facts: RelatedFacts, delete: bool) {
+        let kind = facts.kind;
+        let event = if delete {
+            RelatedEvent::Delete(facts)
+        } else {
+            RelatedEvent::Apply(facts)
+        };
+        h.send(Msg::Related { kind, event });
+    }
+
+    #[test]
+    fn related_changes_rescan_what_they_select_and_the_resync_repairs_missed_ones() {
+        let mut h = Harness::new(50, 5);
+        h.state.start(h.now);
+        let deploy = h.deploy.clone();
+        h.send(Msg::Jobs(JobEvent::Init));
+        h.send(Msg::Jobs(JobEvent::InitDone));
+        h.watch(&deploy, WatchEvent::Init);
+        for name in ["a", "b"] {
+            let key = h.key(&deploy, "shop", name);
+            h.watch(
+                &deploy,
+                WatchEvent::Apply {
+                    key,
+                    meta: Box::new(meta(name, 1, "1")),
+                    binding: None,
+                    spec_hash: None,
+                    pod: Some(pod(name)),
+                    init: true,
+                },
+            );
+        }
+        h.watch(&deploy, WatchEvent::InitDone);
+        let rs = h.rs.clone();
+        h.watch(&rs, WatchEvent::Init);
+        h.watch(&rs, WatchEvent::InitDone);
+        let (a, b) = (h.key(&deploy, "shop", "a"), h.key(&deploy, "shop", "b"));
+        // The startup resync finds no results; the initial scans of a and b go out and finish.
+        h.send(Msg::ResultsListed(Ok(ResultsSnapshot::default())));
+        let jobs = h.dispatched();
+        assert_eq!(jobs.len(), 1);
+        h.send(Msg::Jobs(JobEvent::Apply(view(
+            &jobs[0].0,
+            vec![a.clone(), b.clone()],
+            Some(true),
+        ))));
+        assert!(!h.state.queue().is_queued(&a));
+
+        // The first list of the related kinds queues nothing (the resync compares instead).
+        let np_kind = find_kind("networking.k8s.io", "NetworkPolicy").unwrap();
+        h.send(Msg::Related {
+            kind: np_kind,
+            event: RelatedEvent::Init,
+        });
+        related(&mut h, np("old", "5", "a"), false);
+        h.send(Msg::Related {
+            kind: np_kind,
+            event: RelatedEvent::InitDone,
+        });
+        for k in watched_kinds().filter(|k| k.kind != "NetworkPolicy") {
+            h.send(Msg::Related {
+                kind: k,
+                event: RelatedEvent::Missing,
+            });
+        }
+        assert!(!h.state.queue().is_queued(&a) && !h.state.queue().is_queued(&b));
+
+        // The resync: a's result was written before "old" existed (no related inputs), b's
+        // matches the caches (no related object selects b).
+        let fp_a = h
+            .state
+            .index()
+            .expected_fingerprint(&a)
+            .unwrap()
+            .to_string();
+        let fp_b = h
+            .state
+            .index()
+            .expected_fingerprint(&b)
+            .unwrap()
+            .to_string();
+        let info = |fp: String, related_inputs: Option<String>| ResultInfo {
+            fingerprint: fp,
+            scanner_version: SCANNER.into(),
+            controls_hash: HASH.into(),
+            related_inputs,
+            source: Some(SourceKind {
+                group: "apps".into(),
+                kind: "Deployment".into(),
+            }),
+        };
+        let r = |name: &str| ResultRef {
+            namespace: "shop".into(),
+            name: format!("deployment-{name}"),
+        };
+        let b_inputs = Some(kubevigil_engine::related::inputs_hash([]));
+        h.advance(Duration::from_secs(600));
+        assert!(h.tick().iter().any(|e| matches!(e, Effect::ListResults)));
+        let snapshot = ResultsSnapshot {
+            results: HashMap::from([(r("a"), info(fp_a, None)), (r("b"), info(fp_b, b_inputs))]),
+            summaries: BTreeSet::new(),
+        };
+        h.send(Msg::ResultsListed(Ok(snapshot)));
+        assert!(h.state.queue().is_queued(&a), "a is stale by relation");
+        assert!(!h.state.queue().is_queued(&b), "b is current");
+        assert_eq!(h.metrics.related_stale.get(), 1);
+
+        // A live change rescans exactly what the policy selects, before and after.
+        related(&mut h, np("new", "6", "b"), false);
+        assert!(h.state.queue().is_queued(&b));
+        assert_eq!(h.metrics.related_rescans.get(), 1);
+        related(&mut h, np("new", "6", "b"), true);
+        assert_eq!(h.metrics.related_rescans.get(), 2);
+        // A policy that selects nothing watched rescans nothing.
+        related(&mut h, np("none", "7", "zzz"), false);
+        assert_eq!(h.metrics.related_rescans.get(), 2);
+    }
+
+    #[test]
+    fn rescan_after_sweeps_every_target_spread_over_the_period() {
+        let mut h = Harness::new(50, 5);
+        let cfg = (*config(50, 5)).clone();
+        let mut cfg = cfg;
+        cfg.continuous_scanning.rescan_after = Some(Duration::from_secs(60));
+        let (metrics, _) = Metrics::new();
+        let deploy = h.deploy.clone();
+        let index = Index::new("kubevigil", &[deploy.clone(), h.rs.clone()], SCANNER, HASH);
+        h.state = State::new(
+            StateSettings::new(Arc::new(cfg), "kubevigil".into()),
+            index,
+            vec![
+                (spec_of("deployments", "apps"), Ok((*deploy).clone())),
+                (spec_of("replicasets", "apps"), Ok((*h.rs).clone())),
+            ],
+            metrics.clone(),
+            h.now,
+        );
+        h.state.start(h.now);
+        let names: Vec<String> = (0..20).map(|i| format!("w{i:02}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        h.sync(&refs);
+        h.send(Msg::ResultsListed(Ok(ResultsSnapshot::default())));
+        // The initial scans go out and finish.
+        for (job, targets) in h.dispatched() {
+            let keys = targets.iter().map(|n| h.key(&deploy, "shop", n)).collect();
+            h.send(Msg::Jobs(JobEvent::Apply(view(&job, keys, Some(true)))));
+        }
+        // Over one period, every target is queued again, a few at a time.
+        let mut rounds = Vec::new();
+        for _ in 0..60 {
+            h.advance(Duration::from_secs(1));
+            let before = metrics.age_rescans.get();
+            for (job, targets) in h.dispatched() {
+                let keys = targets.iter().map(|n| h.key(&deploy, "shop", n)).collect();
+                h.send(Msg::Jobs(JobEvent::Apply(view(&job, keys, Some(true)))));
+            }
+            let queued = metrics.age_rescans.get() - before;
+            if queued > 0 {
+                rounds.push(queued);
+            }
+        }
+        assert_eq!(metrics.age_rescans.get(), 20, "{rounds:?}");
+        assert!(
+            rounds.len() >= 10 && rounds.iter().all(|&n| n <= 2),
+            "{rounds:?}"
+        );
+    }
+}

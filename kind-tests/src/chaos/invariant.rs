@@ -10,7 +10,11 @@
 //!   always), not being deleted, whose controlling owner is not of a watched kind, and not one
 //!   of kubevigil's own scan Jobs; Roles and ClusterRoles have no results of their own;
 //! - a RoleBinding or ClusterRoleBinding has its own result plus one per (subject, role, binding)
-//!   triplet when its role exists, all carrying the binding's and its role's fingerprint.
+//!   triplet when its role exists, all carrying the binding's and its role's fingerprint;
+//! - a workload's result also carries the hash of its related inputs (the NetworkPolicies,
+//!   Services, Ingresses, mounted PVCs and ConfigMaps that the engine's relations relate it to,
+//!   by identity and resourceVersion: `kubevigil_engine::related`); a result whose hash differs
+//!   is stale by relation.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -20,6 +24,7 @@ use kubevigil_crds::identity::{
     BindingRef, ObjectRef, RoleRef, Subject, Target, binding_fingerprint, labels,
     object_fingerprint, object_fingerprint_with_spec, scalable_kind, spec_hash,
 };
+use kubevigil_engine::related::{PodFacts, RelatedFacts, find_kind, inputs_hash, related_to};
 use serde_json::Value;
 
 const RBAC: &str = "rbac.authorization.k8s.io";
@@ -122,6 +127,8 @@ pub type ResultKey = (String, String);
 pub struct Expected {
     /// The fingerprint it must carry.
     pub fingerprint: String,
+    /// The related-inputs hash it must carry (workloads only).
+    pub related_inputs: Option<String>,
     /// The target, for messages.
     pub target: String,
 }
@@ -168,6 +175,40 @@ pub fn expected_results(objects: &[LiveObject], scope: &Scope) -> Expectation {
         let ns = (o.kind == "Role").then(|| o.namespace().unwrap_or("default").to_owned());
         roles.insert((ns, o.name().to_owned()), object_fingerprint(&o.meta));
     }
+    // The related objects of the selected namespaces and the cluster-wide ones, as the engine's
+    // relations read them.
+    let related_facts: Vec<RelatedFacts> = objects
+        .iter()
+        .filter(|o| scope.selected(o.namespace()))
+        .filter_map(|o| {
+            let kind = find_kind(&o.group, &o.kind).filter(|k| k.watched())?;
+            Some(RelatedFacts::of(
+                kind,
+                o.namespace(),
+                o.name(),
+                o.meta.resource_version.as_deref().unwrap_or_default(),
+                o.data.get("spec").unwrap_or(&Value::Null),
+            ))
+        })
+        .collect();
+    let related_inputs = |o: &LiveObject| -> Option<String> {
+        let own: Option<serde_json::Map<String, Value>> = o.meta.labels.as_ref().map(|l| {
+            l.iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect()
+        });
+        let pod = PodFacts::of_parts(
+            &o.kind,
+            own.as_ref(),
+            o.data.get("spec").unwrap_or(&Value::Null),
+        )?;
+        let ns = o.namespace().unwrap_or_default();
+        let candidates: Vec<&RelatedFacts> = related_facts
+            .iter()
+            .filter(|f| f.namespace.is_none() || f.namespace.as_deref() == Some(ns))
+            .collect();
+        Some(inputs_hash(related_to(&pod, ns, &candidates)))
+    };
     let mut out = Expectation::default();
     for o in objects {
         if !watched(&o.group, &o.kind) || !scope.selected(o.namespace()) {
@@ -212,6 +253,11 @@ pub fn expected_results(objects: &[LiveObject], scope: &Scope) -> Expectation {
         ));
         let is_binding =
             o.group == RBAC && (o.kind == "RoleBinding" || o.kind == "ClusterRoleBinding");
+        let workload_inputs = if matches!(o.group.as_str(), "" | "apps" | "batch") {
+            related_inputs(o)
+        } else {
+            None
+        };
         let mut push = |target: &Target, fingerprint: &str, what: String| {
             out.results.insert(
                 (
@@ -220,6 +266,7 @@ pub fn expected_results(objects: &[LiveObject], scope: &Scope) -> Expectation {
                 ),
                 Expected {
                     fingerprint: fingerprint.to_owned(),
+                    related_inputs: workload_inputs.clone(),
                     target: what,
                 },
             );
@@ -311,6 +358,8 @@ pub struct ObservedResult {
     pub labels: BTreeMap<String, String>,
     /// Its `kubevigil.io/fingerprint` annotation.
     pub fingerprint: Option<String>,
+    /// Its `kubevigil.io/related-inputs` annotation.
+    pub related_inputs: Option<String>,
 }
 
 /// The outcome of one check of the invariant.
@@ -324,8 +373,11 @@ pub struct Report {
     pub results_checked: usize,
     /// Expected results without a scan or a summary.
     pub missing: Vec<String>,
-    /// Results whose fingerprint is not the live object's.
+    /// Results whose fingerprint is not the live object's, or whose related inputs are not the
+    /// live related objects'.
     pub stale: Vec<String>,
+    /// Of `stale`, those stale by relation only (fingerprint current, related inputs not).
+    pub stale_by_relation: usize,
     /// Results no live target calls for.
     pub orphans: Vec<String>,
     /// Objects still being deleted.
@@ -350,13 +402,14 @@ impl Report {
     pub fn counts(&self) -> String {
         format!(
             "targets checked {} {:?}, result sets expected {}, result objects checked {}, \
-             missing {}, stale {}, orphans {}, being deleted {}",
+             missing {}, stale {} (by relation {}), orphans {}, being deleted {}",
             self.target_count(),
             self.targets,
             self.expected,
             self.results_checked,
             self.missing.len(),
             self.stale.len(),
+            self.stale_by_relation,
             self.orphans.len(),
             self.unsettled.len()
         )
@@ -414,6 +467,17 @@ pub fn check(expectation: &Expectation, observed: &[ObservedResult], scope: &Sco
                         r.name,
                         r.fingerprint,
                         want.fingerprint,
+                        want.target
+                    ));
+                } else if want.related_inputs.is_some() && r.related_inputs != want.related_inputs {
+                    report.stale_by_relation += 1;
+                    report.stale.push(format!(
+                        "{} {}/{}: related inputs {:?}, live {:?} ({})",
+                        r.kind.short(),
+                        r.namespace,
+                        r.name,
+                        r.related_inputs,
+                        want.related_inputs,
                         want.target
                     ));
                 }
@@ -556,6 +620,7 @@ mod tests {
                     name: name.clone(),
                     labels: l,
                     fingerprint: Some(want.fingerprint.clone()),
+                    related_inputs: want.related_inputs.clone(),
                 });
             }
         }
@@ -664,6 +729,7 @@ mod tests {
             name: "deployment-gone".into(),
             labels: l.clone(),
             fingerprint: Some("x".into()),
+            related_inputs: None,
         });
         orphan.push(ObservedResult {
             kind: ResultKind::Scan,
@@ -671,6 +737,7 @@ mod tests {
             name: "deployment-d9".into(),
             labels: l,
             fingerprint: Some("x".into()),
+            related_inputs: None,
         });
         let r = check(&e, &orphan, &s);
         assert_eq!(
@@ -719,5 +786,45 @@ mod tests {
             e.results
                 .contains_key(&(NS.to_owned(), "job-mine".to_owned()))
         );
+    }
+
+    #[test]
+    fn a_changed_related_object_makes_the_workloads_it_selects_stale_by_relation() {
+        let s = scope();
+        let deploy = |name: &str| {
+            obj(
+                "apps",
+                "Deployment",
+                Some(NS),
+                name,
+                json!({"spec": {"template": {"metadata": {"labels": {"app": name}}}}}),
+            )
+        };
+        let policy = |rv: &str| {
+            let mut o = obj(
+                "networking.k8s.io",
+                "NetworkPolicy",
+                Some(NS),
+                "np0",
+                json!({"spec": {"podSelector": {"matchLabels": {"app": "d0"}}}}),
+            );
+            o.meta.resource_version = Some(rv.into());
+            o
+        };
+        let before = vec![deploy("d0"), deploy("d1"), policy("7")];
+        let e = expected_results(&before, &s);
+        let observed = observe(&e, &before);
+        assert!(check(&e, &observed, &s).holds());
+        // The policy changes; the results still record the old inputs: d0's are stale, d1's not.
+        let after = vec![deploy("d0"), deploy("d1"), policy("8")];
+        let r = check(&expected_results(&after, &s), &observed, &s);
+        assert_eq!(r.stale_by_relation, 2, "{r}");
+        assert!(r.stale.iter().all(|l| l.contains("deployment-d0")), "{r}");
+        // A result without the annotation (an older scanner) is stale too.
+        let mut unannotated = observed.clone();
+        for o in &mut unannotated {
+            o.related_inputs = None;
+        }
+        assert_eq!(check(&e, &unannotated, &s).stale_by_relation, 4);
     }
 }

@@ -569,11 +569,35 @@ const WATCHED_RESOURCES: &[(&str, &str, &str, &str, bool)] = &[
     ),
 ];
 
-/// Lists every object of the watched kinds in `scope` (namespaced kinds in its namespaces,
-/// cluster-scoped kinds everywhere).
+/// The related kinds the invariant reads (the engine's table's watched kinds that the local
+/// cluster serves; the optional CRDs are not installed there).
+const RELATED_RESOURCES: &[(&str, &str, &str, &str, bool)] = &[
+    ("", "v1", "Service", "services", true),
+    ("", "v1", "ConfigMap", "configmaps", true),
+    (
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        true,
+    ),
+    (
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        true,
+    ),
+    ("networking.k8s.io", "v1", "Ingress", "ingresses", true),
+];
+
+/// Lists every object of the watched kinds and of the related kinds in `scope` (namespaced
+/// kinds in its namespaces, cluster-scoped kinds everywhere).
 pub async fn list_live(client: &Client, scope: &Scope) -> Result<Vec<LiveObject>, BoxError> {
     let mut out = Vec::new();
-    for (group, version, kind, plural, namespaced) in WATCHED_RESOURCES {
+    for (group, version, kind, plural, namespaced) in
+        WATCHED_RESOURCES.iter().chain(RELATED_RESOURCES)
+    {
         let ar =
             ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
         let apis: Vec<Api<DynamicObject>> = if *namespaced {
@@ -641,6 +665,11 @@ pub async fn list_results(client: &Client, scope: &Scope) -> Result<Vec<Observed
                         .annotations
                         .as_ref()
                         .and_then(|a| a.get(annotations::FINGERPRINT))
+                        .cloned(),
+                    related_inputs: m
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(annotations::RELATED_INPUTS))
                         .cloned(),
                     labels: m.labels.unwrap_or_default(),
                 });

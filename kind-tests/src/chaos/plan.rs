@@ -70,18 +70,33 @@ pub enum Kind {
     Role,
     /// rbac RoleBinding.
     RoleBinding,
+    /// networking.k8s.io NetworkPolicy selecting Deployments' pods (a related object).
+    NetworkPolicy,
+    /// v1 Service selecting Deployments' pods, ClusterIP or NodePort (a related object).
+    Service,
+    /// networking.k8s.io Ingress routing to the Services (a related object).
+    Ingress,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Deployment,
         Kind::StatefulSet,
         Kind::Pod,
         Kind::ServiceAccount,
         Kind::Role,
         Kind::RoleBinding,
+        Kind::NetworkPolicy,
+        Kind::Service,
+        Kind::Ingress,
     ];
+
+    /// Whether the kind is a related object (no results of its own; it changes the results of
+    /// the workloads it relates to).
+    pub fn related(self) -> bool {
+        matches!(self, Kind::NetworkPolicy | Kind::Service | Kind::Ingress)
+    }
 
     /// (group, version, kind, plural).
     pub fn api(self) -> (&'static str, &'static str, &'static str, &'static str) {
@@ -97,6 +112,14 @@ impl Kind {
                 "RoleBinding",
                 "rolebindings",
             ),
+            Kind::NetworkPolicy => (
+                "networking.k8s.io",
+                "v1",
+                "NetworkPolicy",
+                "networkpolicies",
+            ),
+            Kind::Service => ("", "v1", "Service", "services"),
+            Kind::Ingress => ("networking.k8s.io", "v1", "Ingress", "ingresses"),
         }
     }
 
@@ -115,6 +138,9 @@ impl Kind {
             Kind::ServiceAccount => 8,
             Kind::Role => 6,
             Kind::RoleBinding => 10,
+            Kind::NetworkPolicy => 5,
+            Kind::Service => 5,
+            Kind::Ingress => 3,
         }
     }
 
@@ -127,6 +153,9 @@ impl Kind {
             Kind::ServiceAccount => 15,
             Kind::Role => 15,
             Kind::RoleBinding => 25,
+            Kind::NetworkPolicy => 12,
+            Kind::Service => 12,
+            Kind::Ingress => 10,
         }
     }
 
@@ -138,6 +167,9 @@ impl Kind {
             Kind::ServiceAccount => "sa",
             Kind::Role => "r",
             Kind::RoleBinding => "rb",
+            Kind::NetworkPolicy => "np",
+            Kind::Service => "svc",
+            Kind::Ingress => "ing",
         }
     }
 }
@@ -150,7 +182,7 @@ pub enum Action {
     /// JSON merge patch.
     Update {
         /// What the patch changes (`labels`, `image`, `securityContext`, `scale`, `rules`,
-        /// `subjects`, `automount`).
+        /// `subjects`, `automount`, `selector`, `type`, `backend`).
         what: &'static str,
         /// The patch.
         patch: Value,
@@ -388,6 +420,41 @@ impl Model {
         Value::Array(out)
     }
 
+    /// A pod selector naming one Deployment of the pool (`app: d<i>`, which may or may not
+    /// exist), or, rarely, every pod of the namespace (NetworkPolicy only).
+    fn app_selector(rng: &mut Rng) -> Value {
+        json!({"app": format!("d{}", rng.below(Kind::Deployment.pool()))})
+    }
+
+    fn policy_spec(rng: &mut Rng) -> Value {
+        let selector = if rng.chance(15) {
+            json!({})
+        } else {
+            json!({"matchLabels": Self::app_selector(rng)})
+        };
+        let types = match rng.below(3) {
+            0 => json!(["Ingress"]),
+            1 => json!(["Egress"]),
+            _ => json!(["Ingress", "Egress"]),
+        };
+        json!({"podSelector": selector, "policyTypes": types})
+    }
+
+    fn service_spec(rng: &mut Rng) -> Value {
+        let type_ = if rng.chance(40) {
+            "NodePort"
+        } else {
+            "ClusterIP"
+        };
+        json!({"type": type_, "selector": Self::app_selector(rng), "ports": [{"port": 80}]})
+    }
+
+    fn ingress_spec(rng: &mut Rng) -> Value {
+        let service = format!("svc{}", rng.below(Kind::Service.pool()));
+        json!({"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": service, "port": {"number": 80}}}}]}}]})
+    }
+
     fn create(&mut self, rng: &mut Rng, kind: Kind, name: &str) -> Value {
         let labels = json!({"app": name, "chaos-rev": "0"});
         let body = match kind {
@@ -457,6 +524,21 @@ impl Model {
                     "subjects": Self::subjects(rng),
                 })
             }
+            Kind::NetworkPolicy => json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": name, "labels": labels},
+                "spec": Self::policy_spec(rng),
+            }),
+            Kind::Service => json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "labels": labels},
+                "spec": Self::service_spec(rng),
+            }),
+            Kind::Ingress => json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "metadata": {"name": name, "labels": labels},
+                "spec": Self::ingress_spec(rng),
+            }),
         };
         if let Some(live) = self.live.get_mut(&kind) {
             live.insert(name.to_owned());
@@ -536,6 +618,24 @@ impl Model {
                     ("subjects", json!({"subjects": Self::subjects(rng)}))
                 }
             }
+            Kind::NetworkPolicy => ("selector", json!({"spec": Self::policy_spec(rng)})),
+            Kind::Service => {
+                if rng.chance(50) {
+                    // NodePort <-> ClusterIP (a merge patch: the allocated nodePort goes with it).
+                    let type_ = if rng.chance(50) {
+                        "NodePort"
+                    } else {
+                        "ClusterIP"
+                    };
+                    ("type", json!({"spec": {"type": type_}}))
+                } else {
+                    (
+                        "selector",
+                        json!({"spec": {"selector": Self::app_selector(rng)}}),
+                    )
+                }
+            }
+            Kind::Ingress => ("backend", json!({"spec": Self::ingress_spec(rng)})),
         };
         Action::Update { what, patch }
     }
@@ -728,8 +828,22 @@ mod tests {
             }));
             // The kinds the issue names are created, updated and deleted.
             let counts = plan.op_counts();
-            for kind in ["Deployment", "Role", "RoleBinding"] {
-                for verb in ["create", "update", "delete"] {
+            // The related kinds: created and updated in every plan, also deleted in the seeds
+            // `make chaos` runs (1, 2, 3).
+            let related_verbs: &[&str] = if (1..=3).contains(&seed) {
+                &["create", "update", "delete"]
+            } else {
+                &["create", "update"]
+            };
+            for (kind, verbs) in [
+                ("Deployment", &["create", "update", "delete"][..]),
+                ("Role", &["create", "update", "delete"][..]),
+                ("RoleBinding", &["create", "update", "delete"][..]),
+                ("NetworkPolicy", related_verbs),
+                ("Service", related_verbs),
+                ("Ingress", related_verbs),
+            ] {
+                for verb in verbs {
                     assert!(
                         counts
                             .get(kind)

@@ -83,6 +83,9 @@ pub struct Stamp {
     pub scan_time: String,
     /// The target as owner.
     pub owner: Owner,
+    /// Hash of a workload's related inputs (`kubevigil_engine::related::inputs_hash`); `None`
+    /// for a target that is not a workload.
+    pub related_inputs: Option<String>,
 }
 
 /// Adds the stamp's annotations and owner reference to a scan and its summary.
@@ -98,6 +101,9 @@ pub fn stamp(objects: &mut ResultObjects, stamp: &Stamp) {
             stamp.fingerprint.clone(),
         );
         annotations_map.insert(annotations::SCAN_TIME.to_string(), stamp.scan_time.clone());
+        if let Some(hash) = &stamp.related_inputs {
+            annotations_map.insert(annotations::RELATED_INPUTS.to_string(), hash.clone());
+        }
         let owner = meta
             .namespace
             .as_deref()
@@ -127,6 +133,16 @@ pub fn stamp_outcome(objects: &mut ResultObjects) {
 /// The current time as RFC 3339 UTC with second precision (`2026-01-31T12:00:00Z`).
 pub fn now_rfc3339() -> String {
     k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// The time `age` ago, in the form of [`now_rfc3339`] (so the two compare as strings).
+pub fn rfc3339_before(age: std::time::Duration) -> String {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let age = k8s_openapi::jiff::SignedDuration::try_from(age).unwrap_or_default();
+    now.checked_sub(age)
+        .unwrap_or(now)
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
 }
@@ -246,6 +262,7 @@ mod tests {
             fingerprint: "fp".into(),
             scan_time: "2026-01-01T00:00:00Z".into(),
             owner: owner(Some("shop")),
+            related_inputs: Some("rel".into()),
         };
         stamp(&mut objects, &s);
         for m in [&objects.scan.metadata, &objects.summary.metadata] {
@@ -254,6 +271,7 @@ mod tests {
             assert_eq!(a[annotations::FINGERPRINT], "fp");
             assert_eq!(a[annotations::SCAN_TIME], "2026-01-01T00:00:00Z");
             assert_eq!(a[annotations::WLID], "wlid://x");
+            assert_eq!(a[annotations::RELATED_INPUTS], "rel");
             assert_eq!(m.owner_references.as_ref().unwrap()[0].uid, "u-1");
         }
 

@@ -33,8 +33,10 @@ use super::objects::{
     role_ref_of, to_engine_object, triplet_selector,
 };
 use super::plan::{PlanTarget, Read, plan_reads};
+use super::settings::JobOptions;
 use super::{RunArgs, RunReport, TargetError, TargetOutcome, TargetReport};
 use kubevigil_engine::catalog;
+use kubevigil_engine::related;
 use kubevigil_engine::report::{self, ReportContext};
 use kubevigil_engine::settings::{PostureEvents, Settings};
 use kubevigil_engine::{Evaluator, Inventory, K8sObject, ResourceResult};
@@ -108,7 +110,7 @@ pub(super) async fn scan(
     client: Client,
     args: &RunArgs,
     settings: Settings,
-    posture_events: PostureEvents,
+    options: JobOptions,
 ) -> RunReport {
     let evaluator = Evaluator::new(catalog::all(), settings.inputs, settings.exceptions);
     let cx = ReportContext {
@@ -131,7 +133,7 @@ pub(super) async fn scan(
     debug!(objects = inventory.objects().len(), "inventory built");
 
     let events_cx = EventsCx {
-        settings: posture_events,
+        settings: options.events,
         recorder: events::recorder(client.clone()),
     };
     let events_cx = &events_cx;
@@ -143,7 +145,12 @@ pub(super) async fn scan(
     // the next targets' (results in command-line order).
     let client = &client;
     let (inventory, evaluator, cx, scan_time) = (&inventory, &evaluator, &cx, &scan_time);
-    let writes = &Writes::default();
+    let writes = &Writes {
+        keep_since: options
+            .rescan_after
+            .map(|period| annotate::rfc3339_before(period / 2)),
+        ..Writes::default()
+    };
     let existing = &existing;
     let mut outcomes = stream::iter(slots.into_iter().map(|slot| async move {
         let outcome = match (slot.state, &slot.key) {
@@ -214,6 +221,8 @@ pub(super) async fn scan(
 /// The write counts of a Job, shared by its concurrent targets.
 #[derive(Default)]
 struct Writes {
+    /// Results scanned before this time are rewritten even when unchanged (`rescanAfter`).
+    keep_since: Option<String>,
     created: AtomicUsize,
     replaced: AtomicUsize,
     unchanged: AtomicUsize,
@@ -511,7 +520,7 @@ async fn read_related(client: &Client, slots: &mut [Slot]) -> Vec<(K8sObject, Ap
     let mut forbidden_warned: HashSet<&'static str> = HashSet::new();
     // The LISTs run concurrently; their results are taken in plan order.
     let mut listed = stream::iter(reads.into_iter().map(|read| async move {
-        let resource = read.kind.api_resource();
+        let resource = super::plan::api_resource(read.kind);
         let api = dynamic_api(client, &resource, read.namespace.as_deref());
         let scope = match &read.namespace {
             Some(ns) => format!("in namespace {ns}"),
@@ -633,6 +642,37 @@ fn role_meta(inventory: &Inventory, binding: &K8sObject) -> Option<ObjectMeta> {
     serde_json::from_value(role.metadata().clone()).ok()
 }
 
+/// The hash of a workload's related inputs: the watched related objects of the inventory
+/// (its namespace's and the cluster-wide ones) that the engine's relations relate it to, hashed
+/// as the controller hashes its watch caches. `None` for a target that is not a workload.
+fn related_inputs(inventory: &Inventory, obj: &K8sObject) -> Option<String> {
+    // The workload kinds of the core, apps and batch groups, as the controller reads them.
+    if !matches!(obj.group(), "" | "apps" | "batch") {
+        return None;
+    }
+    let pod = related::PodFacts::of_object(&obj.kind, &obj.value)?;
+    let namespace = obj.namespace_or_default();
+    let facts: Vec<related::RelatedFacts> = related::watched_kinds()
+        .flat_map(|k| {
+            let objects: Vec<&K8sObject> = if k.namespaced {
+                inventory.of_kind_in(k.kind, namespace).collect()
+            } else {
+                inventory.of_kind(k.kind).collect()
+            };
+            objects
+                .into_iter()
+                .filter(move |o| o.group() == k.group)
+                .map(move |o| related::RelatedFacts::of_object(k, &o.value))
+        })
+        .collect();
+    let candidates: Vec<&related::RelatedFacts> = facts.iter().collect();
+    Some(related::inputs_hash(related::related_to(
+        &pod,
+        namespace,
+        &candidates,
+    )))
+}
+
 /// Evaluates one live target, stamps and writes its results.
 async fn write_target(
     client: &Client,
@@ -699,6 +739,7 @@ async fn write_target(
             namespace: key.namespace.clone(),
             uid: meta.uid.clone().unwrap_or_default(),
         },
+        related_inputs: related_inputs(inventory, obj),
     };
 
     let mut failed = [0usize; 5];
@@ -855,7 +896,7 @@ async fn write_result<K: ResultKind>(
     let namespace = obj.meta().namespace.as_deref().unwrap_or_default();
     let name = obj.meta().name.as_deref().unwrap_or_default();
     let known = existing.lookup(K::TAG, namespace, name);
-    match existing::decide(known, obj.meta()) {
+    match existing::decide(known, obj.meta(), writes.keep_since.as_deref()) {
         WriteAction::Skip => {
             writes.unchanged.fetch_add(1, Ordering::Relaxed);
             Ok(())

@@ -143,14 +143,33 @@ pub enum WriteAction {
     Skip,
 }
 
-/// How to write a result whose new metadata is `new`, given what is known of it.
-pub fn decide(existing: Known<'_>, new: &ObjectMeta) -> WriteAction {
+/// How to write a result whose new metadata is `new`, given what is known of it. With
+/// `keep_since` (an RFC 3339 UTC time of the same form as the scan times, which therefore
+/// compare as strings), a result whose outcome did not change is still rewritten when it was
+/// scanned before that time (`rescanAfter`: the scan time must stay within the period).
+pub fn decide(existing: Known<'_>, new: &ObjectMeta, keep_since: Option<&str>) -> WriteAction {
     match existing {
         Known::Unknown => WriteAction::Replace,
         Known::Absent => WriteAction::Create,
-        Known::Present(e) if !e.foreign_fields && same_outcome(e, new) => WriteAction::Skip,
+        Known::Present(e)
+            if !e.foreign_fields && same_outcome(e, new) && !too_old(e, keep_since) =>
+        {
+            WriteAction::Skip
+        }
         Known::Present(_) => WriteAction::Replace,
     }
+}
+
+/// Whether the existing result's scan time is before `keep_since` (or missing, when a limit
+/// is set).
+fn too_old(existing: &ExistingResult, keep_since: Option<&str>) -> bool {
+    let Some(limit) = keep_since else {
+        return false;
+    };
+    existing
+        .annotations
+        .get(annotations::SCAN_TIME)
+        .is_none_or(|t| t.as_str() < limit)
 }
 
 /// Whether the existing result says what the new one says: same labels and owner references,
@@ -226,12 +245,17 @@ mod tests {
         assert_eq!(
             decide(
                 r.lookup(ResultKind::Summary, "shop", "deployment-web"),
-                &new
+                &new,
+                None
             ),
             WriteAction::Create
         );
         assert_eq!(
-            decide(r.lookup(ResultKind::Scan, "other", "deployment-web"), &new),
+            decide(
+                r.lookup(ResultKind::Scan, "other", "deployment-web"),
+                &new,
+                None
+            ),
             WriteAction::Replace
         );
         assert_eq!(r.lookup(ResultKind::Scan, "shop", "x"), Known::Absent);
@@ -243,17 +267,26 @@ mod tests {
     fn an_unchanged_outcome_is_not_written_whatever_the_scan_time() {
         let r = listed(&meta("f1", "o1", "t1"));
         let known = r.lookup(ResultKind::Scan, "shop", "deployment-web");
-        assert_eq!(decide(known, &meta("f1", "o1", "t2")), WriteAction::Skip);
+        assert_eq!(
+            decide(known, &meta("f1", "o1", "t2"), None),
+            WriteAction::Skip
+        );
         // Another fingerprint, outcome or controls hash: replaced.
-        assert_eq!(decide(known, &meta("f2", "o1", "t2")), WriteAction::Replace);
-        assert_eq!(decide(known, &meta("f1", "o2", "t2")), WriteAction::Replace);
+        assert_eq!(
+            decide(known, &meta("f2", "o1", "t2"), None),
+            WriteAction::Replace
+        );
+        assert_eq!(
+            decide(known, &meta("f1", "o2", "t2"), None),
+            WriteAction::Replace
+        );
         let mut other_controls = meta("f1", "o1", "t2");
         other_controls
             .annotations
             .as_mut()
             .unwrap()
             .insert(annotations::CONTROLS_HASH.into(), "c2".into());
-        assert_eq!(decide(known, &other_controls), WriteAction::Replace);
+        assert_eq!(decide(known, &other_controls, None), WriteAction::Replace);
         // A label or an owner that differs: replaced.
         let mut relabelled = meta("f1", "o1", "t2");
         relabelled
@@ -261,20 +294,20 @@ mod tests {
             .as_mut()
             .unwrap()
             .insert("x".into(), "y".into());
-        assert_eq!(decide(known, &relabelled), WriteAction::Replace);
+        assert_eq!(decide(known, &relabelled, None), WriteAction::Replace);
         let mut owned = meta("f1", "o1", "t2");
         owned.owner_references = Some(vec![OwnerReference {
             uid: "u".into(),
             ..OwnerReference::default()
         }]);
-        assert_eq!(decide(known, &owned), WriteAction::Replace);
+        assert_eq!(decide(known, &owned, None), WriteAction::Replace);
         // An annotation the old result lacks (an older scanner): replaced.
         let mut more = meta("f1", "o1", "t2");
         more.annotations
             .as_mut()
             .unwrap()
             .insert(annotations::WLID.into(), "w".into());
-        assert_eq!(decide(known, &more), WriteAction::Replace);
+        assert_eq!(decide(known, &more, None), WriteAction::Replace);
         // A new result without an outcome hash is never taken for the same.
         let mut no_hash = meta("f1", "o1", "t2");
         no_hash
@@ -292,7 +325,8 @@ mod tests {
         assert_eq!(
             decide(
                 r2.lookup(ResultKind::Scan, "shop", "deployment-web"),
-                &no_hash
+                &no_hash,
+                None
             ),
             WriteAction::Replace
         );
@@ -322,9 +356,25 @@ mod tests {
         assert_eq!(
             decide(
                 r.lookup(ResultKind::Scan, "shop", "deployment-web"),
-                &meta("f1", "o1", "t2")
+                &meta("f1", "o1", "t2"),
+                None
             ),
             WriteAction::Replace
+        );
+    }
+
+    #[test]
+    fn with_rescan_after_an_unchanged_result_scanned_too_long_ago_is_rewritten() {
+        let r = listed(&meta("f1", "o1", "2026-01-01T00:00:00Z"));
+        let known = r.lookup(ResultKind::Scan, "shop", "deployment-web");
+        let new = meta("f1", "o1", "2026-01-02T00:00:00Z");
+        assert_eq!(
+            decide(known, &new, Some("2026-01-01T12:00:00Z")),
+            WriteAction::Replace
+        );
+        assert_eq!(
+            decide(known, &new, Some("2025-12-31T12:00:00Z")),
+            WriteAction::Skip
         );
     }
 }

@@ -227,18 +227,18 @@ pub async fn run(args: RunArgs) -> Result<RunReport, RunError> {
     eprintln!("scan-job run: process: {}", runtime::enforcement_line());
     // The configuration is checked first, so that a bad file is reported as such.
     let settings = settings::load(args.config.as_deref())?;
-    let events = settings::load_events(args.config.as_deref())?;
+    let options = settings::load_options(args.config.as_deref())?;
     let client = kube::Client::try_default()
         .await
         .map_err(RunError::Client)?;
-    Ok(batch::scan(client, &args, settings, events).await)
+    Ok(batch::scan(client, &args, settings, options).await)
 }
 
 /// Like [`run`], with a given client (tests use a mock API server).
 pub async fn run_with_client(client: kube::Client, args: RunArgs) -> Result<RunReport, RunError> {
     let settings = settings::load(args.config.as_deref())?;
-    let events = settings::load_events(args.config.as_deref())?;
-    Ok(batch::scan(client, &args, settings, events).await)
+    let options = settings::load_options(args.config.as_deref())?;
+    Ok(batch::scan(client, &args, settings, options).await)
 }
 
 /// The process exit code of a run: success when every target was written or its results

@@ -9,156 +9,29 @@
 //! - A binding target needs only the role its `roleRef` names: the Roles of its namespace, or
 //!   the ClusterRoles.
 //!
-//! Secrets are never read.
+//! The related kinds are the engine's one table (`kubevigil_engine::related`), which the
+//! controller's related-object watches and the chart's RBAC derive from too. Secrets are never
+//! read.
 
 use std::collections::{BTreeSet, HashMap};
 
 use kube::discovery::ApiResource;
 use kubevigil_crds::target::KindInfo;
+pub use kubevigil_engine::related::{CLUSTER, CLUSTER_ROLES, NAMESPACED, ROLES, RelatedKind};
 
-/// A kind of related object, read with a LIST per namespace (or cluster-wide).
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct RelatedKind {
-    /// API group (empty for core).
-    pub group: &'static str,
-    /// API version.
-    pub version: &'static str,
-    /// Kind.
-    pub kind: &'static str,
-    /// Plural resource name.
-    pub plural: &'static str,
-    /// Whether objects live in namespaces.
-    pub namespaced: bool,
-    /// A CRD that may not be installed: 404 and 403 are skipped quietly.
-    pub optional: bool,
-}
-
-impl RelatedKind {
-    /// The resource for kube's dynamic API.
-    pub fn api_resource(&self) -> ApiResource {
-        ApiResource {
-            group: self.group.to_string(),
-            version: self.version.to_string(),
-            api_version: kubevigil_crds::identity::join_api_version(self.group, self.version),
-            kind: self.kind.to_string(),
-            plural: self.plural.to_string(),
-        }
+/// The resource of a related kind for kube's dynamic API.
+pub fn api_resource(kind: &RelatedKind) -> ApiResource {
+    ApiResource {
+        group: kind.group.to_string(),
+        version: kind.version.to_string(),
+        api_version: kubevigil_crds::identity::join_api_version(kind.group, kind.version),
+        kind: kind.kind.to_string(),
+        plural: kind.plural.to_string(),
     }
 }
 
-const fn kind(
-    group: &'static str,
-    version: &'static str,
-    kind: &'static str,
-    plural: &'static str,
-    namespaced: bool,
-    optional: bool,
-) -> RelatedKind {
-    RelatedKind {
-        group,
-        version,
-        kind,
-        plural,
-        namespaced,
-        optional,
-    }
-}
-
+#[cfg(test)]
 const RBAC: &str = "rbac.authorization.k8s.io";
-
-/// Roles (read for RoleBindings in the same namespace).
-pub static ROLES: RelatedKind = kind(RBAC, "v1", "Role", "roles", true, false);
-/// ClusterRoles.
-pub static CLUSTER_ROLES: RelatedKind =
-    kind(RBAC, "v1", "ClusterRole", "clusterroles", false, false);
-
-/// The namespaced kinds an object target's namespace is read for, in read order.
-pub static NAMESPACED: [RelatedKind; 12] = [
-    kind("", "v1", "ServiceAccount", "serviceaccounts", true, false),
-    kind("", "v1", "Service", "services", true, false),
-    kind(
-        "networking.k8s.io",
-        "v1",
-        "NetworkPolicy",
-        "networkpolicies",
-        true,
-        false,
-    ),
-    kind(
-        "networking.k8s.io",
-        "v1",
-        "Ingress",
-        "ingresses",
-        true,
-        false,
-    ),
-    kind("", "v1", "ConfigMap", "configmaps", true, false),
-    kind(
-        "",
-        "v1",
-        "PersistentVolumeClaim",
-        "persistentvolumeclaims",
-        true,
-        false,
-    ),
-    kind(RBAC, "v1", "RoleBinding", "rolebindings", true, false),
-    kind(RBAC, "v1", "Role", "roles", true, false),
-    kind(
-        "cilium.io",
-        "v2",
-        "CiliumNetworkPolicy",
-        "ciliumnetworkpolicies",
-        true,
-        true,
-    ),
-    kind(
-        "gateway.networking.k8s.io",
-        "v1",
-        "HTTPRoute",
-        "httproutes",
-        true,
-        true,
-    ),
-    // Istio serves v1beta1 in every release since 1.5 (v1 only since 1.22).
-    kind(
-        "networking.istio.io",
-        "v1beta1",
-        "VirtualService",
-        "virtualservices",
-        true,
-        true,
-    ),
-    kind(
-        "networking.istio.io",
-        "v1beta1",
-        "Gateway",
-        "gateways",
-        true,
-        true,
-    ),
-];
-
-/// The cluster-wide kinds read when the batch has an object target, in read order.
-pub static CLUSTER: [RelatedKind; 4] = [
-    kind(
-        RBAC,
-        "v1",
-        "ClusterRoleBinding",
-        "clusterrolebindings",
-        false,
-        false,
-    ),
-    kind("", "v1", "Node", "nodes", false, false),
-    kind(RBAC, "v1", "ClusterRole", "clusterroles", false, false),
-    kind(
-        "cilium.io",
-        "v2",
-        "CiliumClusterwideNetworkPolicy",
-        "ciliumclusterwidenetworkpolicies",
-        false,
-        true,
-    ),
-];
 
 /// What the plan needs to know of one live target.
 #[derive(Clone, Copy, Debug)]
@@ -409,13 +282,13 @@ mod tests {
 
     #[test]
     fn api_resources() {
-        let ar = CLUSTER[1].api_resource();
+        let ar = api_resource(&CLUSTER[1]);
         assert_eq!(
             (ar.api_version.as_str(), ar.plural.as_str()),
             ("v1", "nodes")
         );
         assert_eq!(
-            ROLES.api_resource().api_version,
+            api_resource(&ROLES).api_version,
             "rbac.authorization.k8s.io/v1"
         );
     }

@@ -3,8 +3,11 @@
 //! and names it in errors.
 
 use std::path::Path;
+use std::time::Duration;
 
-use kubevigil_engine::settings::{FieldError, PostureEvents, Settings, SettingsError};
+use kubevigil_engine::settings::{
+    FieldError, PostureEvents, Settings, SettingsError, rescan_after,
+};
 
 use super::RunError;
 
@@ -21,17 +24,30 @@ pub fn load(path: Option<&Path>) -> Result<Settings, RunError> {
     parse(&shown, &text)
 }
 
-/// Reads `postureEvents` from the configuration file; without a file, the defaults.
-pub fn load_events(path: Option<&Path>) -> Result<PostureEvents, RunError> {
+/// What a scan Job reads from the configuration file besides the engine's settings.
+#[derive(Clone, Debug, Default)]
+pub struct JobOptions {
+    /// `postureEvents`.
+    pub events: PostureEvents,
+    /// `continuousScanning.rescanAfter`: a result older than half of it is rewritten even when
+    /// its outcome did not change, so its scan time stays within the period.
+    pub rescan_after: Option<Duration>,
+}
+
+/// Reads the [`JobOptions`]; without a file, the defaults.
+pub fn load_options(path: Option<&Path>) -> Result<JobOptions, RunError> {
     let Some(path) = path else {
-        return Ok(PostureEvents::default());
+        return Ok(JobOptions::default());
     };
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| RunError::ReadConfig {
         path: shown.clone(),
         source,
     })?;
-    PostureEvents::parse(&text).map_err(|e| settings_error(&shown, e))
+    Ok(JobOptions {
+        events: PostureEvents::parse(&text).map_err(|e| settings_error(&shown, e))?,
+        rescan_after: rescan_after(&text).map_err(|e| settings_error(&shown, e))?,
+    })
 }
 
 fn settings_error(path: &str, e: SettingsError) -> RunError {
