@@ -99,13 +99,20 @@ pub struct BatchItem {
     pub key: TargetKey,
     /// Its fingerprint when queued (part of the Job name).
     pub fingerprint: String,
+    /// A workload's related-inputs hash when queued (part of the Job name): a rescan for a
+    /// related change gets a new name, so it is never taken for a running scan of the same
+    /// targets that read the related objects before the change.
+    pub related_inputs: Option<String>,
 }
 
 /// The deterministic Job name of a batch: `kubevigil-scan-<10 hex>`.
 pub fn job_name(batch: &[BatchItem], attempt: u32) -> String {
     let mut items: Vec<String> = batch
         .iter()
-        .map(|b| format!("{}@{}", b.key, b.fingerprint))
+        .map(|b| match &b.related_inputs {
+            Some(r) => format!("{}@{}@{r}", b.key, b.fingerprint),
+            None => format!("{}@{}", b.key, b.fingerprint),
+        })
         .collect();
     items.sort();
     let digest = short_hash(&format!("{attempt}\n{}", items.join("\n")));
@@ -463,6 +470,7 @@ scanJob:
         BatchItem {
             key: TargetKey::parse(&format!("apps/v1/deployments/Deployment/shop/{name}")).unwrap(),
             fingerprint: fp.into(),
+            related_inputs: None,
         }
     }
 
@@ -477,6 +485,12 @@ scanJob:
             job_name(&[item("a", "2"), item("b", "1")], 0)
         );
         assert!(job_name(&a, 0).starts_with("kubevigil-scan-"));
+        let related = |h: &str| BatchItem {
+            related_inputs: Some(h.into()),
+            ..item("a", "1")
+        };
+        assert_ne!(job_name(&[related("r1")], 0), job_name(&[related("r2")], 0));
+        assert_ne!(job_name(&[related("r1")], 0), job_name(&[item("a", "1")], 0));
     }
 
     #[test]

@@ -154,6 +154,7 @@ fn target(name: &str) -> BatchItem {
     BatchItem {
         key: TargetKey::parse(&format!("apps/v1/deployments/Deployment/shop/{name}")).unwrap(),
         fingerprint: "f".into(),
+        related_inputs: None,
     }
 }
 

@@ -111,6 +111,7 @@ fn batch() -> Vec<BatchItem> {
         .map(|n| BatchItem {
             key: TargetKey::parse(&format!("apps/v1/deployments/Deployment/shop/{n}")).unwrap(),
             fingerprint: format!("fp-{n}"),
+            related_inputs: None,
         })
         .collect()
 }

@@ -407,6 +407,7 @@ impl State {
                     match self.index.expected_fingerprint(&key) {
                         Some(fp) => items.push(BatchItem {
                             fingerprint: fp.to_string(),
+                            related_inputs: self.related.inputs_hash(&key),
                             key,
                         }),
                         None => {
