@@ -2,10 +2,11 @@
 //! relevant change into a short-lived scan Job.
 //!
 //! Pure cores: [`index`] (the event table and what it knows of targets and results), [`queue`]
-//! (debounce, coalescing, in-flight, backoff), [`jobs`] (Job specs) and [`state`] (the main
-//! loop's state machine: messages in, API effects out). Edges do the I/O around them:
-//! [`watchers`], [`discovery`], [`dispatch`], [`cleanup`], [`resync`], [`summaries`], [`lease`]
-//! and [`ops`]; [`run`] wires them together.
+//! (debounce, coalescing, in-flight, backoff), [`jobs`] (Job specs), [`scope`] (which namespaces
+//! and objects are scanned) and [`state`] (the main loop's state machine: messages in, API
+//! effects out). Edges do the I/O around them: [`watchers`], [`namespaces`], [`discovery`],
+//! [`dispatch`], [`cleanup`], [`resync`], [`summaries`], [`lease`] and [`ops`]; [`run`] wires
+//! them together.
 
 pub mod cleanup;
 pub mod cli;
@@ -16,11 +17,13 @@ pub mod error;
 pub mod index;
 pub mod jobs;
 pub mod lease;
+pub mod namespaces;
 pub mod ops;
 pub mod queue;
 pub mod ratelimit;
 pub mod resync;
 pub mod run;
+pub mod scope;
 pub mod slim;
 pub mod state;
 pub mod summaries;
