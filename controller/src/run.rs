@@ -2,9 +2,9 @@
 //! single main loop that owns the [`State`] and carries out its [`Effect`]s as API tasks.
 //!
 //! Startup order: health endpoint, client, CRD check, Lease (when enabled), discovery of the
-//! watched kinds, the results list (so that the watches' initial lists already know which
-//! results are current), then the Job watch, the role watches, the other watches, and the
-//! binding watches once the roles are listed.
+//! watched kinds, the namespace watch's first list (only with `namespaceSelector`), the results
+//! list (so that the watches' initial lists already know which results are current), then the Job
+//! watch, the role watches, the other watches, and the binding watches once the roles are listed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -323,9 +323,8 @@ async fn start_namespace_watch(
         let (tx, rx) = watch::channel(Arc::new(NamespaceView::static_scope(scope)));
         return (Some(tx), rx);
     }
+    // With a selector, the view is not synced until the namespace watch has listed.
     let (tx, mut rx) = watch::channel(Arc::new(NamespaceView::static_scope(scope.clone())));
-    // Not synced until the namespace watch has listed.
-    tx.send_modify(|v| Arc::make_mut(v).synced = false);
     watches.spawn(namespaces::watch_namespaces(client.clone(), scope, tx));
     tracing::info!("namespaceSelector is set: waiting for the namespace watch's first list");
     tokio::select! {
