@@ -52,6 +52,40 @@ echo "admission policy: $messages rules, rendered by default, not when disabled"
   || { echo "networkPolicy.enabled=true must render two NetworkPolicies (controller, scan pods)" >&2; exit 1; }
 echo "network policies: none by default, 2 when enabled"
 
+# Scope (issue 20): namespaces are read only with a namespaceSelector; patterns and the
+# selector reach the controller's configuration.
+ns_rule='    resources: \["namespaces"\]'
+if grep -q "^$ns_rule" "$out/enable.yaml"; then
+  echo "without namespaceSelector the controller must not get a rule for namespaces alone" >&2; exit 1
+fi
+"$helm" template kubevigil "$chart" -n kubevigil --set 'includeNamespaces={team-*}' \
+  --set namespaceSelector.matchLabels.scan=yes >"$out/selector.yaml"
+grep -q "^$ns_rule" "$out/selector.yaml" \
+  || { echo "namespaceSelector set, but the controller may not watch namespaces" >&2; exit 1; }
+grep -q '^    - team-\*$' "$out/selector.yaml" && grep -q '^        scan: "yes"$' "$out/selector.yaml" \
+  || { echo "includeNamespaces patterns or namespaceSelector missing from the configuration" >&2; exit 1; }
+echo "scope: namespaces watched only with namespaceSelector; patterns and selector configured"
+
+# Reading results: the namespaced kinds aggregated to view/edit/admin, read-only; the
+# cluster-scoped summaries in a role of their own, aggregated to nothing.
+view=$(awk '/name: kubevigil-results-view$/,/^---/' "$out/enable.yaml")
+for role in view edit admin; do
+  grep -q "rbac.authorization.k8s.io/aggregate-to-$role: \"true\"" <<<"$view" \
+    || { echo "the results role is not aggregated to $role" >&2; exit 1; }
+done
+if grep -q '"configurationscansummaries"' <<<"$view" || grep -Eq '"(create|update|patch|delete)"' <<<"$view"; then
+  echo "the role aggregated to view must only read the namespaced result kinds" >&2; exit 1
+fi
+reader=$(awk '/name: kubevigil-summaries-reader$/,/^---/' "$out/enable.yaml")
+grep -q 'resources: \["configurationscansummaries"\]' <<<"$reader" && ! grep -q aggregate-to <<<"$reader" \
+  || { echo "the summaries reader role must read configurationscansummaries and aggregate to nothing" >&2; exit 1; }
+"$helm" template kubevigil "$chart" -n kubevigil --set resultsAccess.aggregateToDefaultRoles=false \
+  --set resultsAccess.summariesReaderRole=false >"$out/no-readers.yaml"
+if grep -Eq 'kubevigil-(results-view|summaries-reader)$' "$out/no-readers.yaml"; then
+  echo "resultsAccess disabled still renders the reader roles" >&2; exit 1
+fi
+echo "reading results: aggregated read-only role for view/edit/admin, a separate summaries reader"
+
 # The notes warn about the install namespace's Pod Security label. Without a cluster (client
 # dry run) lookup finds no namespace, as on a first install with --create-namespace.
 notes() { KUBECONFIG=/dev/null "$helm" install kubevigil "$chart" -n kubevigil --dry-run=client "$@"; }
@@ -105,6 +139,8 @@ reject "digest" --set scanJob.image.digest=sha256:short
 reject "networkPolicy.apiServer.cidrs" --set networkPolicy.enabled=true
 reject "Kubernetes 1.30 or later" --kube-version 1.29.5
 reject "severityThreshold" --set postureEvents.severityThreshold=Severe
+reject "includeNamespaces" --set 'includeNamespaces={Team_A}'
+reject "operator" --set-json 'namespaceSelector={"matchExpressions":[{"key":"a","operator":"Has"}]}'
 # Bindings without roles: RBAC results depend on the bound roles (the controller would refuse
 # the config at startup; the chart says so at install instead).
 reject "rolebindings or clusterrolebindings are watched but not roles and clusterroles" \

@@ -4,8 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::scope::{NamespaceScope, SkipLabel, check_pattern, check_selector};
 
 /// Errors in the configuration file.
 #[derive(Debug, thiserror::Error)]
@@ -198,12 +201,19 @@ pub struct Config {
     /// Install namespace (Jobs and results of cluster-scoped targets live there).
     #[serde(default)]
     pub namespace: Option<String>,
-    /// Only these namespaces are scanned (empty: all). Cluster-scoped kinds are not affected.
+    /// Only namespaces matching one of these glob patterns are scanned (empty: all).
+    /// Cluster-scoped kinds are not affected.
     #[serde(default)]
     pub include_namespaces: Vec<String>,
-    /// These namespaces are never scanned.
+    /// Namespaces matching one of these glob patterns are never scanned.
     #[serde(default)]
     pub exclude_namespaces: Vec<String>,
+    /// Only namespaces whose labels this selector selects are scanned (unset or empty: all).
+    #[serde(default)]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Objects carrying this label are not scanned (unset: none are skipped).
+    #[serde(default)]
+    pub skip_label: Option<SkipLabel>,
     /// Watches and timing.
     pub continuous_scanning: ContinuousScanning,
     /// Scan Jobs.
@@ -293,7 +303,48 @@ impl Config {
         if sj.image.is_empty() {
             return Err(bad("scanJob.image", "must not be empty".into()));
         }
+        self.validate_scope(path)
+    }
+
+    fn validate_scope(&self, path: &str) -> Result<(), ConfigError> {
+        let bad = |field: String, message: String| ConfigError::Value {
+            path: path.to_string(),
+            field,
+            message,
+        };
+        for (field, patterns) in [
+            ("includeNamespaces", &self.include_namespaces),
+            ("excludeNamespaces", &self.exclude_namespaces),
+        ] {
+            for (i, p) in patterns.iter().enumerate() {
+                check_pattern(p).map_err(|m| bad(format!("{field}[{i}]"), m))?;
+            }
+        }
+        if let Some(selector) = &self.namespace_selector {
+            check_selector(selector).map_err(|m| bad("namespaceSelector".into(), m))?;
+        }
+        if let Some(skip) = &self.skip_label
+            && skip.key.is_empty()
+        {
+            return Err(bad(
+                "skipLabel.key".into(),
+                "must not be empty (leave skipLabel out to skip nothing)".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The namespace scope: patterns and selector (an empty selector counts as none).
+    pub fn namespace_scope(&self) -> NamespaceScope {
+        let selector = self.namespace_selector.clone().filter(|s| {
+            s.match_labels.as_ref().is_some_and(|m| !m.is_empty())
+                || s.match_expressions.as_ref().is_some_and(|m| !m.is_empty())
+        });
+        NamespaceScope {
+            include: self.include_namespaces.clone(),
+            exclude: self.exclude_namespaces.clone(),
+            selector,
+        }
     }
 
     /// RBAC results depend on the bound role: watching bindings without roles would leave the
@@ -320,13 +371,12 @@ impl Config {
         Ok(())
     }
 
-    /// Whether objects in `namespace` are scanned. Cluster-scoped objects (`None`) always are.
+    /// Whether objects in `namespace` are scanned, by its name alone (`includeNamespaces` and
+    /// `excludeNamespaces` patterns; the namespace selector is decided by
+    /// [`crate::scope::NamespaceView`]). Cluster-scoped objects (`None`) always are.
     pub fn namespace_selected(&self, namespace: Option<&str>) -> bool {
         let Some(ns) = namespace else { return true };
-        if self.exclude_namespaces.iter().any(|e| e == ns) {
-            return false;
-        }
-        self.include_namespaces.is_empty() || self.include_namespaces.iter().any(|i| i == ns)
+        self.namespace_scope().name_selected(ns)
     }
 }
 
@@ -395,6 +445,52 @@ exceptions: []
             .unwrap_err()
             .to_string();
         assert!(e.contains("clusterNmae"), "{e}");
+    }
+
+    #[test]
+    fn scope_fields() {
+        let c = Config::parse(
+            "c.yaml",
+            &GOOD.replace(
+                "includeNamespaces: []",
+                "includeNamespaces: [team-*]\nnamespaceSelector: {matchLabels: {scan: \"yes\"}}\n\
+                 skipLabel: {key: kubevigil.io/skip, value: \"true\"}",
+            ),
+        )
+        .unwrap();
+        assert!(c.namespace_selected(Some("team-a")));
+        assert!(!c.namespace_selected(Some("shop")));
+        assert!(c.namespace_scope().needs_labels());
+        assert_eq!(
+            c.skip_label.as_ref().map(|s| s.key.as_str()),
+            Some("kubevigil.io/skip")
+        );
+        let e = Config::parse(
+            "c.yaml",
+            &GOOD.replace("includeNamespaces: []", "includeNamespaces: [Team_A]"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("includeNamespaces[0]"), "{e}");
+        let e = Config::parse(
+            "c.yaml",
+            &GOOD.replace(
+                "includeNamespaces: []",
+                "namespaceSelector: {matchExpressions: [{key: a, operator: Has}]}",
+            ),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("namespaceSelector") && e.contains("unknown operator"),
+            "{e}"
+        );
+        let empty = Config::parse(
+            "c.yaml",
+            &GOOD.replace("includeNamespaces: []", "namespaceSelector: {}"),
+        )
+        .unwrap();
+        assert!(!empty.namespace_scope().needs_labels());
     }
 
     #[test]

@@ -490,7 +490,10 @@ scanJob:
             ..item("a", "1")
         };
         assert_ne!(job_name(&[related("r1")], 0), job_name(&[related("r2")], 0));
-        assert_ne!(job_name(&[related("r1")], 0), job_name(&[item("a", "1")], 0));
+        assert_ne!(
+            job_name(&[related("r1")], 0),
+            job_name(&[item("a", "1")], 0)
+        );
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //!
 //! Pure cores: [`index`] (the event table and what it knows of targets and results), [`queue`]
 //! (debounce, coalescing, in-flight, backoff), [`related`] (which targets a related object's
-//! change rescans, and the related-inputs hash), [`refresh`] (the `rescanAfter` sweep), [`jobs`] (Job specs) and [`state`] (the main
+//! change rescans, and the related-inputs hash), [`refresh`] (the `rescanAfter` sweep), [`jobs`]
+//! (Job specs), [`scope`] (which namespaces and objects are scanned) and [`state`] (the main
 //! loop's state machine: messages in, API effects out). Edges do the I/O around them:
-//! [`watchers`], [`discovery`], [`dispatch`], [`cleanup`], [`resync`], [`summaries`] (with the
-//! [`posture`] metrics they feed), [`lease`] and [`ops`]; [`run`] wires them together.
+//! [`watchers`], [`namespaces`], [`discovery`], [`dispatch`], [`cleanup`], [`resync`],
+//! [`summaries`] (with the [`posture`] metrics they feed), [`lease`] and [`ops`]; [`run`] wires
+//! them together.
 
 pub mod cleanup;
 pub mod cli;
@@ -17,6 +19,7 @@ pub mod error;
 pub mod index;
 pub mod jobs;
 pub mod lease;
+pub mod namespaces;
 pub mod ops;
 pub mod posture;
 pub mod queue;
@@ -25,6 +28,7 @@ pub mod refresh;
 pub mod related;
 pub mod resync;
 pub mod run;
+pub mod scope;
 pub mod slim;
 pub mod state;
 pub mod summaries;

@@ -18,6 +18,7 @@ use kubevigil_crds::{
 };
 
 use crate::error::Error;
+use crate::index::ResultRef;
 use crate::ops::Metrics;
 use crate::slim::ResultMeta;
 use crate::state::{Merge, ResultsSnapshot, Scope};
@@ -63,14 +64,45 @@ async fn list_pages(
     }
 }
 
-/// Lists every result and namespace summary of this installation (`scope`).
+/// Lists every result and namespace summary of this installation (`scope`), and the results of
+/// the namespaces it scanned before that are out of its scope now ([`Scope::dropped`]).
 pub async fn list_results(
     client: Client,
     scope: &Scope,
     metrics: &Metrics,
 ) -> Result<ResultsSnapshot, Error> {
+    // Summaries first: they say which namespaces left the scope.
+    let mut summaries = BTreeSet::new();
+    let mut dropped = BTreeSet::new();
+    list_pages(
+        &client,
+        ApiResource::erase::<ConfigurationScanSummary>(&()),
+        "",
+        "configurationscansummaries",
+        metrics,
+        |m| {
+            let Some(name) = m.name else { return };
+            if scope.owns_summary(&name) {
+                summaries.insert(name);
+            } else if scope.dropped(&name, m.labels.as_ref()) {
+                dropped.insert(name);
+            }
+        },
+    )
+    .await?;
     let selector = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
     let mut merge = Merge::default();
+    let mut out_of_scope = BTreeSet::new();
+    let mut in_dropped = |m: &ObjectMeta| {
+        if let (Some(ns), Some(name)) = (&m.namespace, &m.name)
+            && dropped.contains(ns)
+        {
+            out_of_scope.insert(ResultRef {
+                namespace: ns.clone(),
+                name: name.clone(),
+            });
+        }
+    };
     list_pages(
         &client,
         ApiResource::erase::<WorkloadConfigurationScan>(&()),
@@ -80,6 +112,8 @@ pub async fn list_results(
         |m| {
             if scope.owns_meta(&m) {
                 merge.add_scan(&m);
+            } else {
+                in_dropped(&m);
             }
         },
     )
@@ -93,22 +127,16 @@ pub async fn list_results(
         |m| {
             if scope.owns_meta(&m) {
                 merge.add_summary(&m);
+            } else {
+                in_dropped(&m);
             }
         },
-    )
-    .await?;
-    let mut summaries = BTreeSet::new();
-    list_pages(
-        &client,
-        ApiResource::erase::<ConfigurationScanSummary>(&()),
-        "",
-        "configurationscansummaries",
-        metrics,
-        |m| summaries.extend(m.name.filter(|n| scope.owns_summary(n))),
     )
     .await?;
     Ok(ResultsSnapshot {
         results: merge.finish(),
         summaries,
+        dropped_namespaces: dropped,
+        out_of_scope,
     })
 }

@@ -2,9 +2,9 @@
 //! single main loop that owns the [`State`] and carries out its [`Effect`]s as API tasks.
 //!
 //! Startup order: health endpoint, client, CRD check, Lease (when enabled), discovery of the
-//! watched kinds, the results list (so that the watches' initial lists already know which
-//! results are current), then the Job watch, the role watches, the other watches, and the
-//! binding watches once the roles are listed.
+//! watched kinds, the namespace watch's first list (only with `namespaceSelector`), the results
+//! list (so that the watches' initial lists already know which results are current), then the Job
+//! watch, the role watches, the other watches, and the binding watches once the roles are listed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,8 +31,9 @@ use crate::lease::{LeaderElector, LeaseSettings};
 use crate::ops::{self, Health, Metrics, Role};
 use crate::ratelimit::RateLimitLayer;
 use crate::resync;
+use crate::scope::NamespaceView;
 use crate::state::{Effect, GiveUpReason, Msg, ResultsSnapshot, Scope, State, StateSettings};
-use crate::{cleanup, dispatch, summaries, watchers};
+use crate::{cleanup, dispatch, namespaces, summaries, watchers};
 
 /// Capacity of the main loop's channel (watch tasks wait when it is full).
 const CHANNEL: usize = 1024;
@@ -307,6 +308,35 @@ async fn list_results_with_retry(
     }
 }
 
+/// The namespace view of the configuration. Without a namespace selector, names decide and the
+/// view never changes (its sender is returned, to keep it open). With one, the namespace watch
+/// starts (in `watches`) and this waits for its first list, since no namespaced object can be
+/// placed before.
+async fn start_namespace_watch(
+    client: &Client,
+    config: &Config,
+    watches: &mut JoinSet<()>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> (
+    Option<watch::Sender<Arc<NamespaceView>>>,
+    watch::Receiver<Arc<NamespaceView>>,
+) {
+    let scope = config.namespace_scope();
+    if !scope.needs_labels() {
+        let (tx, rx) = watch::channel(Arc::new(NamespaceView::static_scope(scope)));
+        return (Some(tx), rx);
+    }
+    // With a selector, the view is not synced until the namespace watch has listed.
+    let (tx, mut rx) = watch::channel(Arc::new(NamespaceView::static_scope(scope.clone())));
+    watches.spawn(namespaces::watch_namespaces(client.clone(), scope, tx));
+    tracing::info!("namespaceSelector is set: waiting for the namespace watch's first list");
+    tokio::select! {
+        _ = rx.wait_for(|v| v.synced) => {}
+        _ = crate::ops::stopped(shutdown) => {}
+    }
+    (None, rx)
+}
+
 /// The leader Lease renewal task: ends with an error when leadership is lost.
 type LeaseTask = tokio::task::JoinHandle<Result<(), Error>>;
 
@@ -330,6 +360,10 @@ struct Runner {
     tx: mpsc::Sender<Msg>,
     roles_tx: watch::Sender<bool>,
     roles_rx: watch::Receiver<bool>,
+    /// Keeps a static namespace view open (no namespace watch: no selector).
+    _namespaces_tx: Option<watch::Sender<Arc<NamespaceView>>>,
+    /// Which namespaces are in scope, for the watches and the resync.
+    namespaces_rx: watch::Receiver<Arc<NamespaceView>>,
     permits: Arc<Semaphore>,
     recorder: Recorder,
     metrics: Metrics,
@@ -361,7 +395,10 @@ impl Controller {
             SCANNER_VERSION,
             &settings.controls_hash,
         );
-        let scope = Scope::new(settings.config.clone(), &settings.namespace);
+        let mut watches = JoinSet::new();
+        let (namespaces_tx, namespaces_rx) =
+            start_namespace_watch(&client, &settings.config, &mut watches, shutdown).await;
+        let scope = Scope::with_namespaces(namespaces_rx.borrow().clone(), &settings.namespace);
         let snapshot = list_results_with_retry(&client, &scope, &metrics, shutdown)
             .await?
             .unwrap_or_default();
@@ -393,11 +430,12 @@ impl Controller {
             tx: tx.clone(),
             roles_tx,
             roles_rx,
+            _namespaces_tx: namespaces_tx,
+            namespaces_rx,
             permits: Arc::new(Semaphore::new(API_TASKS)),
             recorder,
             metrics,
         };
-        let mut watches = JoinSet::new();
         for kind in kubevigil_engine::related::watched_kinds() {
             watches.spawn(watchers::watch_related(
                 client.clone(),
@@ -526,6 +564,7 @@ impl Runner {
                     self.config.clone(),
                     tx,
                     wait,
+                    self.namespaces_rx.clone(),
                 ));
             }
             Effect::RetryDiscovery(spec) => {
@@ -562,7 +601,8 @@ impl Runner {
             }
             Effect::ListResults => {
                 // Read-only: in the background set, which shutdown aborts instead of awaiting.
-                let scope = Scope::new(self.config.clone(), &self.namespace);
+                let scope =
+                    Scope::with_namespaces(self.namespaces_rx.borrow().clone(), &self.namespace);
                 let metrics = self.metrics.clone();
                 watches.spawn(async move {
                     let listed = resync::list_results(client, &scope, &metrics).await;
@@ -571,9 +611,10 @@ impl Runner {
             }
             Effect::Summarize(namespace) => {
                 let metrics = self.metrics.clone();
+                let installation = self.namespace.clone();
                 tasks.spawn(async move {
                     let _permit = permits.acquire_owned().await;
-                    let outcome = summaries::summarize(client, &namespace, &metrics).await.map(|done| {
+                    let outcome = summaries::summarize(client, &namespace, &installation, &metrics).await.map(|done| {
                         tracing::debug!(namespace = %namespace, outcome = ?done, "namespace summary updated");
                     });
                     let _ = tx.send(Msg::Summarized { namespace, outcome }).await;

@@ -19,6 +19,11 @@ use crate::error::{Error, is_not_found};
 use crate::ops::Metrics;
 use crate::slim::SummaryItem;
 
+/// On a ConfigurationScanSummary: the install namespace of the installation that keeps it (whose
+/// scope holds that namespace). After a scope change, an installation finds by it the namespaces
+/// it scanned before and whose results it must delete ([`crate::state::Scope::dropped`]).
+pub const INSTALLATION: &str = "kubevigil.io/installation";
+
 /// Sums one namespace's summaries (given as `(name, severities)`).
 pub fn namespace_summary(
     namespace: &str,
@@ -55,12 +60,14 @@ pub enum SummaryOutcome {
     Deleted,
 }
 
-/// Recomputes the ConfigurationScanSummary of `namespace`. A summary that cannot be read is
+/// Recomputes the ConfigurationScanSummary of `namespace`, labelled with `installation` (the
+/// install namespace: [`INSTALLATION`] tells which installation keeps it). A summary that cannot be read is
 /// logged and counted (`kubevigil_malformed_objects_total`): it is still a workload of the
 /// namespace and referenced, but its severities are unknown and add nothing to the sums.
 pub async fn summarize(
     client: Client,
     namespace: &str,
+    installation: &str,
     metrics: &Metrics,
 ) -> Result<SummaryOutcome, Error> {
     let resource = wcss_resource();
@@ -114,10 +121,10 @@ pub async fn summarize(
     let spec = namespace_summary(namespace, items);
     let workloads = spec.workloads;
     let mut object = ConfigurationScanSummary::new(namespace, spec);
-    object.metadata.labels = Some(BTreeMap::from([(
-        MANAGED_BY.to_string(),
-        MANAGED_BY_VALUE.to_string(),
-    )]));
+    object.metadata.labels = Some(BTreeMap::from([
+        (MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string()),
+        (INSTALLATION.to_string(), installation.to_string()),
+    ]));
     // A resync or a restart recomputes every namespace's summary; one that is already as
     // computed is not written again (one GET instead of an apply).
     let current = css

@@ -31,11 +31,16 @@ use crate::config::Config;
 use crate::error::watch_status;
 use crate::index::BindingSpec;
 use crate::jobs::{COMPONENT, COMPONENT_LABEL, JobView, failed_pod, job_view, pod_oom_killed};
+use crate::scope::{Membership, NamespaceView};
 use crate::slim::{BindingObject, ScalableObject, TargetMeta, controlling_owner};
 use crate::state::{JobEvent, Msg, RelatedEvent, WatchEvent};
 
 /// Longest a binding watch waits for the role watches' initial lists.
 pub const ROLES_WAIT: Duration = Duration::from_secs(30);
+
+/// Longest a watch waits for the namespace watch to learn a namespace it has not seen (an object
+/// created right after its namespace); after that, the namespace counts as out of scope.
+pub const NAMESPACE_WAIT: Duration = Duration::from_secs(30);
 
 /// Only what the controller reads of an object's metadata: identity, generation, resource
 /// version, labels and the controlling owner (annotations and managed fields are dropped).
@@ -52,25 +57,32 @@ pub fn trim_meta(meta: ObjectMeta) -> ObjectMeta {
     }
 }
 
-/// The target key of an object of `kind`, if it is in a selected namespace.
-fn target_key(kind: &Arc<KindInfo>, config: &Config, meta: &ObjectMeta) -> Option<TargetKey> {
+/// The target key of an object of `kind` and what the scope says of its namespace
+/// (cluster-scoped objects are always in scope).
+fn scoped_key(
+    kind: &Arc<KindInfo>,
+    view: &NamespaceView,
+    meta: &ObjectMeta,
+) -> Option<(TargetKey, Membership)> {
     let name = meta.name.clone()?;
     let namespace = if kind.namespaced {
         Some(meta.namespace.clone().filter(|ns| !ns.is_empty())?)
     } else {
         None
     };
-    if !config.namespace_selected(namespace.as_deref()) {
-        return None;
-    }
-    Some(TargetKey {
+    let membership = namespace
+        .as_deref()
+        .map_or(Membership::In, |ns| view.membership(ns));
+    let key = TargetKey {
         kind: kind.clone(),
         namespace,
         name,
-    })
+    };
+    Some((key, membership))
 }
 
 /// An add or modify event as the main loop gets it; `None` when the object is filtered out.
+/// Namespaces are decided by their names ([`scoped_apply_event`] takes a namespace view).
 pub fn apply_event(
     kind: &Arc<KindInfo>,
     config: &Config,
@@ -78,7 +90,35 @@ pub fn apply_event(
     data: Option<&Value>,
     init: bool,
 ) -> Option<WatchEvent> {
-    let key = target_key(kind, config, &meta)?;
+    let view = NamespaceView::static_scope(config.namespace_scope());
+    scoped_apply_event(kind, config, &view, meta, data, init)
+}
+
+/// An add or modify event as the main loop gets it, with namespaces decided by `view`: `None`
+/// when the object's namespace is out of scope, a delete when the object carries the skip label
+/// (so that its results go when the label is added; the main loop ignores the delete of an
+/// object it does not know).
+pub fn scoped_apply_event(
+    kind: &Arc<KindInfo>,
+    config: &Config,
+    view: &NamespaceView,
+    meta: ObjectMeta,
+    data: Option<&Value>,
+    init: bool,
+) -> Option<WatchEvent> {
+    let (key, membership) = scoped_key(kind, view, &meta)?;
+    if membership != Membership::In {
+        return None;
+    }
+    if config
+        .skip_label
+        .as_ref()
+        .is_some_and(|s| s.skips(meta.labels.as_ref()))
+    {
+        // No binding spec: a binding the main loop knows is deleted with the spec it has, and
+        // one it does not know deletes nothing.
+        return Some(WatchEvent::Delete { key, binding: None });
+    }
     let binding = kind
         .is_binding()
         .then(|| BindingSpec::from_json(data.unwrap_or(&Value::Null), key.namespace.as_deref()));
@@ -114,28 +154,80 @@ fn pod_facts(kind: &KindInfo, meta: &ObjectMeta, spec: Option<&Value>) -> Option
     PodFacts::of_parts(&kind.kind, own.as_ref(), spec.unwrap_or(&Value::Null))
 }
 
-/// A delete event (with a binding's last spec) as the main loop gets it.
+/// A delete event (with a binding's last spec) as the main loop gets it. Namespaces are decided
+/// by their names ([`scoped_delete_event`] takes a namespace view).
 pub fn delete_event(
     kind: &Arc<KindInfo>,
     config: &Config,
     meta: &ObjectMeta,
     data: Option<&Value>,
 ) -> Option<WatchEvent> {
-    let key = target_key(kind, config, meta)?;
+    let view = NamespaceView::static_scope(config.namespace_scope());
+    scoped_delete_event(kind, &view, meta, data)
+}
+
+/// A delete event with namespaces decided by `view`. Out of a namespace that is not known to be
+/// in scope, the delete still goes to the main loop, without a binding spec: it deletes results
+/// only of an object the main loop knows (one whose namespace was in scope until now).
+pub fn scoped_delete_event(
+    kind: &Arc<KindInfo>,
+    view: &NamespaceView,
+    meta: &ObjectMeta,
+    data: Option<&Value>,
+) -> Option<WatchEvent> {
+    let (key, membership) = scoped_key(kind, view, meta)?;
+    if membership != Membership::In {
+        return Some(WatchEvent::Delete { key, binding: None });
+    }
     let binding = kind
         .is_binding()
         .then(|| BindingSpec::from_json(data.unwrap_or(&Value::Null), key.namespace.as_deref()));
     Some(WatchEvent::Delete { key, binding })
 }
 
+/// The namespace view once `namespace` is known to it: a watch that sees an object in a
+/// namespace the namespace watch has not seen yet waits for it (bounded by [`NAMESPACE_WAIT`]).
+async fn view_for(
+    namespaces: &mut watch::Receiver<Arc<NamespaceView>>,
+    namespace: Option<&str>,
+) -> Arc<NamespaceView> {
+    let current = namespaces.borrow().clone();
+    let Some(ns) = namespace else { return current };
+    if current.membership(ns) != Membership::Unknown {
+        return current;
+    }
+    let known = tokio::time::timeout(
+        NAMESPACE_WAIT,
+        namespaces.wait_for(|v| v.membership(ns) != Membership::Unknown),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .map(|view| Arc::clone(&view));
+    match known {
+        Some(view) => view,
+        None => {
+            tracing::warn!(
+                namespace = ns,
+                "the namespace watch has not seen this namespace after {NAMESPACE_WAIT:?}; its objects count as out of scope until the next namespace change"
+            );
+            namespaces.borrow().clone()
+        }
+    }
+}
+
 /// Watches one kind until the main loop goes away. A binding kind first waits (bounded) until
 /// `roles_synced` turns true, so that binding fingerprints include their roles from the start.
+/// `namespaces` decides which namespaces are in scope; when its epoch moves (a namespace moved in
+/// or out of scope), the watch lists again, so that the main loop deletes the targets it no
+/// longer lists and scans the new ones.
 pub async fn watch_kind(
     client: Client,
     kind: Arc<KindInfo>,
     config: Arc<Config>,
     tx: mpsc::Sender<Msg>,
     roles_synced: Option<watch::Receiver<bool>>,
+    namespaces: watch::Receiver<Arc<NamespaceView>>,
 ) {
     if let Some(mut rx) = roles_synced
         && tokio::time::timeout(ROLES_WAIT, rx.wait_for(|synced| *synced))
@@ -145,61 +237,117 @@ pub async fn watch_kind(
         tracing::warn!(kind = %kind.kind, "role watches not synced after {ROLES_WAIT:?}; watching bindings anyway");
     }
     let ar = kind.api_resource();
-    if kind.is_binding() {
+    let ctx = WatchContext {
+        kind,
+        config,
+        tx,
+        namespaces,
+    };
+    if ctx.kind.is_binding() {
         let api: Api<BindingObject> = Api::all_with(client, &ar);
-        run(api, kind, config, tx, |o| {
+        run(api, ctx, |o| {
             let spec = o.spec_json();
             (o.metadata, Some(spec))
         })
         .await;
-    } else if scalable_kind(&kind.group, &kind.kind) || workload_kind(&kind) {
+    } else if scalable_kind(&ctx.kind.group, &ctx.kind.kind) || workload_kind(&ctx.kind) {
         // A workload's spec is read for its pod facts (and hashed for a scalable kind).
         let api: Api<ScalableObject> = Api::all_with(client, &ar);
-        run(api, kind, config, tx, |o| (o.metadata, Some(o.spec))).await;
+        run(api, ctx, |o| (o.metadata, Some(o.spec))).await;
     } else {
         let api: Api<TargetMeta> = Api::all_with(client, &ar);
-        run(api, kind, config, tx, |o| (o.metadata, None)).await;
+        run(api, ctx, |o| (o.metadata, None)).await;
     }
 }
 
-async fn run<K, F>(
-    api: Api<K>,
+/// What a watch of one kind needs besides its API.
+struct WatchContext {
     kind: Arc<KindInfo>,
     config: Arc<Config>,
     tx: mpsc::Sender<Msg>,
-    parts: F,
-) where
+    namespaces: watch::Receiver<Arc<NamespaceView>>,
+}
+
+/// How one watch stream ended.
+enum Ended {
+    /// The main loop is gone.
+    Stop,
+    /// The namespace scope changed: list again.
+    Rescope,
+}
+
+async fn run<K, F>(api: Api<K>, mut ctx: WatchContext, parts: F)
+where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
     F: Fn(K) -> (ObjectMeta, Option<Value>),
 {
+    loop {
+        match run_once(api.clone(), &mut ctx, &parts).await {
+            Ended::Stop => return,
+            Ended::Rescope => {
+                tracing::info!(kind = %ctx.kind.kind, "namespace scope changed; listing again");
+            }
+        }
+    }
+}
+
+async fn run_once<K, F>(api: Api<K>, ctx: &mut WatchContext, parts: &F) -> Ended
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    F: Fn(K) -> (ObjectMeta, Option<Value>),
+{
+    let epoch = ctx.namespaces.borrow_and_update().epoch;
+    // Cluster-scoped kinds are always in scope; without a sender (no namespace watch), the scope
+    // never changes.
+    let mut scope_open = ctx.kind.namespaced;
     let stream = watcher::watcher(api, watcher::Config::default().page_size(500)).default_backoff();
     let mut stream = pin!(stream);
-    while let Some(item) = stream.next().await {
+    loop {
+        let item = tokio::select! {
+            item = stream.next() => item,
+            changed = ctx.namespaces.changed(), if scope_open => {
+                if changed.is_err() {
+                    scope_open = false;
+                }
+                if ctx.namespaces.borrow().epoch != epoch {
+                    return Ended::Rescope;
+                }
+                continue;
+            }
+        };
+        let Some(item) = item else { return Ended::Stop };
         let event = match item {
             Ok(Event::Init) => Some(WatchEvent::Init),
             Ok(Event::InitDone) => Some(WatchEvent::InitDone),
             Ok(Event::InitApply(o)) => {
                 let (meta, data) = parts(o);
-                apply_event(&kind, &config, meta, data.as_ref(), true)
+                let view = view_for(&mut ctx.namespaces, meta.namespace.as_deref()).await;
+                scoped_apply_event(&ctx.kind, &ctx.config, &view, meta, data.as_ref(), true)
             }
             Ok(Event::Apply(o)) => {
                 let (meta, data) = parts(o);
-                apply_event(&kind, &config, meta, data.as_ref(), false)
+                let view = view_for(&mut ctx.namespaces, meta.namespace.as_deref()).await;
+                scoped_apply_event(&ctx.kind, &ctx.config, &view, meta, data.as_ref(), false)
             }
             Ok(Event::Delete(o)) => {
                 let (meta, data) = parts(o);
-                delete_event(&kind, &config, &meta, data.as_ref())
+                let view = ctx.namespaces.borrow().clone();
+                scoped_delete_event(&ctx.kind, &view, &meta, data.as_ref())
             }
             Err(e) => Some(WatchEvent::Error(e)),
         };
         if let Some(event) = event {
             let msg = Msg::Watch {
-                kind: kind.clone(),
+                kind: ctx.kind.clone(),
                 event,
             };
-            if tx.send(msg).await.is_err() {
-                return;
+            if ctx.tx.send(msg).await.is_err() {
+                return Ended::Stop;
             }
+        }
+        // `view_for` may have seen a new epoch without `changed` reporting it.
+        if ctx.kind.namespaced && ctx.namespaces.borrow().epoch != epoch {
+            return Ended::Rescope;
         }
     }
 }
@@ -440,6 +588,96 @@ mod tests {
         let only = config("[shop]", "[]");
         assert!(apply_event(&deploy, &only, meta(Some("other"), "x"), None, false).is_none());
         assert!(delete_event(&deploy, &only, &meta(Some("shop"), "x"), None).is_some());
+    }
+
+    #[test]
+    fn the_skip_label_turns_an_apply_into_a_delete() {
+        let c = Config::parse(
+            "t",
+            "skipLabel: {key: kubevigil.io/skip, value: \"true\"}\ncontinuousScanning:\n  matchingRules: [{apiGroups: [apps], apiVersions: [v1], resources: [deployments]}]\nscanJob: {image: i, serviceAccountName: sa, batchSize: 5, maxConcurrentJobs: 1, ttlSecondsAfterFinished: 1, activeDeadlineSeconds: 1, backoffLimit: 0}\n",
+        )
+        .unwrap();
+        let deploy = kind("apps", "Deployment", "deployments", true);
+        let mut skipped = meta(Some("shop"), "web");
+        skipped
+            .labels
+            .get_or_insert_default()
+            .insert("kubevigil.io/skip".into(), "true".into());
+        assert!(matches!(
+            apply_event(&deploy, &c, skipped.clone(), None, false),
+            Some(WatchEvent::Delete { ref key, binding: None }) if key.name == "web"
+        ));
+        let rb = kind(
+            "rbac.authorization.k8s.io",
+            "RoleBinding",
+            "rolebindings",
+            true,
+        );
+        let data = json!({"roleRef": {"kind": "Role", "name": "r"}, "subjects": []});
+        assert!(matches!(
+            apply_event(&rb, &c, skipped, Some(&data), true),
+            Some(WatchEvent::Delete { binding: None, .. })
+        ));
+        let mut other = meta(Some("shop"), "web");
+        other
+            .labels
+            .get_or_insert_default()
+            .insert("kubevigil.io/skip".into(), "false".into());
+        assert!(matches!(
+            apply_event(&deploy, &c, other, None, false),
+            Some(WatchEvent::Apply { .. })
+        ));
+    }
+
+    #[test]
+    fn namespaces_out_of_a_selector_view_are_filtered_and_their_deletes_carry_no_spec() {
+        use crate::scope::{NamespaceScope, NamespaceTable};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+        let c = config("[]", "[]");
+        let mut table = NamespaceTable::new(NamespaceScope {
+            include: vec!["team-*".into()],
+            selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([("scan".to_string(), "yes".to_string())])),
+                match_expressions: None,
+            }),
+            ..NamespaceScope::default()
+        });
+        table.list_started();
+        table.applied(
+            "team-a",
+            &BTreeMap::from([("scan".to_string(), "yes".to_string())]),
+        );
+        table.applied("team-b", &BTreeMap::new());
+        table.list_done();
+        let view = table.view();
+        let deploy = kind("apps", "Deployment", "deployments", true);
+        assert!(
+            scoped_apply_event(&deploy, &c, view, meta(Some("team-a"), "x"), None, false).is_some()
+        );
+        assert!(
+            scoped_apply_event(&deploy, &c, view, meta(Some("team-b"), "x"), None, false).is_none()
+        );
+        assert!(
+            scoped_apply_event(&deploy, &c, view, meta(Some("shop"), "x"), None, false).is_none()
+        );
+        let rb = kind(
+            "rbac.authorization.k8s.io",
+            "RoleBinding",
+            "rolebindings",
+            true,
+        );
+        let data = json!({"roleRef": {"kind": "Role", "name": "r"}, "subjects": [{"kind": "User", "name": "u"}]});
+        assert!(matches!(
+            scoped_delete_event(&rb, view, &meta(Some("team-b"), "b"), Some(&data)),
+            Some(WatchEvent::Delete { binding: None, .. })
+        ));
+        assert!(matches!(
+            scoped_delete_event(&rb, view, &meta(Some("team-a"), "b"), Some(&data)),
+            Some(WatchEvent::Delete {
+                binding: Some(_),
+                ..
+            })
+        ));
     }
 
     #[test]

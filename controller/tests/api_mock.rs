@@ -326,7 +326,7 @@ async fn applies_the_namespace_summary() {
     let (client, mut server) = mock();
     let (metrics, _) = Metrics::new();
     let counted = metrics.clone();
-    let task = tokio::spawn(async move { summarize(client, "shop", &metrics).await });
+    let task = tokio::spawn(async move { summarize(client, "shop", "kubevigil", &metrics).await });
     let seen = server
         .expect(
             200,
@@ -377,6 +377,11 @@ async fn applies_the_namespace_summary() {
         body["metadata"]["labels"]["app.kubernetes.io/managed-by"],
         "kubevigil"
     );
+    // The installation that keeps it: how a later scope change finds the namespaces it scanned.
+    assert_eq!(
+        body["metadata"]["labels"]["kubevigil.io/installation"],
+        "kubevigil"
+    );
     assert_eq!(body["spec"]["workloads"], 3);
     assert_eq!(
         body["spec"]["severities"],
@@ -405,7 +410,7 @@ async fn applies_the_namespace_summary() {
 async fn deletes_the_summary_of_an_empty_namespace() {
     let (client, mut server) = mock();
     let (metrics, _) = Metrics::new();
-    let task = tokio::spawn(async move { summarize(client, "gone", &metrics).await });
+    let task = tokio::spawn(async move { summarize(client, "gone", "kubevigil", &metrics).await });
     server
         .expect(
             200,

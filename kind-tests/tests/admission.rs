@@ -82,6 +82,7 @@ async fn scan_job(
     let batch = [BatchItem {
         key,
         fingerprint: "admission-test".into(),
+        related_inputs: None,
     }];
     let mut job = build_job(&batch, 0, config, &release.namespace);
     let owner_name = format!("{}-controller", release.fullname());

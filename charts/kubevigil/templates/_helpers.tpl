@@ -208,7 +208,22 @@ controller needs to watch, batch and spawn scan Jobs. Keys are sorted (toYaml).
     "severityThreshold" .Values.postureEvents.severityThreshold
     "onFirstResult" .Values.postureEvents.onFirstResult)
 -}}
+{{- with .Values.namespaceSelector -}}
+{{- $_ := set $config "namespaceSelector" . -}}
+{{- end -}}
+{{- if and .Values.skipLabel .Values.skipLabel.key -}}
+{{- $_ := set $config "skipLabel" (dict "key" .Values.skipLabel.key "value" (toString .Values.skipLabel.value)) -}}
+{{- end -}}
 {{- toYaml $config -}}
+{{- end }}
+
+{{/*
+Whether the controller watches Namespaces for namespaceSelector ("true" or empty).
+*/}}
+{{- define "kubevigil.namespaceSelector.enabled" -}}
+{{- with .Values.namespaceSelector -}}
+{{- if or .matchLabels .matchExpressions }}true{{ end -}}
+{{- end -}}
 {{- end }}
 
 {{/*

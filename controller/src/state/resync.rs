@@ -15,6 +15,8 @@ use super::{DELETE_CHUNK, RESYNC_RETRY, State};
 use crate::config::Config;
 use crate::error::{Category, Error};
 use crate::index::{ResultInfo, ResultRef, SourceKind};
+use crate::scope::NamespaceView;
+use crate::summaries::INSTALLATION;
 
 /// Where startup stands. Dispatch waits for the Job watch (a running Job is adopted, not
 /// duplicated), then for every kind's first list or `dispatch_hold`, so that the startup
@@ -80,6 +82,11 @@ pub struct ResultsSnapshot {
     pub results: HashMap<ResultRef, ResultInfo>,
     /// Names of the existing ConfigurationScanSummaries (namespaces).
     pub summaries: BTreeSet<String>,
+    /// Namespaces this installation scanned before ([`Scope::dropped`]) and that are out of its
+    /// scope now: their results and summaries are deleted.
+    pub dropped_namespaces: BTreeSet<String>,
+    /// The results in [`ResultsSnapshot::dropped_namespaces`].
+    pub out_of_scope: BTreeSet<ResultRef>,
 }
 
 /// The watched kind a result belongs to, from its labels.
@@ -135,21 +142,44 @@ fn result_from_meta(meta: &ObjectMeta) -> Option<(ResultRef, ResultInfo)> {
 /// A result of a namespaced target is this installation's when its namespace is selected
 /// (`includeNamespaces`/`excludeNamespaces`); a result of a cluster-scoped target (no
 /// workload-namespace label, or a ClusterRoleBinding triplet) when it lives in the install
-/// namespace. Results in namespaces dropped from the selection are left alone (they keep their
-/// ownerReferences, so garbage collection still removes them with their targets).
+/// namespace. Namespaces are decided by the [`NamespaceView`] (patterns, and labels when a
+/// namespace selector is set).
+///
+/// A namespace that left the scope (a chart upgrade, a label change while the controller was not
+/// running) is found through its ConfigurationScanSummary: the installation that keeps it labels
+/// it with its install namespace ([`INSTALLATION`]); such a summary out of this scope
+/// makes its namespace [`Scope::dropped`], and the namespace's results are deleted. Results of
+/// another installation are never taken: that installation labels its summaries with its own
+/// install namespace.
 #[derive(Clone, Debug)]
 pub struct Scope {
-    config: Arc<Config>,
+    namespaces: Arc<NamespaceView>,
     install_namespace: String,
 }
 
 impl Scope {
-    /// The scope of the installation in `install_namespace` with `config`.
+    /// The scope of the installation in `install_namespace` with `config`, namespaces decided by
+    /// their names.
     pub fn new(config: Arc<Config>, install_namespace: &str) -> Self {
+        Self::with_namespaces(
+            Arc::new(NamespaceView::static_scope(config.namespace_scope())),
+            install_namespace,
+        )
+    }
+
+    /// The scope of the installation in `install_namespace` with namespaces decided by `view`.
+    pub fn with_namespaces(view: Arc<NamespaceView>, install_namespace: &str) -> Self {
         Scope {
-            config,
+            namespaces: view,
             install_namespace: install_namespace.to_string(),
         }
+    }
+
+    /// Whether the ConfigurationScanSummary of namespace `name`, with `labels_map`, says that
+    /// this installation scanned that namespace, which is out of its scope now.
+    pub fn dropped(&self, name: &str, labels_map: Option<&BTreeMap<String, String>>) -> bool {
+        let ours = labels_map.and_then(|l| l.get(INSTALLATION)) == Some(&self.install_namespace);
+        ours && !self.owns_summary(name)
     }
 
     /// Whether the result in `namespace` with `labels_map` belongs to this installation.
@@ -162,7 +192,7 @@ impl Scope {
             }
         });
         let in_install = namespace == self.install_namespace;
-        let selected = self.config.namespace_selected(Some(namespace));
+        let selected = self.namespaces.selected(namespace);
         match cluster_scoped {
             Some(true) => in_install,
             Some(false) => selected,
@@ -173,7 +203,7 @@ impl Scope {
     /// Whether the ConfigurationScanSummary of namespace `name` is this installation's to
     /// keep current.
     pub fn owns_summary(&self, name: &str) -> bool {
-        name == self.install_namespace || self.config.namespace_selected(Some(name))
+        name == self.install_namespace || self.namespaces.selected(name)
     }
 
     /// Whether the listed result with `meta` belongs to this installation.
@@ -350,6 +380,11 @@ impl State {
         for chunk in deletable.chunks(DELETE_CHUNK) {
             effects.push(Effect::DeleteResults(chunk.to_vec()));
         }
+        effects.extend(self.drop_out_of_scope(
+            snapshot.dropped_namespaces,
+            snapshot.out_of_scope,
+            now,
+        ));
         for ns in self
             .index
             .result_namespaces()
@@ -359,6 +394,34 @@ impl State {
             self.summaries.mark(&ns, now);
         }
         effects
+    }
+
+    /// Deletes the results of namespaces that left this installation's scope. A namespace
+    /// without results left gets its summary recomputed at once (which deletes it); the others
+    /// when their deletes are done ([`Msg::ResultsDeleted`](super::Msg::ResultsDeleted)).
+    fn drop_out_of_scope(
+        &mut self,
+        namespaces: BTreeSet<String>,
+        results: BTreeSet<ResultRef>,
+        now: Instant,
+    ) -> Vec<Effect> {
+        if namespaces.is_empty() {
+            return Vec::new();
+        }
+        tracing::info!(
+            namespaces = ?namespaces,
+            results = results.len(),
+            "namespaces left the scope; deleting their results"
+        );
+        for ns in &namespaces {
+            if !results.iter().any(|r| &r.namespace == ns) {
+                self.summaries.mark(ns, now);
+            }
+        }
+        let refs: Vec<ResultRef> = results.into_iter().collect();
+        refs.chunks(DELETE_CHUNK)
+            .map(|chunk| Effect::DeleteResults(chunk.to_vec()))
+            .collect()
     }
 }
 
@@ -488,6 +551,46 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: 5, maxConcurrentJob
         // Summaries: selected namespaces and the install namespace.
         assert!(a.owns_summary("team-a") && a.owns_summary("kv-a"));
         assert!(!a.owns_summary("team-b") && !a.owns_summary("kv-b"));
+    }
+
+    #[test]
+    fn namespaces_that_left_the_scope_are_found_by_their_summaries_label() {
+        let a = scope("[team-*]", "kv-a");
+        let mine = labelled(&[(INSTALLATION, "kv-a")]);
+        let theirs = labelled(&[(INSTALLATION, "kv-b")]);
+        // Scanned before, out of the patterns now: dropped.
+        assert!(a.dropped("shop", Some(&mine)));
+        // Still in scope, or kept by another installation, or written before the label existed:
+        // never dropped.
+        assert!(!a.dropped("team-x", Some(&mine)));
+        assert!(!a.dropped("kv-a", Some(&mine)));
+        assert!(!a.dropped("shop", Some(&theirs)));
+        assert!(!a.dropped("shop", None));
+        assert!(a.owns_summary("team-x") && !a.owns_summary("shop"));
+    }
+
+    #[test]
+    fn a_namespace_selector_decides_through_the_namespace_view() {
+        use crate::scope::{NamespaceScope, NamespaceTable};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+        let mut table = NamespaceTable::new(NamespaceScope {
+            selector: Some(LabelSelector {
+                match_labels: Some(labelled(&[("scan", "yes")])),
+                match_expressions: None,
+            }),
+            ..NamespaceScope::default()
+        });
+        table.list_started();
+        table.applied("labelled", &labelled(&[("scan", "yes")]));
+        table.applied("plain", &labelled(&[]));
+        table.list_done();
+        let s = Scope::with_namespaces(Arc::new(table.view().clone()), "kv");
+        let deployment =
+            |ns: &str| labelled(&[(labels::KIND, "Deployment"), (labels::NAMESPACE, ns)]);
+        assert!(s.owns("labelled", Some(&deployment("labelled"))));
+        assert!(!s.owns("plain", Some(&deployment("plain"))));
+        assert!(!s.owns("unknown", Some(&deployment("unknown"))));
+        assert!(s.dropped("plain", Some(&labelled(&[(INSTALLATION, "kv")]))));
     }
 
     #[test]

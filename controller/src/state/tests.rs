@@ -547,6 +547,7 @@ fn resync_rescans_missing_and_collects_only_orphans_of_listed_kinds() {
             (r("statefulset-s"), info("StatefulSet", "apps")),
         ]),
         summaries: BTreeSet::from(["old-ns".to_string()]),
+        ..ResultsSnapshot::default()
     };
     let effects = h.send(Msg::ResultsListed(Ok(snapshot)));
     let deleted: Vec<String> = effects
@@ -646,6 +647,7 @@ fn orphans_wait_for_a_kind_that_is_still_listing() {
             },
         )]),
         summaries: BTreeSet::new(),
+        ..ResultsSnapshot::default()
     };
     let effects = h.send(Msg::ResultsListed(Ok(snapshot)));
     assert!(
@@ -909,7 +911,7 @@ mod related {
         assert!(h.tick().iter().any(|e| matches!(e, Effect::ListResults)));
         let snapshot = ResultsSnapshot {
             results: HashMap::from([(r("a"), info(fp_a, None)), (r("b"), info(fp_b, b_inputs))]),
-            summaries: BTreeSet::new(),
+            ..ResultsSnapshot::default()
         };
         h.send(Msg::ResultsListed(Ok(snapshot)));
         assert!(h.state.queue().is_queued(&a), "a is stale by relation");
@@ -976,4 +978,56 @@ mod related {
             "{rounds:?}"
         );
     }
+}
+
+#[test]
+fn results_of_namespaces_that_left_the_scope_are_deleted() {
+    let mut h = Harness::new(50, 5);
+    h.state.start(h.now);
+    h.sync(&["a"]);
+    let r = |ns: &str, name: &str| ResultRef {
+        namespace: ns.into(),
+        name: name.into(),
+    };
+    let snapshot = ResultsSnapshot {
+        dropped_namespaces: BTreeSet::from(["gone-a".to_string(), "gone-b".to_string()]),
+        out_of_scope: BTreeSet::from([r("gone-a", "deployment-x"), r("gone-a", "deployment-y")]),
+        ..ResultsSnapshot::default()
+    };
+    let effects = h.send(Msg::ResultsListed(Ok(snapshot)));
+    let deleted: BTreeSet<ResultRef> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::DeleteResults(r) => Some(r.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(
+        deleted,
+        BTreeSet::from([r("gone-a", "deployment-x"), r("gone-a", "deployment-y")])
+    );
+    // The namespace without results left has its summary recomputed (deleted) at once; the
+    // other once its deletes are done.
+    h.advance(Duration::from_secs(3));
+    let summarized: BTreeSet<String> = h
+        .tick()
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Summarize(ns) => Some(ns),
+            _ => None,
+        })
+        .collect();
+    assert!(summarized.contains("gone-b"), "{summarized:?}");
+    assert!(!summarized.contains("gone-a"), "{summarized:?}");
+    h.send(Msg::ResultsDeleted {
+        deleted: 4,
+        namespaces: BTreeSet::from(["gone-a".to_string()]),
+    });
+    h.advance(Duration::from_secs(3));
+    assert!(
+        h.tick()
+            .iter()
+            .any(|e| matches!(e, Effect::Summarize(ns) if ns == "gone-a"))
+    );
 }
