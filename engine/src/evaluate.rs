@@ -10,7 +10,7 @@ use kubevigil_crds::{Status, SubStatus};
 use super::control::{
     Applies, Context, Control, ControlMeta, Finding, FindingPath, Needs, Outcome, Resource,
 };
-use super::exceptions::Exceptions;
+use super::exceptions::{Candidate, Exceptions};
 use super::inputs::ControlInputs;
 use super::inventory::{Inventory, Triplet};
 use super::memo::Memo;
@@ -237,6 +237,7 @@ impl<'c> Evaluator<'c> {
                 &obj.kind,
                 &obj.name,
                 obj.namespace.as_deref(),
+                obj.labels(),
             )
         }));
         (!controls.is_empty()).then(|| ResourceResult {
@@ -268,6 +269,7 @@ impl<'c> Evaluator<'c> {
                 kind,
                 &t.subject.name,
                 t.subject.namespace.as_deref(),
+                None,
             )
         }));
         (!controls.is_empty()).then(|| ResourceResult {
@@ -296,6 +298,7 @@ impl<'c> Evaluator<'c> {
         kind: &str,
         name: &str,
         namespace: Option<&str>,
+        labels: Option<&serde_json::Map<String, serde_json::Value>>,
     ) -> Option<ControlResult<'_>> {
         let (control, prepared) = (*self.catalog.get(index)?, self.prepared.get(index)?);
         let meta = prepared.meta;
@@ -347,14 +350,18 @@ impl<'c> Evaluator<'c> {
                 ..skip(sub_status, "")
             },
             Outcome::Failed(findings) => {
-                match self.exceptions.find(meta.id, kind, name, namespace) {
-                    Some(policy) => ControlResult {
+                let candidate = Candidate {
+                    kind,
+                    name,
+                    namespace,
+                    labels,
+                };
+                match self.exceptions.find(meta.id, &candidate) {
+                    Some(exception) => ControlResult {
                         meta,
                         status: Status::Passed,
                         sub_status: Some(SubStatus::WithExceptions),
-                        info: Some(Cow::Owned(format!(
-                            "excepted by posture exception policy {policy:?}"
-                        ))),
+                        info: Some(Cow::Owned(format!("excepted by {exception}"))),
                         findings,
                         configurations,
                     },
