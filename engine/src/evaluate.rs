@@ -234,10 +234,12 @@ impl<'c> Evaluator<'c> {
                 i,
                 Resource::Object(obj),
                 &cx,
-                &obj.kind,
-                &obj.name,
-                obj.namespace.as_deref(),
-                obj.labels(),
+                &Candidate {
+                    kind: &obj.kind,
+                    name: &obj.name,
+                    namespace: obj.namespace.as_deref(),
+                    labels: obj.labels(),
+                },
             )
         }));
         (!controls.is_empty()).then(|| ResourceResult {
@@ -266,10 +268,12 @@ impl<'c> Evaluator<'c> {
                 i,
                 Resource::Triplet(t),
                 &cx,
-                kind,
-                &t.subject.name,
-                t.subject.namespace.as_deref(),
-                None,
+                &Candidate {
+                    kind,
+                    name: &t.subject.name,
+                    namespace: t.subject.namespace.as_deref(),
+                    labels: None,
+                },
             )
         }));
         (!controls.is_empty()).then(|| ResourceResult {
@@ -295,10 +299,7 @@ impl<'c> Evaluator<'c> {
         index: usize,
         resource: Resource<'_>,
         cx: &Context<'_>,
-        kind: &str,
-        name: &str,
-        namespace: Option<&str>,
-        labels: Option<&serde_json::Map<String, serde_json::Value>>,
+        candidate: &Candidate<'_>,
     ) -> Option<ControlResult<'_>> {
         let (control, prepared) = (*self.catalog.get(index)?, self.prepared.get(index)?);
         let meta = prepared.meta;
@@ -349,32 +350,24 @@ impl<'c> Evaluator<'c> {
                 info: Some(Cow::Owned(info)),
                 ..skip(sub_status, "")
             },
-            Outcome::Failed(findings) => {
-                let candidate = Candidate {
-                    kind,
-                    name,
-                    namespace,
-                    labels,
-                };
-                match self.exceptions.find(meta.id, &candidate) {
-                    Some(exception) => ControlResult {
-                        meta,
-                        status: Status::Passed,
-                        sub_status: Some(SubStatus::WithExceptions),
-                        info: Some(Cow::Owned(format!("excepted by {exception}"))),
-                        findings,
-                        configurations,
-                    },
-                    None => ControlResult {
-                        meta,
-                        status: Status::Failed,
-                        sub_status: None,
-                        info: None,
-                        findings,
-                        configurations,
-                    },
-                }
-            }
+            Outcome::Failed(findings) => match self.exceptions.find(meta.id, candidate) {
+                Some(exception) => ControlResult {
+                    meta,
+                    status: Status::Passed,
+                    sub_status: Some(SubStatus::WithExceptions),
+                    info: Some(Cow::Owned(format!("excepted by {exception}"))),
+                    findings,
+                    configurations,
+                },
+                None => ControlResult {
+                    meta,
+                    status: Status::Failed,
+                    sub_status: None,
+                    info: None,
+                    findings,
+                    configurations,
+                },
+            },
         })
     }
 }
