@@ -326,7 +326,7 @@ pub fn convert(
                     format!("kind pattern {bad:?}: kinds must be literal names (or `a|b`)"),
                 ));
             }
-            let selector = (!labels.is_empty()).then(|| LabelSelector {
+            let selector = (!labels.is_empty()).then_some(LabelSelector {
                 match_labels: Some(labels),
                 match_expressions: None,
             });

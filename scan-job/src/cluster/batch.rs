@@ -15,6 +15,7 @@ use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
 use kube::{Client, Resource};
 use kubevigil_crds::identity::{Target, annotations};
+use kubevigil_crds::openreports::Report;
 use kubevigil_crds::target::TargetKey;
 use kubevigil_crds::{
     Severity, Status, WorkloadConfigurationScan, WorkloadConfigurationScanSummary,
@@ -24,14 +25,15 @@ use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
 use super::annotate::{self, Owner, Scanned, Stamp};
-use super::api;
 use super::objects::{
     ObjectKey, binding_ref, object_key, referenced_roles, resource_id_names_binding, role_key_of,
     role_ref_of, to_engine_object, triplet_selector,
 };
 use super::plan::{PlanTarget, Read, plan_reads};
 use super::{RunArgs, RunReport, TargetError, TargetOutcome, TargetReport};
+use super::{api, exceptions, openreports};
 use kubevigil_engine::catalog;
+use kubevigil_engine::openreports::is_cluster_scoped;
 use kubevigil_engine::report::{self, ReportContext};
 use kubevigil_engine::settings::Settings;
 use kubevigil_engine::{Evaluator, Inventory, K8sObject, ResourceResult};
@@ -95,8 +97,22 @@ fn dynamic_api(
 }
 
 /// Scans every target of the batch; never fails as a whole.
-pub(super) async fn scan(client: Client, args: &RunArgs, settings: Settings) -> RunReport {
-    let evaluator = Evaluator::new(catalog::all(), settings.inputs, settings.exceptions);
+pub(super) async fn scan(
+    client: Client,
+    args: &RunArgs,
+    settings: Settings,
+    open_reports: bool,
+) -> RunReport {
+    let mut slots = parse_targets(&args.targets);
+    let namespaces = slots
+        .iter()
+        .filter_map(|s| s.key.as_ref()?.namespace.clone())
+        .collect();
+    let exceptions = match exceptions::read(&client, settings.exceptions, &namespaces).await {
+        Ok(e) => e,
+        Err(e) => return fail_all(slots, &e.to_string()),
+    };
+    let evaluator = Evaluator::new(catalog::all(), settings.inputs, exceptions);
     let cx = ReportContext {
         install_namespace: args.install_namespace.clone(),
         cluster_name: args.cluster_name.clone(),
@@ -105,7 +121,6 @@ pub(super) async fn scan(client: Client, args: &RunArgs, settings: Settings) -> 
         scan_time: None,
     };
 
-    let mut slots = parse_targets(&args.targets);
     get_targets(&client, &mut slots).await;
     let related = read_related(&client, &mut slots).await;
     let inventory = build_inventory(&mut slots, related);
@@ -122,7 +137,7 @@ pub(super) async fn scan(client: Client, args: &RunArgs, settings: Settings) -> 
         let outcome = match (slot.state, &slot.key) {
             (State::Done(outcome), _) => outcome,
             (State::Gone, Some(key)) => {
-                match delete_results(client, key, &cx.install_namespace).await {
+                match delete_results(client, key, &cx.install_namespace, open_reports).await {
                     Ok(deleted) => {
                         info!(
                             "{} is gone: deleted {deleted} result objects",
@@ -136,7 +151,15 @@ pub(super) async fn scan(client: Client, args: &RunArgs, settings: Settings) -> 
             (State::Live(live), Some(key)) => match live.index {
                 Some(index) => {
                     write_target(
-                        client, inventory, index, key, &live.meta, evaluator, cx, scan_time,
+                        client,
+                        inventory,
+                        index,
+                        key,
+                        &live.meta,
+                        evaluator,
+                        cx,
+                        scan_time,
+                        open_reports,
                     )
                     .await
                 }
@@ -171,6 +194,24 @@ pub(super) async fn scan(client: Client, args: &RunArgs, settings: Settings) -> 
         }
     }
     RunReport { targets: reports }
+}
+
+/// Every target failed for the same reason (the Job's posture exceptions could not be read).
+fn fail_all(slots: Vec<Slot>, message: &str) -> RunReport {
+    let targets = slots
+        .into_iter()
+        .map(|slot| {
+            let outcome = match slot.state {
+                State::Done(outcome) => outcome,
+                _ => TargetOutcome::Failed(TargetError::Exceptions(message.to_string())),
+            };
+            TargetReport {
+                target: slot.raw,
+                outcome,
+            }
+        })
+        .collect();
+    RunReport { targets }
 }
 
 /// Parses the targets, once each; Secrets are refused.
@@ -513,6 +554,7 @@ async fn write_target(
     evaluator: &Evaluator<'_>,
     cx: &ReportContext,
     scan_time: &str,
+    open_reports: bool,
 ) -> TargetOutcome {
     let Some(obj) = inventory.get(index) else {
         return TargetOutcome::Failed(TargetError::Convert {
@@ -579,6 +621,9 @@ async fn write_target(
         if let Err(e) = scan.and(summary) {
             return TargetOutcome::Failed(e);
         }
+        if open_reports && let Err(e) = openreports::write(client, &r.target, &objects.scan).await {
+            return TargetOutcome::Failed(e);
+        }
     }
     let failed_controls: usize = failed.iter().sum();
     let subjects = if key.kind.is_binding() {
@@ -637,6 +682,7 @@ trait ResultKind:
 
 impl ResultKind for WorkloadConfigurationScan {}
 impl ResultKind for WorkloadConfigurationScanSummary {}
+impl ResultKind for Report {}
 
 fn ns_name(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
@@ -730,6 +776,7 @@ async fn delete_results(
     client: &Client,
     key: &TargetKey,
     install_namespace: &str,
+    open_reports: bool,
 ) -> Result<usize, TargetError> {
     let target = key.target();
     let namespace = target.result_namespace(install_namespace).to_string();
@@ -751,6 +798,16 @@ async fn delete_results(
             install_namespace,
         )
         .await?;
+    }
+    if open_reports {
+        if is_cluster_scoped(&target) {
+            deleted += usize::from(openreports::delete_cluster_report(client, &target).await?);
+        } else if delete_result::<Report>(client, &namespace, &name).await? {
+            deleted += 1;
+        }
+        if key.kind.is_binding() {
+            deleted += delete_triplet_results::<Report>(client, key, install_namespace).await?;
+        }
     }
     Ok(deleted)
 }

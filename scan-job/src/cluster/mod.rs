@@ -12,7 +12,9 @@
 mod annotate;
 mod api;
 mod batch;
+mod exceptions;
 mod objects;
+mod openreports;
 mod plan;
 mod runtime;
 mod settings;
@@ -133,6 +135,10 @@ pub enum TargetError {
         /// `namespace/name` of the result.
         object: String,
     },
+    /// The posture exception resources could not be read (every target of the Job fails: a
+    /// scan without them could report accepted risks as failures).
+    #[error("{0}")]
+    Exceptions(String),
     /// A result of a deleted target could not be deleted.
     #[error("failed to delete {kind} {object}: {source}")]
     Delete {
@@ -216,13 +222,22 @@ pub async fn run(args: RunArgs) -> Result<RunReport, RunError> {
     let client = kube::Client::try_default()
         .await
         .map_err(RunError::Client)?;
-    Ok(batch::scan(client, &args, settings).await)
+    Ok(batch::scan(client, &args, settings, open_reports(&args)).await)
+}
+
+/// Whether the configuration file turns OpenReports output on (its errors are the settings'
+/// to report).
+fn open_reports(args: &RunArgs) -> bool {
+    args.config
+        .as_deref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .is_some_and(|text| openreports::enabled(&text))
 }
 
 /// Like [`run`], with a given client (tests use a mock API server).
 pub async fn run_with_client(client: kube::Client, args: RunArgs) -> Result<RunReport, RunError> {
     let settings = settings::load(args.config.as_deref())?;
-    Ok(batch::scan(client, &args, settings).await)
+    Ok(batch::scan(client, &args, settings, open_reports(&args)).await)
 }
 
 /// The process exit code of a run: success when every target was written or its results
