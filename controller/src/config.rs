@@ -166,6 +166,16 @@ fn default_metrics_port() -> u16 {
     8080
 }
 
+/// OpenReports output (`openReports`): scan Jobs write a Report beside each result; the
+/// controller deletes them with the results.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpenReports {
+    /// Write OpenReports `Report`s and `ClusterReport`s.
+    #[serde(default)]
+    pub enabled: bool,
+}
+
 /// The whole configuration file.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -195,6 +205,9 @@ pub struct Config {
     /// Posture exceptions (passed to scan Jobs).
     #[serde(default)]
     pub exceptions: Value,
+    /// OpenReports output.
+    #[serde(default)]
+    pub open_reports: OpenReports,
 }
 
 fn default_controller() -> ControllerSettings {

@@ -14,6 +14,7 @@ use super::resync::ResultsSnapshot;
 use crate::discovery::{Failure, KindSpec};
 use crate::dispatch::CreateOutcome;
 use crate::error::Error;
+use crate::exceptions::ExceptionEvent;
 use crate::index::{BindingSpec, ResultRef};
 use crate::jobs::JobView;
 
@@ -80,6 +81,8 @@ pub enum Msg {
     },
     /// A scan Job event.
     Jobs(JobEvent),
+    /// A posture exception resource event.
+    Exception(ExceptionEvent),
     /// A Job create finished.
     JobCreated {
         /// Name of the Job.

@@ -36,6 +36,7 @@ pub use resync::{Merge, ResultsSnapshot, Scope};
 use crate::config::Config;
 use crate::discovery::{Failure, KindSpec};
 use crate::error::Category;
+use crate::exceptions::ExceptionTracker;
 use crate::index::{Action, Index};
 use crate::ops::Metrics;
 use crate::queue::{Debouncer, Queue, QueueSettings};
@@ -101,6 +102,8 @@ pub struct State {
     /// as it does when the chart's memory limit changes), so an OOM is not retried without end.
     oom_killed: HashMap<TargetKey, Option<String>>,
     summaries: Debouncer,
+    /// Posture exception resources and the targets' labels they select by.
+    exceptions: ExceptionTracker,
     metrics: Metrics,
     started: Instant,
     startup: Startup,
@@ -143,6 +146,7 @@ impl State {
             first_event: HashMap::new(),
             oom_killed: HashMap::new(),
             summaries,
+            exceptions: ExceptionTracker::default(),
             metrics,
             started: now,
             startup: Startup::ListingJobs,
@@ -180,6 +184,13 @@ impl State {
             }
             Msg::Watch { kind, event } => self.on_watch(kind, event, now),
             Msg::Jobs(event) => self.on_jobs(event, now),
+            Msg::Exception(event) => {
+                for key in self.exceptions.handle(event, now) {
+                    tracing::debug!(target = %key, "posture exceptions changed; rescanning");
+                    self.enqueue(key, now);
+                }
+                Vec::new()
+            }
             Msg::JobCreated { name, outcome } => self.on_job_created(&name, outcome, now),
             Msg::ResultsListed(result) => self.on_results(result, now),
             Msg::ResultsDeleted {
@@ -243,6 +254,9 @@ impl State {
 
     /// Periodic work: dispatch, summaries, resync, lost Jobs, metrics.
     pub fn tick(&mut self, now: Instant) -> Vec<Effect> {
+        for key in self.exceptions.expire_due(now) {
+            self.enqueue(key, now);
+        }
         let mut effects = self.give_up_overdue(now);
         effects.extend(self.dispatch(now));
         for ns in self.summaries.take_due(now) {
@@ -280,6 +294,9 @@ impl State {
             consider(t + self.s.batch_window);
         }
         if let Some(t) = self.summaries.next_due() {
+            consider(t);
+        }
+        if let Some(t) = self.exceptions.next_expiry() {
             consider(t);
         }
         match &self.startup {
