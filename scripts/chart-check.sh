@@ -52,6 +52,21 @@ echo "admission policy: $messages rules, rendered by default, not when disabled"
   || { echo "networkPolicy.enabled=true must render two NetworkPolicies (controller, scan pods)" >&2; exit 1; }
 echo "network policies: none by default, 2 when enabled"
 
+# OpenReports (issue 21): off by default, and then nothing of it is rendered (no RBAC, no
+# openReports config switched on); on: the scan Jobs' and the controller's ClusterRoles.
+if grep -q 'openreports.io' "$out/enable.yaml"; then
+  echo "openReports is off by default, but openreports.io appears in the render" >&2; exit 1
+fi
+grep -q '^      enabled: false$' <(grep -A1 '^    openReports:' "$out/enable.yaml") \
+  || { echo "the config does not carry openReports.enabled: false" >&2; exit 1; }
+"$helm" template kubevigil "$chart" -n kubevigil --set openReports.enabled=true >"$out/openreports.yaml"
+[[ $(grep -c 'apiGroups: \["openreports.io"\]' "$out/openreports.yaml") == 2 ]] \
+  || { echo "openReports.enabled=true must grant openreports.io to scan Jobs and controller" >&2; exit 1; }
+# PostureExceptions: namespace admin manages them (aggregated), edit only reads them.
+grep -q 'rbac.authorization.k8s.io/aggregate-to-admin: "true"' "$out/enable.yaml" \
+  || { echo "no PostureException role aggregated to admin" >&2; exit 1; }
+echo "openreports: nothing when off, 2 ClusterRoles when on; posture exceptions aggregated to admin"
+
 # The notes warn about the install namespace's Pod Security label. Without a cluster (client
 # dry run) lookup finds no namespace, as on a first install with --create-namespace.
 notes() { KUBECONFIG=/dev/null "$helm" install kubevigil "$chart" -n kubevigil --dry-run=client "$@"; }

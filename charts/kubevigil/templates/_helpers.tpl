@@ -201,6 +201,7 @@ controller needs to watch, batch and spawn scan Jobs. Keys are sorted (toYaml).
       "leaseName" (include "kubevigil.leaseName" .)))
   "controlsConfig" (.Values.controlsConfig | default dict)
   "exceptions" (.Values.exceptions | default list)
+  "openReports" (dict "enabled" .Values.openReports.enabled)
 -}}
 {{- toYaml $config -}}
 {{- end }}
