@@ -197,6 +197,16 @@ impl<'c> Evaluator<'c> {
         &self.catalog
     }
 
+    /// Adds exception resources (found among offline input manifests, say); those expired at
+    /// `now` are left out.
+    pub fn add_exception_rules(
+        &mut self,
+        rules: Vec<super::exceptions::ExceptionRule>,
+        now: k8s_openapi::jiff::Timestamp,
+    ) {
+        self.exceptions = std::mem::take(&mut self.exceptions).with_resources(rules, now);
+    }
+
     /// The configuration inputs.
     pub fn inputs(&self) -> &ControlInputs {
         &self.inputs

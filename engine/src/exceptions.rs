@@ -111,6 +111,33 @@ fn selects(selector: &LabelSelector, labels: Option<&serde_json::Map<String, Val
     crate::selectors::selector_matches(&selector_value(selector), labels)
 }
 
+/// The exception rule of a manifest, when it is a `PostureException` or
+/// `ClusterPostureException` of `kubevigil.io` (`None` for any other object); an error says what
+/// is wrong with its spec. A namespaced exception without a namespace is in `default`, as
+/// `kubectl apply` would create it.
+pub fn rule_of_manifest(obj: &crate::K8sObject) -> Option<Result<ExceptionRule, String>> {
+    let group = obj.api_version.split_once('/').map(|(g, _)| g);
+    if group != Some(kubevigil_crds::GROUP) {
+        return None;
+    }
+    match obj.kind.as_str() {
+        "PostureException" => Some(
+            serde_json::from_value::<PostureException>(obj.value.clone())
+                .map(|mut e| {
+                    e.metadata.namespace = Some(obj.namespace_or_default().to_string());
+                    ExceptionRule::from_namespaced(&e)
+                })
+                .map_err(|e| format!("PostureException {}: {e}", obj.name)),
+        ),
+        "ClusterPostureException" => Some(
+            serde_json::from_value::<ClusterPostureException>(obj.value.clone())
+                .map(|e| ExceptionRule::from_cluster(&e))
+                .map_err(|e| format!("ClusterPostureException {}: {e}", obj.name)),
+        ),
+        _ => None,
+    }
+}
+
 impl ExceptionRule {
     /// The rule of a namespaced `PostureException`.
     pub fn from_namespaced(e: &PostureException) -> Self {

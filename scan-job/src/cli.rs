@@ -396,7 +396,7 @@ fn scan(args: &ScanArgs) -> Result<Exit, CliError> {
         install_namespace: args.install_namespace.clone(),
         scan_time: Some(now()),
     };
-    let scanner = Scanner::new(&options)?;
+    let mut scanner = Scanner::new(&options)?;
     for w in scanner.warnings() {
         eprintln!("scan-job: warning: {w}");
     }

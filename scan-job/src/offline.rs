@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::manifests::{self, LoadError, Loaded};
 use kubevigil_engine::catalog;
-use kubevigil_engine::exceptions::ExceptionsError;
+use kubevigil_engine::exceptions::{self, ExceptionsError};
 use kubevigil_engine::inputs::InputsError;
 use kubevigil_engine::report::{self, ReportContext, ResultObjects};
 use kubevigil_engine::{Control, ControlInputs, Evaluator, Exceptions, Inventory};
@@ -303,14 +303,31 @@ impl Scanner {
         &self.warnings
     }
 
-    /// Evaluates the loaded manifests.
-    pub fn scan(&self, loaded: Loaded) -> ScanOutcome {
+    /// Evaluates the loaded manifests. PostureExceptions and ClusterPostureExceptions among
+    /// them apply to every object of the input (before or after them), as they would once
+    /// applied to a cluster; a malformed one is an input error.
+    pub fn scan(&mut self, loaded: Loaded) -> ScanOutcome {
         let Loaded {
             objects,
-            errors,
+            mut errors,
             warnings,
             ..
         } = loaded;
+        let mut rules = Vec::new();
+        for o in &objects {
+            match exceptions::rule_of_manifest(o) {
+                Some(Ok(rule)) => rules.push(rule),
+                Some(Err(message)) => errors.push(LoadError {
+                    path: format!("{} {}", o.kind, o.name),
+                    message,
+                }),
+                None => {}
+            }
+        }
+        if !rules.is_empty() {
+            self.evaluator
+                .add_exception_rules(rules, k8s_openapi::jiff::Timestamp::now());
+        }
         let inventory = Inventory::new(objects);
         let resources = self
             .evaluator
@@ -329,7 +346,7 @@ impl Scanner {
     }
 
     /// Loads the manifests under `paths` and evaluates them.
-    pub fn scan_paths(&self, paths: &[PathBuf]) -> ScanOutcome {
+    pub fn scan_paths(&mut self, paths: &[PathBuf]) -> ScanOutcome {
         self.scan(manifests::load_paths(paths))
     }
 }
