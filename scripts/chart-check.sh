@@ -55,12 +55,14 @@ echo "network policies: none by default, 2 when enabled"
 # Scope (issue 20): namespaces are read only with a namespaceSelector; patterns and the
 # selector reach the controller's configuration.
 ns_rule='    resources: \["namespaces"\]'
-if grep -q "^$ns_rule" "$out/enable.yaml"; then
+# The controller's own ClusterRole (the scan Jobs may get namespaces for exceptions' selectors).
+controller_role() { awk '/^kind: ClusterRole$/{r=1} /^---/{r=0} r' "$1" | awk '/name: kubevigil-controller$/,/^kind: /'; }
+if controller_role "$out/enable.yaml" | grep -q "^$ns_rule"; then
   echo "without namespaceSelector the controller must not get a rule for namespaces alone" >&2; exit 1
 fi
 "$helm" template kubevigil "$chart" -n kubevigil --set 'includeNamespaces={team-*}' \
   --set namespaceSelector.matchLabels.scan=yes >"$out/selector.yaml"
-grep -q "^$ns_rule" "$out/selector.yaml" \
+controller_role "$out/selector.yaml" | grep -q "^$ns_rule" \
   || { echo "namespaceSelector set, but the controller may not watch namespaces" >&2; exit 1; }
 grep -q '^    - team-\*$' "$out/selector.yaml" && grep -q '^        scan: "yes"$' "$out/selector.yaml" \
   || { echo "includeNamespaces patterns or namespaceSelector missing from the configuration" >&2; exit 1; }
@@ -85,6 +87,21 @@ if grep -Eq 'kubevigil-(results-view|summaries-reader)$' "$out/no-readers.yaml";
   echo "resultsAccess disabled still renders the reader roles" >&2; exit 1
 fi
 echo "reading results: aggregated read-only role for view/edit/admin, a separate summaries reader"
+
+# OpenReports (issue 21): off by default, and then nothing of it is rendered (no RBAC, no
+# openReports config switched on); on: the scan Jobs' and the controller's ClusterRoles.
+if grep -q 'openreports.io' "$out/enable.yaml"; then
+  echo "openReports is off by default, but openreports.io appears in the render" >&2; exit 1
+fi
+grep -q '^      enabled: false$' <(grep -A1 '^    openReports:' "$out/enable.yaml") \
+  || { echo "the config does not carry openReports.enabled: false" >&2; exit 1; }
+"$helm" template kubevigil "$chart" -n kubevigil --set openReports.enabled=true >"$out/openreports.yaml"
+[[ $(grep -c 'apiGroups: \["openreports.io"\]' "$out/openreports.yaml") == 2 ]] \
+  || { echo "openReports.enabled=true must grant openreports.io to scan Jobs and controller" >&2; exit 1; }
+# PostureExceptions: namespace admin manages them (aggregated), edit only reads them.
+grep -q 'rbac.authorization.k8s.io/aggregate-to-admin: "true"' "$out/enable.yaml" \
+  || { echo "no PostureException role aggregated to admin" >&2; exit 1; }
+echo "openreports: nothing when off, 2 ClusterRoles when on; posture exceptions aggregated to admin"
 
 # The notes warn about the install namespace's Pod Security label. Without a cluster (client
 # dry run) lookup finds no namespace, as on a first install with --create-namespace.

@@ -1,12 +1,15 @@
 //! Deleting results without a Job: for deleted targets, removed binding subjects, and orphans
 //! found by the resync. Both objects of a result (the scan and its summary) go; a result that is
-//! already gone is fine.
+//! already gone is fine. With OpenReports output on, the result's `Report` goes too, and for a
+//! result in the install namespace the `ClusterReport` of that name (cluster-scoped targets'
+//! results live there; a name with no ClusterReport is a harmless 404).
 
 use std::collections::BTreeSet;
 
 use kube::api::{DeleteParams, DynamicObject};
 use kube::discovery::ApiResource;
 use kube::{Api, Client};
+use kubevigil_crds::openreports::{ClusterReport, Report};
 use kubevigil_crds::{WorkloadConfigurationScan, WorkloadConfigurationScanSummary};
 
 use crate::error::{Error, is_not_found};
@@ -23,8 +26,13 @@ pub struct Deleted {
     pub errors: Vec<Error>,
 }
 
-/// Deletes the scan and the summary of each result.
-pub async fn delete_results(client: Client, refs: &[ResultRef]) -> Deleted {
+/// Deletes the scan and the summary of each result; with `open_reports` (the install namespace,
+/// when OpenReports output is on) its Report or ClusterReport too.
+pub async fn delete_results(
+    client: Client,
+    refs: &[ResultRef],
+    open_reports: Option<&str>,
+) -> Deleted {
     let kinds: [(&'static str, ApiResource); 2] = [
         (
             "WorkloadConfigurationScan",
@@ -35,10 +43,32 @@ pub async fn delete_results(client: Client, refs: &[ResultRef]) -> Deleted {
             ApiResource::erase::<WorkloadConfigurationScanSummary>(&()),
         ),
     ];
+    let report = ApiResource::erase::<Report>(&());
+    let cluster_report = ApiResource::erase::<ClusterReport>(&());
     let mut out = Deleted::default();
     for r in refs {
-        for (kind, ar) in &kinds {
-            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &r.namespace, ar);
+        let mut apis: Vec<(&'static str, Api<DynamicObject>)> = kinds
+            .iter()
+            .map(|(kind, ar)| {
+                (
+                    *kind,
+                    Api::namespaced_with(client.clone(), &r.namespace, ar),
+                )
+            })
+            .collect();
+        if let Some(install_namespace) = open_reports {
+            apis.push((
+                "Report",
+                Api::namespaced_with(client.clone(), &r.namespace, &report),
+            ));
+            if r.namespace == install_namespace {
+                apis.push((
+                    "ClusterReport",
+                    Api::all_with(client.clone(), &cluster_report),
+                ));
+            }
+        }
+        for (kind, api) in &apis {
             match api.delete(&r.name, &DeleteParams::background()).await {
                 Ok(_) => {
                     out.deleted += 1;

@@ -191,6 +191,16 @@ fn default_metrics_port() -> u16 {
     8080
 }
 
+/// OpenReports output (`openReports`): scan Jobs write a Report beside each result; the
+/// controller deletes them with the results.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpenReports {
+    /// Write OpenReports `Report`s and `ClusterReport`s.
+    #[serde(default)]
+    pub enabled: bool,
+}
+
 /// The whole configuration file.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -230,6 +240,9 @@ pub struct Config {
     /// When scan Jobs raise posture Events (checked here, applied by scan Jobs).
     #[serde(default)]
     pub posture_events: kubevigil_engine::settings::PostureEvents,
+    /// OpenReports output.
+    #[serde(default)]
+    pub open_reports: OpenReports,
 }
 
 fn default_controller() -> ControllerSettings {

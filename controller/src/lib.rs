@@ -16,6 +16,8 @@ pub mod config;
 pub mod discovery;
 pub mod dispatch;
 pub mod error;
+pub mod exception_watch;
+pub mod exceptions;
 pub mod index;
 pub mod jobs;
 pub mod lease;

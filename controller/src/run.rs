@@ -33,7 +33,7 @@ use crate::ratelimit::RateLimitLayer;
 use crate::resync;
 use crate::scope::NamespaceView;
 use crate::state::{Effect, GiveUpReason, Msg, ResultsSnapshot, Scope, State, StateSettings};
-use crate::{cleanup, dispatch, namespaces, summaries, watchers};
+use crate::{cleanup, dispatch, exception_watch, namespaces, summaries, watchers};
 
 /// Capacity of the main loop's channel (watch tasks wait when it is full).
 const CHANNEL: usize = 1024;
@@ -444,6 +444,11 @@ impl Controller {
                 tx.clone(),
             ));
         }
+        watches.spawn(exception_watch::watch_namespaced(
+            client.clone(),
+            tx.clone(),
+        ));
+        watches.spawn(exception_watch::watch_cluster(client.clone(), tx.clone()));
         watches.spawn(watchers::watch_jobs(client, settings.namespace.clone(), tx));
         let mut tasks = JoinSet::new();
         // Roles first: their watches start before the others.
@@ -584,9 +589,14 @@ impl Runner {
             }
             Effect::DeleteResults(refs) => {
                 let metrics = self.metrics.clone();
+                let open_reports = self
+                    .config
+                    .open_reports
+                    .enabled
+                    .then(|| self.namespace.clone());
                 tasks.spawn(async move {
                     let _permit = permits.acquire_owned().await;
-                    let done = cleanup::delete_results(client, &refs).await;
+                    let done = cleanup::delete_results(client, &refs, open_reports.as_deref()).await;
                     for e in &done.errors {
                         tracing::warn!(error = %e, "deleting a result failed; the resync collects it");
                         metrics.error(e);

@@ -264,7 +264,7 @@ async fn deletes_both_objects_of_each_result() {
             name: "namespace-team-a".into(),
         },
     ];
-    let task = tokio::spawn(async move { delete_results(client, &refs).await });
+    let task = tokio::spawn(async move { delete_results(client, &refs, None).await });
     let ok = json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}});
     let expected = [
         (
@@ -312,6 +312,51 @@ async fn deletes_both_objects_of_each_result() {
         done.namespaces.into_iter().collect::<Vec<_>>(),
         vec!["ci".to_string(), "kubevigil".to_string()]
     );
+    server.done().await;
+}
+
+#[tokio::test]
+async fn with_open_reports_deletes_the_report_and_the_cluster_report_too() {
+    let (client, mut server) = mock();
+    let refs = vec![
+        ResultRef {
+            namespace: "shop".into(),
+            name: "deployment-web".into(),
+        },
+        ResultRef {
+            namespace: "kubevigil".into(),
+            name: "namespace-team-a".into(),
+        },
+    ];
+    let task = tokio::spawn(async move { delete_results(client, &refs, Some("kubevigil")).await });
+    let ok = json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}});
+    let expected = [
+        "/apis/kubevigil.io/v1beta1/namespaces/shop/workloadconfigurationscans/deployment-web?",
+        "/apis/kubevigil.io/v1beta1/namespaces/shop/workloadconfigurationscansummaries/deployment-web?",
+        "/apis/openreports.io/v1alpha1/namespaces/shop/reports/deployment-web?",
+        "/apis/kubevigil.io/v1beta1/namespaces/kubevigil/workloadconfigurationscans/namespace-team-a?",
+        "/apis/kubevigil.io/v1beta1/namespaces/kubevigil/workloadconfigurationscansummaries/namespace-team-a?",
+        "/apis/openreports.io/v1alpha1/namespaces/kubevigil/reports/namespace-team-a?",
+        "/apis/openreports.io/v1alpha1/clusterreports/namespace-team-a?",
+    ];
+    for uri in expected {
+        let code = if uri.contains("/reports/namespace-team-a") {
+            404
+        } else {
+            200
+        };
+        let body = if code == 404 {
+            status(404, "NotFound")
+        } else {
+            ok.clone()
+        };
+        let seen = server.expect(code, body).await;
+        assert_eq!(seen.method, Method::DELETE);
+        assert_eq!(seen.uri, uri);
+    }
+    let done = task.await.unwrap();
+    assert_eq!(done.deleted, 6);
+    assert!(done.errors.is_empty());
     server.done().await;
 }
 

@@ -1,16 +1,24 @@
-//! kubevigil's result API: the custom resource types, and the names, labels and annotations that
-//! tie each result to its target.
+//! kubevigil's result API: the custom resource types (results, and the posture exceptions
+//! users write), and the names, labels and annotations that
+//! tie each result to its target. [`openreports`] holds the types of the OpenReports objects
+//! kubevigil writes when asked (not kubevigil's CRDs).
 //!
 //! Everything here is pure (no I/O), so that the controller, the scan Job and the tests compute
 //! exactly the same names, and classify API errors by the same rule ([`api_error`]).
 
 pub mod api_error;
 pub mod duration;
+pub mod exception;
 pub mod identity;
+pub mod openreports;
 pub mod scan;
 pub mod summary;
 pub mod target;
 
+pub use exception::{
+    ClusterPostureException, ClusterPostureExceptionSpec, ExceptionResource, PostureException,
+    PostureExceptionSpec,
+};
 pub use scan::{
     ControlSeverity, ControlStatus, RelatedObject, RulePath, RuleStatus, ScannedControl,
     ScannedRule, Severity, Status, SubStatus, WorkloadConfigurationScan,
@@ -35,5 +43,7 @@ pub fn crds()
         WorkloadConfigurationScan::crd(),
         WorkloadConfigurationScanSummary::crd(),
         ConfigurationScanSummary::crd(),
+        PostureException::crd(),
+        ClusterPostureException::crd(),
     ]
 }

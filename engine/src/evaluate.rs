@@ -10,7 +10,7 @@ use kubevigil_crds::{Status, SubStatus};
 use super::control::{
     Applies, Context, Control, ControlMeta, Finding, FindingPath, Needs, Outcome, Resource,
 };
-use super::exceptions::Exceptions;
+use super::exceptions::{Candidate, Exceptions};
 use super::inputs::ControlInputs;
 use super::inventory::{Inventory, Triplet};
 use super::memo::Memo;
@@ -198,6 +198,16 @@ impl<'c> Evaluator<'c> {
         &self.catalog
     }
 
+    /// Adds exception resources (found among offline input manifests, say); those expired at
+    /// `now` are left out.
+    pub fn add_exception_rules(
+        &mut self,
+        rules: Vec<super::exceptions::ExceptionRule>,
+        now: k8s_openapi::jiff::Timestamp,
+    ) {
+        self.exceptions = std::mem::take(&mut self.exceptions).with_resources(rules, now);
+    }
+
     /// The configuration inputs.
     pub fn inputs(&self) -> &ControlInputs {
         &self.inputs
@@ -248,9 +258,12 @@ impl<'c> Evaluator<'c> {
                 i,
                 Resource::Object(obj),
                 &cx,
-                &obj.kind,
-                &obj.name,
-                obj.namespace.as_deref(),
+                &Candidate {
+                    kind: &obj.kind,
+                    name: &obj.name,
+                    namespace: obj.namespace.as_deref(),
+                    labels: obj.labels(),
+                },
             )
         }));
         (!controls.is_empty()).then(|| ResourceResult {
@@ -279,9 +292,12 @@ impl<'c> Evaluator<'c> {
                 i,
                 Resource::Triplet(t),
                 &cx,
-                kind,
-                &t.subject.name,
-                t.subject.namespace.as_deref(),
+                &Candidate {
+                    kind,
+                    name: &t.subject.name,
+                    namespace: t.subject.namespace.as_deref(),
+                    labels: None,
+                },
             )
         }));
         (!controls.is_empty()).then(|| ResourceResult {
@@ -307,9 +323,7 @@ impl<'c> Evaluator<'c> {
         index: usize,
         resource: Resource<'_>,
         cx: &Context<'_>,
-        kind: &str,
-        name: &str,
-        namespace: Option<&str>,
+        candidate: &Candidate<'_>,
     ) -> Option<ControlResult<'_>> {
         let (control, prepared) = (*self.catalog.get(index)?, self.prepared.get(index)?);
         let meta = prepared.meta;
@@ -360,28 +374,24 @@ impl<'c> Evaluator<'c> {
                 info: Some(Cow::Owned(info)),
                 ..skip(sub_status, "")
             },
-            Outcome::Failed(findings) => {
-                match self.exceptions.find(meta.id, kind, name, namespace) {
-                    Some(policy) => ControlResult {
-                        meta,
-                        status: Status::Passed,
-                        sub_status: Some(SubStatus::WithExceptions),
-                        info: Some(Cow::Owned(format!(
-                            "excepted by posture exception policy {policy:?}"
-                        ))),
-                        findings,
-                        configurations,
-                    },
-                    None => ControlResult {
-                        meta,
-                        status: Status::Failed,
-                        sub_status: None,
-                        info: None,
-                        findings,
-                        configurations,
-                    },
-                }
-            }
+            Outcome::Failed(findings) => match self.exceptions.find(meta.id, candidate) {
+                Some(exception) => ControlResult {
+                    meta,
+                    status: Status::Passed,
+                    sub_status: Some(SubStatus::WithExceptions),
+                    info: Some(Cow::Owned(format!("excepted by {exception}"))),
+                    findings,
+                    configurations,
+                },
+                None => ControlResult {
+                    meta,
+                    status: Status::Failed,
+                    sub_status: None,
+                    info: None,
+                    findings,
+                    configurations,
+                },
+            },
         })
     }
 }

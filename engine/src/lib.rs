@@ -13,7 +13,8 @@
 //! - [`controls`]: one unit per control, grouped by what it inspects; controls use the engine,
 //!   never each other.
 //! - [`catalog`]: the only place that lists every control.
-//! - [`report`]: engine results mapped to the result custom resources.
+//! - [`report`]: engine results mapped to the result custom resources; [`openreports`]: a
+//!   result mapped to an OpenReports `Report` or `ClusterReport`.
 //! - [`settings`]: `controlsConfig` and `exceptions` of the configuration file, and the
 //!   controls hash.
 
@@ -26,6 +27,7 @@ pub mod inputs;
 pub mod inventory;
 pub mod memo;
 pub mod object;
+pub mod openreports;
 pub mod pod_view;
 pub mod related;
 pub mod report;

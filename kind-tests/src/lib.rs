@@ -22,6 +22,7 @@ pub mod certs;
 pub mod chaos;
 pub mod cluster;
 pub mod node;
+pub mod openreports;
 pub mod pipeline;
 pub mod procs;
 pub mod release;

@@ -107,7 +107,7 @@ async fn scenario(client: Client, ns: String) -> Result<(), BoxError> {
         wait_control_status(&summaries, "deployment-web", "C-0057", "failed", WAIT).await?;
         let regressed = wait_events(&client, &ns, "PostureRegressed", "web", 1).await?;
         println!("PostureRegressed on web: {}", regressed[0]);
-        assert!(regressed[0].contains("C-0057 Privileged container (Critical)"), "{regressed:?}");
+        assert!(regressed[0].contains("C-0057 Privileged container (High)"), "{regressed:?}");
 
         privileged(&deployments, "web", false).await?;
         wait_control_status(&summaries, "deployment-web", "C-0057", "passed", WAIT).await?;

@@ -49,6 +49,29 @@ pub enum Command {
     Scan(ScanArgs),
     /// List the control catalog.
     Controls(ControlsArgs),
+    /// Posture exceptions: convert Kubescape's exception policies into kubevigil's resources.
+    #[command(subcommand)]
+    Exceptions(ExceptionsCommand),
+}
+
+/// `scan-job exceptions` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ExceptionsCommand {
+    /// Print Kubescape postureExceptionPolicy JSON (or YAML) as PostureException and
+    /// ClusterPostureException YAML documents, ready for `kubectl apply -f -`.
+    Convert(ConvertArgs),
+}
+
+/// Arguments of `scan-job exceptions convert`.
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    /// The Kubescape exceptions file (`-`: standard input).
+    #[arg(default_value = "-")]
+    pub file: PathBuf,
+    /// The justification every converted exception gets (Kubescape's format has none; by
+    /// default it says where the exception came from).
+    #[arg(long)]
+    pub justification: Option<String>,
 }
 
 /// Output formats of an offline scan.
@@ -204,6 +227,9 @@ pub enum CliError {
     /// Writing to stdout failed.
     #[error("cannot write the output: {0}")]
     Write(#[from] std::io::Error),
+    /// The exceptions file could not be read or converted.
+    #[error("exceptions convert: {0}")]
+    Convert(String),
     /// The in-cluster scan could not start its runtime.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
@@ -213,7 +239,7 @@ impl CliError {
     /// The exit status this error ends the process with.
     pub fn exit(&self) -> Exit {
         match self {
-            CliError::Config(_) => Exit::BadInput,
+            CliError::Config(_) | CliError::Convert(_) => Exit::BadInput,
             CliError::Render(_) | CliError::Write(_) | CliError::Runtime(_) => Exit::Failure,
         }
     }
@@ -225,7 +251,25 @@ pub fn run(cli: Cli) -> Result<Exit, CliError> {
         Command::Run(args) => run_in_cluster(args),
         Command::Controls(args) => controls(&args),
         Command::Scan(args) => scan(&args),
+        Command::Exceptions(ExceptionsCommand::Convert(args)) => convert(&args),
     }
+}
+
+/// `scan-job exceptions convert`: warnings on stderr, the resources on stdout.
+fn convert(args: &ConvertArgs) -> Result<Exit, CliError> {
+    let text = if args.file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(&args.file)
+    }
+    .map_err(|e| CliError::Convert(format!("cannot read {}: {e}", args.file.display())))?;
+    let conversion = crate::convert::convert(&text, &catalog::all(), args.justification.as_deref())
+        .map_err(|e| CliError::Convert(format!("{}: {e}", args.file.display())))?;
+    for w in &conversion.warnings {
+        eprintln!("scan-job: warning: {w}");
+    }
+    print(&crate::convert::to_yaml(&conversion).map_err(CliError::Render)?)?;
+    Ok(Exit::Clean)
 }
 
 /// `scan-job run`: JSON logs (filter from `RUST_LOG`), then the in-cluster scan. Exit 0 when
@@ -364,11 +408,12 @@ fn scan(args: &ScanArgs) -> Result<Exit, CliError> {
         install_namespace: args.install_namespace.clone(),
         scan_time: Some(now()),
     };
-    let scanner = Scanner::new(&options)?;
+    let mut scanner = Scanner::new(&options)?;
     for w in scanner.warnings() {
         eprintln!("scan-job: warning: {w}");
     }
     let mut indexed = manifests::index_paths(&args.files);
+    scanner.apply_manifest_exceptions(&mut indexed);
     for w in &indexed.warnings {
         eprintln!("scan-job: warning: {w}");
     }

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::manifests::{self, LoadError, Loaded};
 use kubevigil_engine::catalog;
-use kubevigil_engine::exceptions::ExceptionsError;
+use kubevigil_engine::exceptions::{self, ExceptionsError};
 use kubevigil_engine::inputs::InputsError;
 use kubevigil_engine::report::{self, ReportContext, ResultObjects};
 use kubevigil_engine::{Control, ControlInputs, Evaluator, Exceptions, Inventory};
@@ -303,8 +303,32 @@ impl Scanner {
         &self.warnings
     }
 
-    /// Evaluates the loaded manifests.
-    pub fn scan(&self, loaded: Loaded) -> ScanOutcome {
+    /// Applies the PostureExceptions and ClusterPostureExceptions among the loaded manifests
+    /// to every object of the input (before or after them), as they would apply once in a
+    /// cluster; a malformed one is an input error, added to `loaded.errors`. Exceptions are
+    /// not workloads, so an index ([`manifests::index_paths`]) holds them whole.
+    pub fn apply_manifest_exceptions(&mut self, loaded: &mut Loaded) {
+        let mut rules = Vec::new();
+        for o in &loaded.objects {
+            match exceptions::rule_of_manifest(o) {
+                Some(Ok(rule)) => rules.push(rule),
+                Some(Err(message)) => loaded.errors.push(LoadError {
+                    path: format!("{} {}", o.kind, o.name),
+                    message,
+                }),
+                None => {}
+            }
+        }
+        if !rules.is_empty() {
+            self.evaluator
+                .add_exception_rules(rules, k8s_openapi::jiff::Timestamp::now());
+        }
+    }
+
+    /// Evaluates the loaded manifests, with the exceptions among them
+    /// ([`Scanner::apply_manifest_exceptions`]).
+    pub fn scan(&mut self, mut loaded: Loaded) -> ScanOutcome {
+        self.apply_manifest_exceptions(&mut loaded);
         let Loaded {
             objects,
             errors,
@@ -329,7 +353,7 @@ impl Scanner {
     }
 
     /// Loads the manifests under `paths` and evaluates them.
-    pub fn scan_paths(&self, paths: &[PathBuf]) -> ScanOutcome {
+    pub fn scan_paths(&mut self, paths: &[PathBuf]) -> ScanOutcome {
         self.scan(manifests::load_paths(paths))
     }
 

@@ -456,3 +456,23 @@ fn reads_stdin() {
     assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
     assert_eq!(json_list(&out)[0]["metadata"]["name"], "deployment-web");
 }
+
+#[test]
+fn exception_resources_among_the_input_apply_to_every_object() {
+    let o = scan_job(&["scan", "-f", &fixture_str("exceptions-dir"), "-o", "json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let items = json_list(&o);
+    let web = item(&items, "deployment-web");
+    let c41 = &web["spec"]["controls"]["C-0041"]["status"];
+    assert_eq!(c41["status"], "passed", "{c41}");
+    assert_eq!(c41["subStatus"], "w/exceptions");
+    assert_eq!(
+        c41["info"],
+        "excepted by PostureException shop/web-host-network"
+    );
+    // The expired one does not apply.
+    assert_eq!(
+        web["spec"]["controls"]["C-0017"]["status"]["status"],
+        "failed"
+    );
+}

@@ -50,7 +50,7 @@ fn as_json(resources: &[ScannedResource]) -> Vec<(Value, Value)> {
 #[test]
 fn streaming_gives_the_whole_inventory_scans_results_on_every_fixture() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures");
-    let scanner = Scanner::new(&options()).unwrap();
+    let mut scanner = Scanner::new(&options()).unwrap();
     let whole = scanner.scan_paths(std::slice::from_ref(&fixtures));
     let indexed = manifests::index_paths(std::slice::from_ref(&fixtures));
     assert_eq!(indexed.errors, whole.errors);
@@ -78,7 +78,7 @@ fn relations_see_objects_defined_later_and_redefinitions_win() {
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop, labels: {v: '2'}}\nspec: {template: {metadata: {labels: {app: web2}}, spec: {containers: [{name: c, image: nginx}]}}}\n",
     )
     .unwrap();
-    let scanner = Scanner::new(&options()).unwrap();
+    let mut scanner = Scanner::new(&options()).unwrap();
     let stream = streamed(&scanner, std::slice::from_ref(&dir));
     let whole = scanner.scan_paths(std::slice::from_ref(&dir));
     assert_eq!(as_json(&stream), as_json(&whole.resources));

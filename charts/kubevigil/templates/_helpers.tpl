@@ -207,6 +207,7 @@ controller needs to watch, batch and spawn scan Jobs. Keys are sorted (toYaml).
     "enabled" .Values.postureEvents.enabled
     "severityThreshold" .Values.postureEvents.severityThreshold
     "onFirstResult" .Values.postureEvents.onFirstResult)
+  "openReports" (dict "enabled" .Values.openReports.enabled)
 -}}
 {{- with .Values.namespaceSelector -}}
 {{- $_ := set $config "namespaceSelector" . -}}

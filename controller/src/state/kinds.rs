@@ -317,6 +317,7 @@ impl State {
                 {
                     seen.insert(key.clone());
                 }
+                self.exceptions.target_applied(&key, meta.labels.as_ref());
                 let actions =
                     self.index
                         .applied_with_spec(key.clone(), &meta, binding, spec_hash.as_deref());
@@ -326,6 +327,7 @@ impl State {
                 effects.extend(self.apply_actions(actions, now));
             }
             WatchEvent::Delete { key, binding } => {
+                self.exceptions.target_deleted(&key);
                 let actions = self.index.deleted(key, binding);
                 effects.extend(self.apply_actions(actions, now));
             }
@@ -340,6 +342,7 @@ impl State {
                     for key in self.index.keys_of_kind(&kind) {
                         if !seen.contains(&key) {
                             tracing::info!(target = %key, "deleted while the watch was down");
+                            self.exceptions.target_deleted(&key);
                             let actions = self.index.deleted(key, None);
                             effects.extend(self.apply_actions(actions, now));
                         }

@@ -15,6 +15,7 @@ use super::resync::ResultsSnapshot;
 use crate::discovery::{Failure, KindSpec};
 use crate::dispatch::CreateOutcome;
 use crate::error::Error;
+use crate::exceptions::ExceptionEvent;
 use crate::index::{BindingSpec, ResultRef};
 use crate::jobs::JobView;
 
@@ -105,6 +106,8 @@ pub enum Msg {
     },
     /// A scan Job event.
     Jobs(JobEvent),
+    /// A posture exception resource event.
+    Exception(ExceptionEvent),
     /// A Job create finished.
     JobCreated {
         /// Name of the Job.

@@ -37,6 +37,7 @@ pub use resync::{Merge, ResultsSnapshot, Scope};
 use crate::config::Config;
 use crate::discovery::{Failure, KindSpec};
 use crate::error::Category;
+use crate::exceptions::ExceptionTracker;
 use crate::index::{Action, Index};
 use crate::ops::Metrics;
 use crate::queue::{Debouncer, Queue, QueueSettings};
@@ -104,6 +105,8 @@ pub struct State {
     /// as it does when the chart's memory limit changes), so an OOM is not retried without end.
     oom_killed: HashMap<TargetKey, Option<String>>,
     summaries: Debouncer,
+    /// Posture exception resources and the targets' labels they select by.
+    exceptions: ExceptionTracker,
     metrics: Metrics,
     started: Instant,
     startup: Startup,
@@ -155,6 +158,7 @@ impl State {
             first_event: HashMap::new(),
             oom_killed: HashMap::new(),
             summaries,
+            exceptions: ExceptionTracker::default(),
             metrics,
             started: now,
             startup: Startup::ListingJobs,
@@ -198,6 +202,13 @@ impl State {
                 Vec::new()
             }
             Msg::Jobs(event) => self.on_jobs(event, now),
+            Msg::Exception(event) => {
+                for key in self.exceptions.handle(event, now) {
+                    tracing::debug!(target = %key, "posture exceptions changed; rescanning");
+                    self.enqueue(key, now);
+                }
+                Vec::new()
+            }
             Msg::JobCreated { name, outcome } => self.on_job_created(&name, outcome, now),
             Msg::ResultsListed(result) => self.on_results(result, now),
             Msg::ResultsDeleted {
@@ -262,6 +273,9 @@ impl State {
 
     /// Periodic work: dispatch, summaries, resync, lost Jobs, metrics.
     pub fn tick(&mut self, now: Instant) -> Vec<Effect> {
+        for key in self.exceptions.expire_due(now) {
+            self.enqueue(key, now);
+        }
         let mut effects = self.give_up_overdue(now);
         self.refresh_due(now);
         effects.extend(self.dispatch(now));
@@ -304,6 +318,9 @@ impl State {
         }
         if let Some(r) = &self.refresh {
             consider(r.next_due());
+        }
+        if let Some(t) = self.exceptions.next_expiry() {
+            consider(t);
         }
         match &self.startup {
             Startup::Synced(resync) => {

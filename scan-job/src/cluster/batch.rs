@@ -16,6 +16,7 @@ use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
 use kube::{Client, Resource};
 use kubevigil_crds::identity::{Target, annotations};
+use kubevigil_crds::openreports::Report;
 use kubevigil_crds::target::TargetKey;
 use kubevigil_crds::{
     Severity, Status, WorkloadConfigurationScan, WorkloadConfigurationScanSummary,
@@ -25,7 +26,6 @@ use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
 use super::annotate::{self, Owner, Scanned, Stamp};
-use super::api;
 use super::events::{self, ControlOutcome, Regarding};
 use super::existing::{self, ExistingResults, ResultKind as Tag, WriteAction, WriteCounts};
 use super::objects::{
@@ -35,7 +35,9 @@ use super::objects::{
 use super::plan::{PlanTarget, Read, plan_reads};
 use super::settings::JobOptions;
 use super::{RunArgs, RunReport, TargetError, TargetOutcome, TargetReport};
+use super::{api, exceptions, openreports};
 use kubevigil_engine::catalog;
+use kubevigil_engine::openreports::{OpenReport, is_cluster_scoped};
 use kubevigil_engine::related;
 use kubevigil_engine::report::{self, ReportContext};
 use kubevigil_engine::settings::{PostureEvents, Settings};
@@ -112,7 +114,17 @@ pub(super) async fn scan(
     settings: Settings,
     options: JobOptions,
 ) -> RunReport {
-    let evaluator = Evaluator::new(catalog::all(), settings.inputs, settings.exceptions);
+    let mut slots = parse_targets(&args.targets);
+    let namespaces = slots
+        .iter()
+        .filter_map(|s| s.key.as_ref()?.namespace.clone())
+        .collect();
+    let exceptions = match exceptions::read(&client, settings.exceptions, &namespaces).await {
+        Ok(e) => e,
+        Err(e) => return fail_all(slots, &e.to_string()),
+    };
+    let evaluator = Evaluator::new(catalog::all(), settings.inputs, exceptions);
+    let open_reports = options.open_reports;
     let cx = ReportContext {
         install_namespace: args.install_namespace.clone(),
         cluster_name: args.cluster_name.clone(),
@@ -121,13 +133,12 @@ pub(super) async fn scan(
         scan_time: None,
     };
 
-    let mut slots = parse_targets(&args.targets);
     get_targets(&client, &mut slots).await;
     // The results that exist already are listed while the related objects are read.
     let result_namespaces = result_namespaces(&slots, &cx.install_namespace);
     let (related, existing) = futures::join!(
         read_related(&client, &mut slots),
-        read_existing(&client, &result_namespaces)
+        read_existing(&client, &result_namespaces, open_reports)
     );
     let inventory = build_inventory(&mut slots, related);
     debug!(objects = inventory.objects().len(), "inventory built");
@@ -156,7 +167,7 @@ pub(super) async fn scan(
         let outcome = match (slot.state, &slot.key) {
             (State::Done(outcome), _) => outcome,
             (State::Gone, Some(key)) => {
-                match delete_results(client, key, &cx.install_namespace).await {
+                match delete_results(client, key, &cx.install_namespace, open_reports).await {
                     Ok(deleted) => {
                         info!(
                             "{} is gone: deleted {deleted} result objects",
@@ -177,6 +188,7 @@ pub(super) async fn scan(
                         existing,
                         writes,
                         events_cx,
+                        open_reports,
                     };
                     write_target(client, &scan, index, key, &live.meta).await
                 }
@@ -249,6 +261,8 @@ struct TargetScan<'a> {
     existing: &'a ExistingResults,
     writes: &'a Writes,
     events_cx: &'a EventsCx,
+    /// Whether each result's OpenReports `Report` is written too.
+    open_reports: bool,
 }
 
 /// The namespaces the live targets' results are written to, each once, sorted (a binding's
@@ -266,15 +280,24 @@ fn result_namespaces(slots: &[Slot], install_namespace: &str) -> Vec<String> {
 /// Lists the metadata of the results in `namespaces` (one LIST per kind and namespace,
 /// [`IN_FLIGHT`] at a time). A failed LIST leaves its namespace unknown: its results are then
 /// applied, which is right whether they exist or not.
-async fn read_existing(client: &Client, namespaces: &[String]) -> ExistingResults {
+async fn read_existing(
+    client: &Client,
+    namespaces: &[String],
+    open_reports: bool,
+) -> ExistingResults {
     let selector = format!(
         "{}={}",
         kubevigil_crds::identity::labels::MANAGED_BY,
         kubevigil_crds::identity::labels::MANAGED_BY_VALUE
     );
     let selector = selector.as_str();
+    let tags: &[Tag] = if open_reports {
+        &[Tag::Scan, Tag::Summary, Tag::Report]
+    } else {
+        &[Tag::Scan, Tag::Summary]
+    };
     let lists = namespaces.iter().flat_map(|ns| {
-        [Tag::Scan, Tag::Summary].map(|tag| async move {
+        tags.iter().map(move |&tag| async move {
             let metas = match tag {
                 Tag::Scan => list_result_meta::<WorkloadConfigurationScan>(client, ns, selector)
                     .await
@@ -284,6 +307,9 @@ async fn read_existing(client: &Client, namespaces: &[String]) -> ExistingResult
                         .await
                         .map_err(|e| (WorkloadConfigurationScanSummary::kind(&()).to_string(), e))
                 }
+                Tag::Report => list_result_meta::<Report>(client, ns, selector)
+                    .await
+                    .map_err(|e| (Report::kind(&()).to_string(), e)),
             };
             (tag, ns, metas)
         })
@@ -311,6 +337,24 @@ async fn list_result_meta<K: ResultKind>(
     let what = format!("list {} in {namespace}", K::plural(&()));
     let items = api::list_metadata_all(&api, Some(selector), &what).await?;
     Ok(items.into_iter().map(|m| m.metadata).collect())
+}
+
+/// Every target failed for the same reason (the Job's posture exceptions could not be read).
+fn fail_all(slots: Vec<Slot>, message: &str) -> RunReport {
+    let targets = slots
+        .into_iter()
+        .map(|slot| {
+            let outcome = match slot.state {
+                State::Done(outcome) => outcome,
+                _ => TargetOutcome::Failed(TargetError::Exceptions(message.to_string())),
+            };
+            TargetReport {
+                target: slot.raw,
+                outcome,
+            }
+        })
+        .collect();
+    RunReport { targets }
 }
 
 /// Parses the targets, once each; Secrets are refused.
@@ -689,6 +733,7 @@ async fn write_target(
         existing,
         writes,
         events_cx,
+        open_reports,
     } = *scan;
     let Some(obj) = inventory.get(index) else {
         return TargetOutcome::Failed(TargetError::Convert {
@@ -808,6 +853,17 @@ async fn write_target(
         if let Err(e) = scan.and(summary) {
             return TargetOutcome::Failed(e);
         }
+        if open_reports {
+            let written = match openreports::report_of(&r.target, &objects.scan) {
+                OpenReport::Namespaced(report) => {
+                    write_result(client, existing, writes, &report).await
+                }
+                OpenReport::Cluster(report) => openreports::apply_cluster(client, &report).await,
+            };
+            if let Err(e) = written {
+                return TargetOutcome::Failed(e);
+            }
+        }
     }
     if events_cx.settings.enabled {
         let regarding = Regarding {
@@ -885,6 +941,9 @@ impl ResultKind for WorkloadConfigurationScan {
 impl ResultKind for WorkloadConfigurationScanSummary {
     const TAG: Tag = Tag::Summary;
 }
+impl ResultKind for Report {
+    const TAG: Tag = Tag::Report;
+}
 
 /// Writes one result as [`existing::decide`] says: creates it, replaces it, or leaves it.
 async fn write_result<K: ResultKind>(
@@ -946,7 +1005,9 @@ fn write_error(
     source: kube::Error,
     failed: fn(String, String, kube::Error) -> TargetError,
 ) -> TargetError {
-    if api::is_unserved_resource(&source) {
+    if kind == Report::kind(&()) {
+        openreports::apply_error(&kind, object, source)
+    } else if api::is_unserved_resource(&source) {
         TargetError::MissingCrd { kind, object }
     } else {
         failed(kind, object, source)
@@ -1055,6 +1116,7 @@ async fn delete_results(
     client: &Client,
     key: &TargetKey,
     install_namespace: &str,
+    open_reports: bool,
 ) -> Result<usize, TargetError> {
     let target = key.target();
     let namespace = target.result_namespace(install_namespace).to_string();
@@ -1076,6 +1138,16 @@ async fn delete_results(
             install_namespace,
         )
         .await?;
+    }
+    if open_reports {
+        if is_cluster_scoped(&target) {
+            deleted += usize::from(openreports::delete_cluster_report(client, &target).await?);
+        } else if delete_result::<Report>(client, &namespace, &name).await? {
+            deleted += 1;
+        }
+        if key.kind.is_binding() {
+            deleted += delete_triplet_results::<Report>(client, key, install_namespace).await?;
+        }
     }
     Ok(deleted)
 }

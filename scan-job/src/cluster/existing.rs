@@ -25,13 +25,16 @@ use kubevigil_crds::identity::annotations;
 
 use super::api;
 
-/// The two result kinds a scan Job writes.
+/// The namespaced result kinds a scan Job writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ResultKind {
     /// `WorkloadConfigurationScan`.
     Scan,
     /// `WorkloadConfigurationScanSummary`.
     Summary,
+    /// OpenReports `Report` (only with `openReports.enabled`): it carries the scan's
+    /// annotations, so the same decision applies.
+    Report,
 }
 
 /// The metadata of one existing result, as its namespace's metadata LIST returned it.

@@ -15,8 +15,10 @@ mod annotate;
 mod api;
 mod batch;
 mod events;
+mod exceptions;
 pub mod existing;
 mod objects;
+mod openreports;
 mod plan;
 mod runtime;
 mod settings;
@@ -147,6 +149,10 @@ pub enum TargetError {
         /// `namespace/name` of the result.
         object: String,
     },
+    /// The posture exception resources could not be read (every target of the Job fails: a
+    /// scan without them could report accepted risks as failures).
+    #[error("{0}")]
+    Exceptions(String),
     /// A result of a deleted target could not be deleted.
     #[error("failed to delete {kind} {object}: {source}")]
     Delete {

@@ -32,6 +32,8 @@ pub struct JobOptions {
     /// `continuousScanning.rescanAfter`: a result older than half of it is rewritten even when
     /// its outcome did not change, so its scan time stays within the period.
     pub rescan_after: Option<Duration>,
+    /// `openReports.enabled`: write an OpenReports `Report` per result too.
+    pub open_reports: bool,
 }
 
 /// Reads the [`JobOptions`]; without a file, the defaults.
@@ -47,6 +49,7 @@ pub fn load_options(path: Option<&Path>) -> Result<JobOptions, RunError> {
     Ok(JobOptions {
         events: PostureEvents::parse(&text).map_err(|e| settings_error(&shown, e))?,
         rescan_after: rescan_after(&text).map_err(|e| settings_error(&shown, e))?,
+        open_reports: super::openreports::enabled(&text),
     })
 }
 
