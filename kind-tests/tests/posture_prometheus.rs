@@ -6,8 +6,8 @@
 //! (`charts/kubevigil/files/prometheus-rules.yaml`) every 2 s. The demo namespace
 //! (`demo/k8s-bad-practices.yaml`) is scanned; Prometheus' values must equal its
 //! ConfigurationScanSummary, before and after one of its Deployments is fixed; every PromQL
-//! expression of the Grafana dashboard must return data; and a new privileged Deployment must
-//! fire `KubevigilNewCriticalFailure` for the namespace. Prometheus is killed when the test ends
+//! expression of the Grafana dashboard must return data; and a new Deployment failing the one
+//! Critical control (C-0090, an old Grafana image) must fire `KubevigilNewCriticalFailure` for the namespace. Prometheus is killed when the test ends
 //! (`kill_on_drop`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -221,6 +221,11 @@ async fn wait_equal(
     .await
 }
 
+/// Failed controls of every severity.
+fn total(counts: &[(String, f64)]) -> f64 {
+    counts.iter().map(|c| c.1).sum()
+}
+
 fn critical(counts: &[(String, f64)]) -> f64 {
     counts
         .iter()
@@ -290,7 +295,7 @@ async fn observe(
     let summaries: Api<WorkloadConfigurationScanSummary> = Api::namespaced(client.clone(), DEMO_NS);
     wait_control_status(&summaries, PROXY, "C-0057", "failed", WAIT).await?;
     let before = wait_equal(prom, client, "prometheus equal to the demo summary", |c| {
-        critical(c) >= 1.0
+        total(c) > 0.0
     })
     .await?;
     println!("demo namespace scanned: summary = prometheus = {before:?}");
@@ -329,7 +334,7 @@ async fn observe(
         prom,
         client,
         "prometheus equal to the fixed demo summary",
-        |c| critical(c) < critical(&before),
+        |c| total(c) < total(&before),
     )
     .await?;
     println!("after the fix: summary = prometheus = {after:?}");
@@ -352,8 +357,18 @@ async fn observe(
         println!("dashboard query {expr}: {series} series");
     }
 
-    // A new Critical failure fires the alert.
-    create_deployment(client, DEMO_NS, &deployment("new-privileged", true, 0)?).await?;
+    // A new Critical failure fires the alert. The catalog's one Critical control is C-0090
+    // (CVE-2022-39328: Grafana before 9.2.4); no replicas, so no image is ever pulled.
+    let mut grafana = deployment("old-grafana", false, 0)?;
+    if let Some(c) = grafana
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.spec.as_mut())
+        .and_then(|p| p.containers.first_mut())
+    {
+        c.image = Some("grafana/grafana:9.2.0".into());
+    }
+    create_deployment(client, DEMO_NS, &grafana).await?;
     let alert = wait_for(WAIT, "KubevigilNewCriticalFailure firing", || async {
         let body = prom.get("/api/v1/alerts", &[]).await?;
         let v: Value = serde_json::from_str(&body)?;
@@ -381,7 +396,7 @@ async fn observe(
         alert["annotations"]["summary"]
     );
     let now = css_counts(client, DEMO_NS).await.map_err(test_err)?;
-    println!("after the new privileged Deployment: summary {now:?}");
+    println!("after the old Grafana Deployment: summary {now:?}");
     assert!(critical(&now) > critical(&after), "{now:?} vs {after:?}");
     Ok(())
 }
