@@ -1,4 +1,4 @@
-//! Issue 21, acceptance point 1: with `openReports.enabled`, the demo namespace's objects (the
+//! Issue 21, acceptance points 1 and 4: with `openReports.enabled`, the demo namespace's objects (the
 //! README's `demo/k8s-bad-practices.yaml`, in the test's namespace) each get an OpenReports
 //! `Report` whose pass/fail counts equal their WorkloadConfigurationScanSummary's, and the test
 //! namespace's own (cluster-scoped) result gets a `ClusterReport`. The OpenReports CRDs come from
@@ -241,4 +241,112 @@ async fn reports_follow_results(_client: Client, ns: String) -> Result<(), BoxEr
 #[tokio::test]
 async fn reports_are_written_changed_and_deleted_with_the_results() -> Result<(), Error> {
     with_temp_ns(reports_follow_results).await
+}
+
+/// Acceptance point 4: with the switch off (the default), even where the OpenReports CRDs are
+/// installed, the scan writes results but no Report, and neither ServiceAccount may write
+/// reports.
+async fn nothing_when_off(_client: Client, ns: String) -> Result<(), BoxError> {
+    let cluster = TestCluster::shared().await?;
+    install_crds(cluster).await?;
+    let release = Release::new(&format!("{ns}-kv"), &[&ns]);
+    with_release(cluster, &release, || async {
+        let demo = std::fs::read_to_string(repo_root().join("demo/k8s-bad-practices.yaml"))
+            .map_err(|e| test_error(&ns, e.to_string()))?;
+        let demo: Vec<&str> = demo
+            .split("\n---\n")
+            .filter(|doc| !doc.contains("kind: Namespace\n"))
+            .collect();
+        let demo = demo.join("\n---\n").replace("k8s-bad-practices", &ns);
+        apply_manifest(cluster, &ns, &demo).await?;
+        // Every demo workload scanned: the results are there.
+        let scanned = wait_for(Duration::from_secs(120), "the demo's summaries", || async {
+            let w = wcss_counts(cluster, &ns).await?;
+            Ok::<_, BoxError>(
+                if [
+                    "deployment-trusty-reverse-proxy",
+                    "daemonset-node-agent",
+                    "pod-debug-shell",
+                ]
+                .iter()
+                .all(|n| w.contains_key(*n))
+                {
+                    Check::Done(w.len())
+                } else {
+                    Check::NotYet(format!("{:?}", w.keys()))
+                },
+            )
+        })
+        .await?;
+        let reports = get_json(cluster, &["reports", "-n", &ns])
+            .await
+            .map_err(|e| test_error(&ns, e.to_string()))?;
+        let n = reports["items"].as_array().map_or(0, Vec::len);
+        println!("switch off: {scanned} summaries in {ns}, {n} Reports");
+        if n != 0 {
+            return Err(test_error(
+                &ns,
+                format!("{n} Reports written with openReports off"),
+            ));
+        }
+        let own = format!("namespace-{ns}");
+        let cluster_report = cluster
+            .kubectl([
+                "get",
+                "clusterreport",
+                &own,
+                "--ignore-not-found",
+                "-o",
+                "name",
+            ])
+            .await?;
+        if !cluster_report.trim().is_empty() {
+            return Err(test_error(
+                &ns,
+                format!("ClusterReport {own} written with openReports off"),
+            ));
+        }
+        for user in [
+            release.controller_user(),
+            format!(
+                "system:serviceaccount:{}:{}-scan-job",
+                release.namespace,
+                release.fullname()
+            ),
+        ] {
+            for verb in ["create", "patch", "delete"] {
+                let args = [
+                    "auth",
+                    "can-i",
+                    verb,
+                    "reports.openreports.io",
+                    "-n",
+                    &ns,
+                    "--as",
+                    &user,
+                ];
+                // can-i exits 0 for yes and 1 for no; anything else is an error.
+                let out = kind_tests::tools::kubectl_output(cluster.kubeconfig(), &args).await?;
+                if !matches!(out.status.code(), Some(0 | 1)) {
+                    return Err(test_error(&ns, format!("kubectl {args:?}: {}", out.stderr)));
+                }
+                let answer = out.stdout.trim().to_owned();
+                println!("kubectl auth can-i {verb} reports.openreports.io --as {user}: {answer}");
+                if answer != "no" {
+                    return Err(test_error(
+                        &ns,
+                        format!("{user} may {verb} reports with openReports off"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_the_switch_off_nothing_of_openreports_is_written() -> Result<(), Error> {
+    with_temp_ns(nothing_when_off).await
 }
