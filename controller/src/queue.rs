@@ -154,6 +154,42 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
         }
     }
 
+    /// Records an event on `key` at `now` that comes in bursts of many objects (related
+    /// objects: a release applies dozens at once): an idle target waits `settle` instead of
+    /// starting at once, and each further event of the burst moves it to `settle` after that
+    /// event (within `max_wait`), so that the burst's targets become ready together and share
+    /// one Job. Otherwise as [`Queue::enqueue`].
+    pub fn enqueue_settled(&mut self, key: K, now: Instant, settle: Duration) {
+        let max_wait = self.settings.max_wait;
+        let idle = match self.entries.get(&key) {
+            None => true,
+            Some(e) => matches!(e.state, State::Recent { until } if now >= until),
+        };
+        if idle {
+            self.entries.insert(
+                key,
+                Entry {
+                    state: State::Pending {
+                        due: now + settle,
+                        since: now,
+                    },
+                    attempts: 0,
+                },
+            );
+            return;
+        }
+        match self.entries.get_mut(&key) {
+            Some(Entry {
+                state: State::Pending { due, since },
+                attempts,
+            }) => {
+                *due = (*due).max((now + settle).min(*since + max_wait));
+                *attempts = 0;
+            }
+            _ => self.enqueue(key, now),
+        }
+    }
+
     /// Forgets a target (it was deleted): a pending scan is dropped. A scan in flight finishes,
     /// and its completion is then ignored.
     pub fn forget(&mut self, key: &K) {
@@ -417,6 +453,28 @@ mod tests {
         q.enqueue("a", t0 + Duration::from_millis(900));
         assert!(q.take_ready(t0 + Duration::from_secs(2), 10).is_empty());
         assert_eq!(q.take_ready(t0 + Duration::from_millis(2900), 10).len(), 1);
+    }
+
+    #[test]
+    fn a_burst_of_related_events_makes_its_targets_ready_together() {
+        let t0 = Instant::now();
+        let settle = Duration::from_millis(500);
+        let mut q = Queue::new(settings());
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        // Five targets, each touched twice during a 300 ms burst.
+        for (i, key) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            let i = i as u64;
+            q.enqueue_settled(*key, ms(i * 30), settle);
+            q.enqueue_settled(*key, ms(150 + i * 30), settle);
+        }
+        // None is ready during the burst or right after it.
+        assert!(q.take_ready(ms(400), 10).is_empty());
+        // All are ready once the last event has settled: one batch.
+        assert_eq!(q.take_ready(ms(270 + 500), 10).len(), 5);
+        // A target being scanned is marked dirty, as with any event.
+        q.enqueue_settled("a", ms(800), settle);
+        assert_eq!(q.complete(&"a", true, ms(900)), Completion::Done);
+        assert!(q.is_queued(&"a"));
     }
 
     #[test]

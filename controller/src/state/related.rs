@@ -4,13 +4,18 @@
 //! sweep's rounds.
 
 use std::collections::HashSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kubevigil_crds::target::TargetKey;
 use kubevigil_engine::related::RelatedKind;
 
 use super::resync::Startup;
 use super::{RelatedEvent, State};
+
+/// How long a workload rescanned for a related change waits after the last related event that
+/// touches it: a release applies many related objects at once, and their rescans then start
+/// as one round (issue 20: 50 objects, at most 3 Jobs) at the cost of this much latency.
+const RELATED_SETTLE: Duration = Duration::from_millis(500);
 
 impl State {
     /// A related-object watch event: the targets it relates to are queued (debounced, so that
@@ -61,7 +66,8 @@ impl State {
             if self.index.expected_fingerprint(&key).is_some() {
                 tracing::debug!(target = %key, kind = kind.kind, "related object changed");
                 self.metrics.related_rescans.inc();
-                self.enqueue(key, now);
+                self.queue.enqueue_settled(key.clone(), now, RELATED_SETTLE);
+                self.first_event.entry(key).or_insert(now);
             }
         }
     }
