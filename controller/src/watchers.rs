@@ -354,13 +354,7 @@ where
 
 /// The resource of a related kind for kube's dynamic API.
 pub fn related_resource(kind: &RelatedKind) -> ApiResource {
-    ApiResource {
-        group: kind.group.to_string(),
-        version: kind.version.to_string(),
-        api_version: kubevigil_crds::identity::join_api_version(kind.group, kind.version),
-        kind: kind.kind.to_string(),
-        plural: kind.plural.to_string(),
-    }
+    kubevigil_crds::identity::api_resource(kind.group, kind.version, kind.kind, kind.plural)
 }
 
 /// Whether a related kind's relation reads its `spec` (a selector or backends); the others are

@@ -605,6 +605,23 @@ pub fn join_api_version(group: &str, version: &str) -> String {
     }
 }
 
+/// The dynamic API resource of a kind known by its names (the related kinds' table), as the
+/// controller watches it and scan Jobs list it.
+pub fn api_resource(
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+) -> kube::core::ApiResource {
+    kube::core::ApiResource {
+        group: group.to_string(),
+        version: version.to_string(),
+        api_version: join_api_version(group, version),
+        kind: kind.to_string(),
+        plural: plural.to_string(),
+    }
+}
+
 /// What a scan's result depends on in an object's metadata, as seen by both the controller
 /// (which watches metadata only) and the scan Job (which reads the full object).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

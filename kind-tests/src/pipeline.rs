@@ -480,3 +480,34 @@ pub async fn wcss_field_by_name(
         .map(|(n, v)| (n.to_owned(), v.to_owned()))
         .collect())
 }
+
+/// Waits until `kubectl get wcs` and `kubectl get wcss` in `ns` both list every name of
+/// `present` and none of `absent`.
+pub async fn wait_results(
+    cluster: &TestCluster,
+    ns: &str,
+    present: &[&str],
+    absent: &[&str],
+    timeout: Duration,
+) -> Result<(), Error> {
+    wait_for(
+        timeout,
+        &format!("results in {ns}: {present:?} present, {absent:?} absent"),
+        || async move {
+            let wcs = kubectl_names(cluster, "wcs", ns, &[]).await?;
+            let wcss = kubectl_names(cluster, "wcss", ns, &[]).await?;
+            let ok = present
+                .iter()
+                .all(|n| wcs.contains(*n) && wcss.contains(*n))
+                && absent
+                    .iter()
+                    .all(|n| !wcs.contains(*n) && !wcss.contains(*n));
+            Ok::<_, BoxError>(if ok {
+                Check::Done(())
+            } else {
+                Check::NotYet(format!("wcs {wcs:?}, wcss {wcss:?}"))
+            })
+        },
+    )
+    .await
+}

@@ -115,20 +115,24 @@ async fn apply_manifest(cluster: &TestCluster, ns: &str, text: &str) -> Result<(
     Ok(())
 }
 
+/// The demo namespace's objects, in the test's namespace (its Namespace object left out).
+async fn apply_demo(cluster: &TestCluster, ns: &str) -> Result<(), Error> {
+    let demo = std::fs::read_to_string(repo_root().join("demo/k8s-bad-practices.yaml"))
+        .map_err(|e| test_error(ns, e.to_string()))?;
+    let demo: Vec<&str> = demo
+        .split("\n---\n")
+        .filter(|doc| !doc.contains("kind: Namespace\n"))
+        .collect();
+    let demo = demo.join("\n---\n").replace("k8s-bad-practices", ns);
+    apply_manifest(cluster, ns, &demo).await
+}
+
 async fn reports_follow_results(_client: Client, ns: String) -> Result<(), BoxError> {
     let cluster = TestCluster::shared().await?;
     install_crds(cluster).await?;
     let release = Release::new(&format!("{ns}-kv"), &[&ns]).set("openReports.enabled=true");
     with_release(cluster, &release, || async {
-        // The demo namespace's objects, in the test's namespace (its Namespace object left out).
-        let demo = std::fs::read_to_string(repo_root().join("demo/k8s-bad-practices.yaml"))
-            .map_err(|e| test_error(&ns, e.to_string()))?;
-        let demo: Vec<&str> = demo
-            .split("\n---\n")
-            .filter(|doc| !doc.contains("kind: Namespace\n"))
-            .collect();
-        let demo = demo.join("\n---\n").replace("k8s-bad-practices", &ns);
-        apply_manifest(cluster, &ns, &demo).await?;
+        apply_demo(cluster, &ns).await?;
 
         let wanted = [
             "deployment-trusty-reverse-proxy",
@@ -251,14 +255,7 @@ async fn nothing_when_off(_client: Client, ns: String) -> Result<(), BoxError> {
     install_crds(cluster).await?;
     let release = Release::new(&format!("{ns}-kv"), &[&ns]);
     with_release(cluster, &release, || async {
-        let demo = std::fs::read_to_string(repo_root().join("demo/k8s-bad-practices.yaml"))
-            .map_err(|e| test_error(&ns, e.to_string()))?;
-        let demo: Vec<&str> = demo
-            .split("\n---\n")
-            .filter(|doc| !doc.contains("kind: Namespace\n"))
-            .collect();
-        let demo = demo.join("\n---\n").replace("k8s-bad-practices", &ns);
-        apply_manifest(cluster, &ns, &demo).await?;
+        apply_demo(cluster, &ns).await?;
         // Every demo workload scanned: the results are there.
         let scanned = wait_for(Duration::from_secs(120), "the demo's summaries", || async {
             let w = wcss_counts(cluster, &ns).await?;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kind_tests::pipeline::{
-    create_deployment, deployment, kubectl_names, kubectl_uid, resyncs_logged, scale_controller,
+    create_deployment, deployment, kubectl_uid, resyncs_logged, scale_controller, wait_results,
 };
 use kind_tests::release::{Release, with_release};
 use kind_tests::scenario::{
@@ -35,37 +35,6 @@ fn test_err(ns: &str, msg: String) -> Error {
         namespace: ns.to_owned(),
         source: msg.into(),
     }
-}
-
-/// Waits until `kubectl get wcs` and `kubectl get wcss` in `ns` both list every name of
-/// `present` and none of `absent`.
-async fn wait_results(
-    cluster: &TestCluster,
-    ns: &str,
-    present: &[&str],
-    absent: &[&str],
-    timeout: Duration,
-) -> Result<(), Error> {
-    wait_for(
-        timeout,
-        &format!("results in {ns}: {present:?} present, {absent:?} absent"),
-        || async move {
-            let wcs = kubectl_names(cluster, "wcs", ns, &[]).await?;
-            let wcss = kubectl_names(cluster, "wcss", ns, &[]).await?;
-            let ok = present
-                .iter()
-                .all(|n| wcs.contains(*n) && wcss.contains(*n))
-                && absent
-                    .iter()
-                    .all(|n| !wcs.contains(*n) && !wcss.contains(*n));
-            Ok::<_, BoxError>(if ok {
-                Check::Done(())
-            } else {
-                Check::NotYet(format!("wcs {wcs:?}, wcss {wcss:?}"))
-            })
-        },
-    )
-    .await
 }
 
 /// The uids of every wcss in `ns` (`kubectl get wcss -o jsonpath`).

@@ -18,7 +18,9 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use kind_tests::pipeline::{create_deployment, deployment, kubectl_names, kubectl_uid};
+use kind_tests::pipeline::{
+    create_deployment, deployment, kubectl_names, kubectl_uid, wait_results,
+};
 use kind_tests::release::{Release, with_release};
 use kind_tests::scenario::{
     BoxError, Check, Error, TestCluster, create_namespace, wait_for, with_temp_ns,
@@ -36,36 +38,6 @@ fn test_err(ns: &str, msg: String) -> Error {
         namespace: ns.to_owned(),
         source: msg.into(),
     }
-}
-
-/// Waits until `kubectl get wcs` and `kubectl get wcss` in `ns` both list every name of
-/// `present` and none of `absent`.
-async fn wait_results(
-    cluster: &TestCluster,
-    ns: &str,
-    present: &[&str],
-    absent: &[&str],
-) -> Result<(), Error> {
-    wait_for(
-        SETTLE,
-        &format!("results in {ns}: {present:?} present, {absent:?} absent"),
-        || async move {
-            let wcs = kubectl_names(cluster, "wcs", ns, &[]).await?;
-            let wcss = kubectl_names(cluster, "wcss", ns, &[]).await?;
-            let ok = present
-                .iter()
-                .all(|n| wcs.contains(*n) && wcss.contains(*n))
-                && absent
-                    .iter()
-                    .all(|n| !wcs.contains(*n) && !wcss.contains(*n));
-            Ok::<_, BoxError>(if ok {
-                Check::Done(())
-            } else {
-                Check::NotYet(format!("wcs {wcs:?}, wcss {wcss:?}"))
-            })
-        },
-    )
-    .await
 }
 
 /// Whether the ConfigurationScanSummary of namespace `ns` exists.
@@ -172,8 +144,8 @@ async fn globs_in(
         create_deployment(client, other, &deployment("app", false, 0)?).await?;
         create_deployment(client, g1, &deployment("app", false, 0)?).await?;
         create_deployment(client, g2, &deployment("app", false, 0)?).await?;
-        wait_results(cluster, g1, &["deployment-app"], &[]).await?;
-        wait_results(cluster, g2, &["deployment-app"], &[]).await?;
+        wait_results(cluster, g1, &["deployment-app"], &[], SETTLE).await?;
+        wait_results(cluster, g2, &["deployment-app"], &[], SETTLE).await?;
         wait_css(cluster, g2, true).await?;
         let in_other = kubectl_names(cluster, "wcss", other, &[]).await?;
         if !in_other.is_empty() {
@@ -189,10 +161,10 @@ async fn globs_in(
         let second =
             Release::new(&first.name, &[&format!("{ns}-*")]).set("excludeNamespaces={*-g2}");
         second.install(cluster).await?;
-        wait_results(cluster, g2, &[], &["deployment-app"]).await?;
+        wait_results(cluster, g2, &[], &["deployment-app"], SETTLE).await?;
         wait_css(cluster, g2, false).await?;
-        wait_results(cluster, other, &["deployment-app"], &[]).await?;
-        wait_results(cluster, g1, &["deployment-app"], &[]).await?;
+        wait_results(cluster, other, &["deployment-app"], &[], SETTLE).await?;
+        wait_results(cluster, g1, &["deployment-app"], &[], SETTLE).await?;
         let g1_after = kubectl_uid(cluster, "wcss", g1, "deployment-app").await?;
         if g1_after != g1_uid {
             return Err(test_err(
@@ -237,7 +209,7 @@ async fn namespace_label_in(
     with_release(cluster, &release, || async {
         create_deployment(client, b, &deployment("app", false, 0)?).await?;
         create_deployment(client, a, &deployment("app", false, 0)?).await?;
-        wait_results(cluster, a, &["deployment-app"], &[]).await?;
+        wait_results(cluster, a, &["deployment-app"], &[], SETTLE).await?;
         let in_b = kubectl_names(cluster, "wcss", b, &[]).await?;
         if !in_b.is_empty() {
             return Err(test_err(
@@ -249,9 +221,9 @@ async fn namespace_label_in(
 
         // The label moves: b comes in, a goes out.
         label_namespace(client, b, KEY, Some("yes")).await?;
-        wait_results(cluster, b, &["deployment-app"], &[]).await?;
+        wait_results(cluster, b, &["deployment-app"], &[], SETTLE).await?;
         label_namespace(client, a, KEY, None).await?;
-        wait_results(cluster, a, &[], &["deployment-app"]).await?;
+        wait_results(cluster, a, &[], &["deployment-app"], SETTLE).await?;
         wait_css(cluster, a, false).await?;
         println!(
             "namespace label: labelling {b} scanned it, unlabelling {a} deleted its results and \
@@ -274,7 +246,14 @@ async fn skip_label(client: Client, ns: String) -> Result<(), BoxError> {
             .insert("kubevigil.io/skip".into(), "true".into());
         create_deployment(&client, &ns, &skipped).await?;
         create_deployment(&client, &ns, &deployment("kept", false, 0)?).await?;
-        wait_results(cluster, &ns, &["deployment-kept"], &["deployment-skipped"]).await?;
+        wait_results(
+            cluster,
+            &ns,
+            &["deployment-kept"],
+            &["deployment-skipped"],
+            SETTLE,
+        )
+        .await?;
         let all = kubectl_names(cluster, "wcss", &ns, &[]).await?;
         if all.contains("deployment-skipped") {
             return Err(test_err(
@@ -285,9 +264,16 @@ async fn skip_label(client: Client, ns: String) -> Result<(), BoxError> {
         println!("skip label: a Deployment created with kubevigil.io/skip=true is not scanned");
 
         label_deployment(cluster, &ns, "kept", "kubevigil.io/skip=true").await?;
-        wait_results(cluster, &ns, &[], &["deployment-kept"]).await?;
+        wait_results(cluster, &ns, &[], &["deployment-kept"], SETTLE).await?;
         label_deployment(cluster, &ns, "skipped", "kubevigil.io/skip-").await?;
-        wait_results(cluster, &ns, &["deployment-skipped"], &["deployment-kept"]).await?;
+        wait_results(
+            cluster,
+            &ns,
+            &["deployment-skipped"],
+            &["deployment-kept"],
+            SETTLE,
+        )
+        .await?;
         println!(
             "skip label: adding it deleted deployment-kept's results, removing it scanned \
              deployment-skipped"
@@ -316,7 +302,7 @@ async fn readers(client: Client, ns: String) -> Result<(), BoxError> {
     let crb = format!("{ns}-summaries");
     let outcome = with_release(cluster, &release, || async {
         create_deployment(&client, &ns, &deployment("app", false, 0)?).await?;
-        wait_results(cluster, &ns, &["deployment-app"], &[]).await?;
+        wait_results(cluster, &ns, &["deployment-app"], &[], SETTLE).await?;
         cluster
             .kubectl([
                 "create",

@@ -21,13 +21,7 @@ pub use kubevigil_engine::related::{CLUSTER, CLUSTER_ROLES, NAMESPACED, ROLES, R
 
 /// The resource of a related kind for kube's dynamic API.
 pub fn api_resource(kind: &RelatedKind) -> ApiResource {
-    ApiResource {
-        group: kind.group.to_string(),
-        version: kind.version.to_string(),
-        api_version: kubevigil_crds::identity::join_api_version(kind.group, kind.version),
-        kind: kind.kind.to_string(),
-        plural: kind.plural.to_string(),
-    }
+    kubevigil_crds::identity::api_resource(kind.group, kind.version, kind.kind, kind.plural)
 }
 
 #[cfg(test)]
