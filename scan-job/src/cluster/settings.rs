@@ -13,15 +13,23 @@ use super::RunError;
 
 /// Reads the configuration file; without a file, the defaults and no exceptions.
 pub fn load(path: Option<&Path>) -> Result<Settings, RunError> {
+    match read(path)? {
+        Some((shown, text)) => parse(&shown, &text),
+        None => Ok(Settings::default()),
+    }
+}
+
+/// The file's name as errors show it and its text; `None` without a file.
+fn read(path: Option<&Path>) -> Result<Option<(String, String)>, RunError> {
     let Some(path) = path else {
-        return Ok(Settings::default());
+        return Ok(None);
     };
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| RunError::ReadConfig {
         path: shown.clone(),
         source,
     })?;
-    parse(&shown, &text)
+    Ok(Some((shown, text)))
 }
 
 /// What a scan Job reads from the configuration file besides the engine's settings.
@@ -38,14 +46,9 @@ pub struct JobOptions {
 
 /// Reads the [`JobOptions`]; without a file, the defaults.
 pub fn load_options(path: Option<&Path>) -> Result<JobOptions, RunError> {
-    let Some(path) = path else {
+    let Some((shown, text)) = read(path)? else {
         return Ok(JobOptions::default());
     };
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| RunError::ReadConfig {
-        path: shown.clone(),
-        source,
-    })?;
     Ok(JobOptions {
         events: PostureEvents::parse(&text).map_err(|e| settings_error(&shown, e))?,
         rescan_after: rescan_after(&text).map_err(|e| settings_error(&shown, e))?,
