@@ -692,50 +692,90 @@ pub fn scalable_kind(group: &str, kind: &str) -> bool {
 /// A hash of `spec` without its top-level `replicas`, independent of key order (the controller
 /// and the scan Job may see the same object through different clients).
 pub fn spec_hash(spec: &serde_json::Value) -> String {
-    fn feed(h: &mut Sha256, v: &serde_json::Value, top: bool) {
+    // The canonical form is written into one buffer and hashed at once: the same bytes as
+    // feeding the hasher piece by piece (so the same hash), without the hasher's per-call
+    // bookkeeping for each of the hundreds of tiny pieces of a pod template.
+    fn feed(out: &mut Vec<u8>, v: &serde_json::Value, top: bool) {
         use serde_json::Value;
         match v {
-            Value::Null => h.update(b"n"),
-            Value::Bool(b) => h.update(if *b { b"t" } else { b"f" }),
+            Value::Null => out.push(b'n'),
+            Value::Bool(b) => out.push(if *b { b't' } else { b'f' }),
             Value::Number(n) => {
-                let s = n.to_string();
-                h.update(b"#");
-                h.update(s.len().to_le_bytes());
-                h.update(s.as_bytes());
+                // The number's text as `to_string` would give it, written in place.
+                let at = out.len();
+                out.push(b'#');
+                out.extend_from_slice(&[0; std::mem::size_of::<usize>()]);
+                let start = out.len();
+                let _ = write!(ByteText(out), "{n}");
+                let len = out.len() - start;
+                if let Some(slot) = out.get_mut(at + 1..start) {
+                    slot.copy_from_slice(&len.to_le_bytes());
+                }
             }
             Value::String(s) => {
-                h.update(b"\"");
-                h.update(s.len().to_le_bytes());
-                h.update(s.as_bytes());
+                out.push(b'"');
+                out.extend_from_slice(&s.len().to_le_bytes());
+                out.extend_from_slice(s.as_bytes());
             }
             Value::Array(items) => {
-                h.update(b"[");
-                h.update(items.len().to_le_bytes());
+                out.push(b'[');
+                out.extend_from_slice(&items.len().to_le_bytes());
                 for i in items {
-                    feed(h, i, false);
+                    feed(out, i, false);
                 }
             }
             Value::Object(map) => {
-                let mut keys: Vec<&String> = map
-                    .keys()
-                    .filter(|k| !(top && k.as_str() == "replicas"))
-                    .collect();
-                keys.sort();
-                h.update(b"{");
-                h.update(keys.len().to_le_bytes());
-                for k in keys {
-                    h.update(k.len().to_le_bytes());
-                    h.update(k.as_bytes());
-                    if let Some(v) = map.get(k) {
-                        feed(h, v, false);
+                let skip = |k: &str| top && k == "replicas";
+                let len = map.len() - usize::from(top && map.contains_key("replicas"));
+                out.push(b'{');
+                out.extend_from_slice(&len.to_le_bytes());
+                let entry = |out: &mut Vec<u8>, k: &String, v: &Value| {
+                    out.extend_from_slice(&k.len().to_le_bytes());
+                    out.extend_from_slice(k.as_bytes());
+                    feed(out, v, false);
+                };
+                if map_iterates_sorted() {
+                    for (k, v) in map.iter().filter(|(k, _)| !skip(k)) {
+                        entry(out, k, v);
+                    }
+                } else {
+                    let mut entries: Vec<(&String, &Value)> =
+                        map.iter().filter(|(k, _)| !skip(k)).collect();
+                    entries.sort_by(|a, b| a.0.cmp(b.0));
+                    for (k, v) in entries {
+                        entry(out, k, v);
                     }
                 }
             }
         }
     }
-    let mut h = Sha256::new();
-    feed(&mut h, spec, true);
-    hex_prefix(&h.finalize(), 16)
+    let mut canonical = Vec::with_capacity(4096);
+    feed(&mut canonical, spec, true);
+    hex_prefix(&Sha256::digest(&canonical), 16)
+}
+
+/// `fmt::Write` into a byte buffer (the canonical form of [`spec_hash`] is bytes).
+struct ByteText<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for ByteText<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Whether serde_json's maps iterate in key order, as they do unless its `preserve_order`
+/// feature is on (any crate of a build may turn it on, and then they iterate in insertion
+/// order). [`spec_hash`] sorts the keys itself only then. Checked once, on a map built out of
+/// order.
+fn map_iterates_sorted() -> bool {
+    static SORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SORTED.get_or_init(|| {
+        let mut probe = serde_json::Map::new();
+        probe.insert("b".into(), serde_json::Value::Null);
+        probe.insert("a".into(), serde_json::Value::Null);
+        probe.keys().map(String::as_str).eq(["a", "b"])
+    })
 }
 
 /// The fingerprint of a binding target: its own and its role's (`None` when the role does not
