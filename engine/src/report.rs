@@ -18,9 +18,10 @@ use kubevigil_crds::identity::{
     spec_hash,
 };
 use kubevigil_crds::{
-    ControlSeverity, ControlStatus, ControlSummary, RelatedObject, RuleStatus, ScannedControl,
-    ScannedRule, SeveritySummary, Status, WorkloadConfigurationScan, WorkloadConfigurationScanSpec,
-    WorkloadConfigurationScanSummary, WorkloadConfigurationScanSummarySpec,
+    CatalogText, ControlSeverity, ControlStatus, ControlSummary, RelatedObject, RuleStatus,
+    ScannedControl, ScannedRule, SeveritySummary, Status, WorkloadConfigurationScan,
+    WorkloadConfigurationScanSpec, WorkloadConfigurationScanSummary,
+    WorkloadConfigurationScanSummarySpec,
 };
 use serde_json::Value;
 
@@ -132,8 +133,12 @@ pub fn build_for(
         ..ObjectMeta::default()
     };
 
-    let mut controls = BTreeMap::new();
-    let mut summary_controls = BTreeMap::new();
+    // Both maps are built at once from vectors rather than by inserting one entry at a time:
+    // `BTreeMap::from_iter` sorts (one pass when the controls come in ID order, as the catalog
+    // lists them) and fills the nodes in order, where each insert would search the tree with a
+    // string comparison per level. For equal keys both keep the last value.
+    let mut controls = Vec::with_capacity(result.controls.len());
+    let mut summary_controls = Vec::with_capacity(result.controls.len());
     let mut severities = SeveritySummary::default();
     let (mut passed, mut failed) = (0u32, 0u32);
     for c in &result.controls {
@@ -154,12 +159,14 @@ pub fn build_for(
             }
             Status::Skipped => {}
         }
+        // Catalog constants, borrowed: no allocation per control for its ID and name.
+        let id = CatalogText::Borrowed(c.meta.id);
         // The summary's status is the short form: the explanation (`info`) is only in the
         // WorkloadConfigurationScan of the same name (see `ControlSummary::status`).
-        summary_controls.insert(
-            c.meta.id.to_string(),
+        summary_controls.push((
+            id.clone(),
             ControlSummary {
-                control_id: c.meta.id.to_string(),
+                control_id: id.clone(),
                 severity: severity.clone(),
                 status: ControlStatus {
                     status: c.status,
@@ -167,18 +174,21 @@ pub fn build_for(
                     info: None,
                 },
             },
-        );
-        controls.insert(
-            c.meta.id.to_string(),
+        ));
+        controls.push((
+            id.clone(),
             ScannedControl {
-                control_id: c.meta.id.to_string(),
-                name: c.meta.name.to_string(),
+                control_id: id,
+                name: CatalogText::Borrowed(c.meta.name),
                 severity,
                 status,
                 rules: rules_of(c),
             },
-        );
+        ));
     }
+    let controls: BTreeMap<CatalogText, ScannedControl> = controls.into_iter().collect();
+    let summary_controls: BTreeMap<CatalogText, ControlSummary> =
+        summary_controls.into_iter().collect();
     let related_objects = match target {
         Target::Triplet { .. } => related_of(result, inventory),
         Target::Object(_) => Vec::new(),
@@ -387,7 +397,7 @@ fn rules_of(c: &ControlResult) -> Vec<ScannedRule> {
     c.rules()
         .into_iter()
         .map(|r| ScannedRule {
-            name: r.name.to_string(),
+            name: CatalogText::Borrowed(r.name),
             status: RuleStatus {
                 status: r.status,
                 sub_status: r.sub_status,
