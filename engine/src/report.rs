@@ -393,22 +393,53 @@ fn result_fingerprint(
     }
 }
 
+/// The rules of a control's result: the entries of [`ControlResult::rules`], built in one pass
+/// straight into the result type (no intermediate list of borrowed paths per control).
 fn rules_of(c: &ControlResult) -> Vec<ScannedRule> {
-    c.rules()
-        .into_iter()
-        .map(|r| ScannedRule {
-            name: CatalogText::Borrowed(r.name),
-            status: RuleStatus {
-                status: r.status,
-                sub_status: r.sub_status,
-            },
-            // Not written: the inputs are the same for every result of a scan and are named by
-            // the controls-hash annotation (see `ScannedRule::control_configurations`).
-            control_configurations: BTreeMap::new(),
-            paths: r.paths.iter().map(|p| p.to_rule_path()).collect(),
-            related_resources_ids: r.related.iter().map(|id| (*id).to_string()).collect(),
-        })
-        .collect()
+    let (empty_status, empty_sub_status) = if c.status == Status::Skipped {
+        (c.status, c.sub_status)
+    } else {
+        (Status::Passed, None)
+    };
+    let rule = |name: &'static str, status: Status, sub_status| ScannedRule {
+        name: CatalogText::Borrowed(name),
+        status: RuleStatus { status, sub_status },
+        // Not written: the inputs are the same for every result of a scan and are named by
+        // the controls-hash annotation (see `ScannedRule::control_configurations`).
+        control_configurations: BTreeMap::new(),
+        paths: Vec::new(),
+        related_resources_ids: Vec::new(),
+    };
+    let mut out: Vec<ScannedRule> = Vec::with_capacity(c.meta.rules.len());
+    out.extend(
+        c.meta
+            .rules
+            .iter()
+            .map(|&name| rule(name, empty_status, empty_sub_status)),
+    );
+    for finding in &c.findings {
+        let index = match out
+            .iter()
+            .position(|r| crate::evaluate::same_name(&r.name, finding.rule))
+        {
+            Some(index) => index,
+            None => {
+                out.push(rule(finding.rule, c.status, c.sub_status));
+                out.len() - 1
+            }
+        };
+        if let Some(r) = out.get_mut(index) {
+            r.status = RuleStatus {
+                status: c.status,
+                sub_status: c.sub_status,
+            };
+            r.paths
+                .extend(finding.paths.iter().map(|p| p.to_rule_path()));
+            r.related_resources_ids
+                .extend(finding.related.iter().cloned());
+        }
+    }
+    out
 }
 
 /// The inventory's triplet a result was computed for (its binding is `object_index`).
