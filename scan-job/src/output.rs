@@ -95,7 +95,8 @@ fn percent(score: f64) -> String {
 fn wrap_pieces<'a>(pieces: impl IntoIterator<Item = &'a str>, width: usize) -> Vec<String> {
     let width = width.max(1);
     let mut lines = Vec::new();
-    let mut line = String::new();
+    // Room for a whole line at once (it is cleared, not dropped, between lines).
+    let mut line = String::with_capacity(width + 16);
     // `line`'s length in characters, kept as pieces are added rather than counted again for
     // each piece (a path has dozens of pieces).
     let mut line_chars = 0usize;
@@ -164,7 +165,7 @@ fn push_wrapped(out: &mut String, first: &str, lines: Vec<String>, indent: usize
         if i == 0 {
             out.push_str(first);
         } else {
-            out.push_str(&" ".repeat(indent));
+            push_spaces(out, indent);
         }
         out.push_str(&line);
         out.push('\n');
@@ -260,15 +261,28 @@ const NAME_COL: usize = 20;
 const PATH_LABEL_COL: usize = 10;
 const PATH_COL: usize = 18;
 
+/// Appends `n` spaces.
+fn push_spaces(out: &mut String, n: usize) {
+    out.extend(std::iter::repeat_n(' ', n));
+}
+
+/// Appends `text` left-aligned in `width` characters, as `{text:<width$}` would (without
+/// going through the formatting machinery, a few times per failed control).
+fn push_padded(out: &mut String, text: &str, width: usize) {
+    out.push_str(text);
+    push_spaces(out, width.saturating_sub(text.chars().count()));
+}
+
 fn push_failed_control(out: &mut String, c: &ScannedControl, style: Style) {
     let severity = c.severity.severity;
-    let id = format!("{:<w$}", c.control_id, w = SEVERITY_COL - ID_COL - 1);
-    let sev = format!("{:<w$}", severity.as_str(), w = NAME_COL - SEVERITY_COL - 1);
-    let first = format!(
-        "{}{id} {} ",
-        " ".repeat(ID_COL),
-        style.severity(severity, &sev)
-    );
+    let mut sev = String::with_capacity(NAME_COL);
+    push_padded(&mut sev, severity.as_str(), NAME_COL - SEVERITY_COL - 1);
+    let mut first = String::with_capacity(NAME_COL + 16);
+    push_spaces(&mut first, ID_COL);
+    push_padded(&mut first, &c.control_id, SEVERITY_COL - ID_COL - 1);
+    first.push(' ');
+    first.push_str(&style.severity(severity, &sev));
+    first.push(' ');
     push_wrapped(out, &first, wrap_words(&c.name, WIDTH - NAME_COL), NAME_COL);
     let mut seen: Vec<(&str, String)> = Vec::new();
     for rule in &c.rules {
@@ -278,11 +292,9 @@ fn push_failed_control(out: &mut String, c: &ScannedControl, style: Style) {
                 continue;
             }
             let (label, text) = &line;
-            let first = format!(
-                "{}{label:<w$}",
-                " ".repeat(PATH_LABEL_COL),
-                w = PATH_COL - PATH_LABEL_COL
-            );
+            let mut first = String::with_capacity(PATH_COL);
+            push_spaces(&mut first, PATH_LABEL_COL);
+            push_padded(&mut first, label, PATH_COL - PATH_LABEL_COL);
             push_wrapped(
                 out,
                 &first,
