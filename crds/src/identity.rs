@@ -709,50 +709,155 @@ pub fn scalable_kind(group: &str, kind: &str) -> bool {
 /// A hash of `spec` without its top-level `replicas`, independent of key order (the controller
 /// and the scan Job may see the same object through different clients).
 pub fn spec_hash(spec: &serde_json::Value) -> String {
-    fn feed(h: &mut Sha256, v: &serde_json::Value, top: bool) {
+    fn feed(out: &mut Canonical, v: &serde_json::Value, top: bool) {
         use serde_json::Value;
         match v {
-            Value::Null => h.update(b"n"),
-            Value::Bool(b) => h.update(if *b { b"t" } else { b"f" }),
+            Value::Null => out.put(b"n"),
+            Value::Bool(b) => out.put(if *b { b"t" } else { b"f" }),
             Value::Number(n) => {
-                let s = n.to_string();
-                h.update(b"#");
-                h.update(s.len().to_le_bytes());
-                h.update(s.as_bytes());
+                // Formatted on the stack (as `to_string` would write it) when it fits, as
+                // every number does unless serde_json keeps numbers' text as it was read.
+                let mut text = NumberText::default();
+                let long;
+                let digits = if write!(text, "{n}").is_ok() {
+                    text.as_bytes()
+                } else {
+                    long = n.to_string();
+                    long.as_bytes()
+                };
+                out.put(b"#");
+                out.put(&digits.len().to_le_bytes());
+                out.put(digits);
             }
             Value::String(s) => {
-                h.update(b"\"");
-                h.update(s.len().to_le_bytes());
-                h.update(s.as_bytes());
+                out.put(b"\"");
+                out.put(&s.len().to_le_bytes());
+                out.put(s.as_bytes());
             }
             Value::Array(items) => {
-                h.update(b"[");
-                h.update(items.len().to_le_bytes());
+                out.put(b"[");
+                out.put(&items.len().to_le_bytes());
                 for i in items {
-                    feed(h, i, false);
+                    feed(out, i, false);
                 }
             }
             Value::Object(map) => {
-                let mut keys: Vec<&String> = map
-                    .keys()
-                    .filter(|k| !(top && k.as_str() == "replicas"))
-                    .collect();
-                keys.sort();
-                h.update(b"{");
-                h.update(keys.len().to_le_bytes());
-                for k in keys {
-                    h.update(k.len().to_le_bytes());
-                    h.update(k.as_bytes());
-                    if let Some(v) = map.get(k) {
-                        feed(h, v, false);
+                let skip = |k: &str| top && k == "replicas";
+                let len = map.len() - usize::from(top && map.contains_key("replicas"));
+                out.put(b"{");
+                out.put(&len.to_le_bytes());
+                let entry = |out: &mut Canonical, k: &String, v: &Value| {
+                    out.put(&k.len().to_le_bytes());
+                    out.put(k.as_bytes());
+                    feed(out, v, false);
+                };
+                if map_iterates_sorted() {
+                    for (k, v) in map.iter().filter(|(k, _)| !skip(k)) {
+                        entry(out, k, v);
+                    }
+                } else {
+                    let mut entries: Vec<(&String, &Value)> =
+                        map.iter().filter(|(k, _)| !skip(k)).collect();
+                    entries.sort_by(|a, b| a.0.cmp(b.0));
+                    for (k, v) in entries {
+                        entry(out, k, v);
                     }
                 }
             }
         }
     }
-    let mut h = Sha256::new();
-    feed(&mut h, spec, true);
-    hex_prefix(&h.finalize(), 16)
+    let mut canonical = Canonical::default();
+    feed(&mut canonical, spec, true);
+    hex_prefix(canonical.finish().as_ref(), 16)
+}
+
+/// The hasher of [`spec_hash`]'s canonical form, fed through a buffer on the stack: the same
+/// bytes in the same order as updating the hasher with each piece (so the same hash), without
+/// the hasher's per-call bookkeeping for each of the hundreds of tiny pieces of a pod
+/// template, and without building the whole form on the heap.
+struct Canonical {
+    hasher: Sha256,
+    buf: [u8; 1024],
+    len: usize,
+}
+
+impl Default for Canonical {
+    fn default() -> Self {
+        Canonical {
+            hasher: Sha256::new(),
+            buf: [0; 1024],
+            len: 0,
+        }
+    }
+}
+
+impl Canonical {
+    fn put(&mut self, bytes: &[u8]) {
+        if let Some(room) = self.buf.get_mut(self.len..self.len + bytes.len()) {
+            room.copy_from_slice(bytes);
+            self.len += bytes.len();
+            return;
+        }
+        self.flush();
+        if let Some(room) = self.buf.get_mut(..bytes.len()) {
+            room.copy_from_slice(bytes);
+            self.len = bytes.len();
+        } else {
+            // Longer than the buffer: straight to the hasher.
+            self.hasher.update(bytes);
+        }
+    }
+
+    fn flush(&mut self) {
+        self.hasher
+            .update(self.buf.get(..self.len).unwrap_or_default());
+        self.len = 0;
+    }
+
+    fn finish(mut self) -> impl AsRef<[u8]> {
+        self.flush();
+        self.hasher.finalize()
+    }
+}
+
+/// A number's text, formatted without allocating: serde_json writes any `i64`, `u64` or
+/// `f64` in at most 24 characters; writing more fails.
+#[derive(Default)]
+struct NumberText {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl NumberText {
+    fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Write for NumberText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let room = self
+            .buf
+            .get_mut(self.len..self.len + s.len())
+            .ok_or(std::fmt::Error)?;
+        room.copy_from_slice(s.as_bytes());
+        self.len += s.len();
+        Ok(())
+    }
+}
+
+/// Whether serde_json's maps iterate in key order, as they do unless its `preserve_order`
+/// feature is on (any crate of a build may turn it on, and then they iterate in insertion
+/// order). [`spec_hash`] sorts the keys itself only then. Checked once, on a map built out of
+/// order.
+fn map_iterates_sorted() -> bool {
+    static SORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SORTED.get_or_init(|| {
+        let mut probe = serde_json::Map::new();
+        probe.insert("b".into(), serde_json::Value::Null);
+        probe.insert("a".into(), serde_json::Value::Null);
+        probe.keys().map(String::as_str).eq(["a", "b"])
+    })
 }
 
 /// The fingerprint of a binding target: its own and its role's (`None` when the role does not
@@ -948,6 +1053,74 @@ mod tests {
             ..a
         };
         assert_ne!(fingerprint(&d), fingerprint(&e));
+    }
+
+    /// The hash as first written (the hasher fed piece by piece, keys sorted, numbers through
+    /// `to_string`): fingerprints in clusters were computed so, and must not change.
+    fn spec_hash_reference(spec: &serde_json::Value) -> String {
+        fn feed(h: &mut Sha256, v: &serde_json::Value, top: bool) {
+            use serde_json::Value;
+            match v {
+                Value::Null => h.update(b"n"),
+                Value::Bool(b) => h.update(if *b { b"t" } else { b"f" }),
+                Value::Number(n) => {
+                    let s = n.to_string();
+                    h.update(b"#");
+                    h.update(s.len().to_le_bytes());
+                    h.update(s.as_bytes());
+                }
+                Value::String(s) => {
+                    h.update(b"\"");
+                    h.update(s.len().to_le_bytes());
+                    h.update(s.as_bytes());
+                }
+                Value::Array(items) => {
+                    h.update(b"[");
+                    h.update(items.len().to_le_bytes());
+                    for i in items {
+                        feed(h, i, false);
+                    }
+                }
+                Value::Object(map) => {
+                    let mut keys: Vec<&String> = map
+                        .keys()
+                        .filter(|k| !(top && k.as_str() == "replicas"))
+                        .collect();
+                    keys.sort();
+                    h.update(b"{");
+                    h.update(keys.len().to_le_bytes());
+                    for k in keys {
+                        h.update(k.len().to_le_bytes());
+                        h.update(k.as_bytes());
+                        if let Some(v) = map.get(k) {
+                            feed(h, v, false);
+                        }
+                    }
+                }
+            }
+        }
+        let mut h = Sha256::new();
+        feed(&mut h, spec, true);
+        hex_prefix(&h.finalize(), 16)
+    }
+
+    #[test]
+    fn spec_hash_is_the_reference_hash() {
+        use serde_json::json;
+        let long = "x".repeat(5000);
+        let specs = [
+            json!(null),
+            json!({}),
+            json!({"replicas": 3}),
+            json!({"replicas": 3, "a": {"replicas": 2, "b": [1, -2, 2.5, 1e300, u64::MAX, i64::MIN]}}),
+            json!({"z": true, "a": false, "m": null, "s": long, "t": ["é", "", {"k": "v"}]}),
+            json!({"template": {"spec": {"containers": (0..200)
+                .map(|i| json!({"name": format!("c{i}"), "image": "nginx:1.27", "ports": [{"containerPort": 80 + i}]}))
+                .collect::<Vec<_>>()}}}),
+        ];
+        for spec in &specs {
+            assert_eq!(spec_hash(spec), spec_hash_reference(spec), "{spec}");
+        }
     }
 
     #[test]

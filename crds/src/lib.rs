@@ -20,8 +20,8 @@ pub use exception::{
     PostureExceptionSpec,
 };
 pub use scan::{
-    ControlSeverity, ControlStatus, RelatedObject, RulePath, RuleStatus, ScannedControl,
-    ScannedRule, Severity, Status, SubStatus, WorkloadConfigurationScan,
+    CatalogText, ControlSeverity, ControlStatus, RelatedObject, RulePath, RuleStatus,
+    ScannedControl, ScannedRule, Severity, Status, SubStatus, WorkloadConfigurationScan,
     WorkloadConfigurationScanSpec,
 };
 pub use summary::{

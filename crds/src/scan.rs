@@ -4,11 +4,18 @@
 //! WorkloadConfigurationScan so that people and tools that read Kubescape results find the same
 //! fields here.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+/// Text that is a constant of the control catalog when the engine writes it (control IDs,
+/// control names, rule names) and read text when a result is read back. Borrowing the
+/// catalog's text saves a few allocations per control per result (a result lists every
+/// control); it serialises, deserialises and has the schema of a plain string.
+pub type CatalogText = Cow<'static, str>;
 
 /// The full configuration-scan result of one target (a workload, another scanned object, or an
 /// RBAC subject bound to a role by a binding).
@@ -38,7 +45,7 @@ pub struct WorkloadConfigurationScanSpec {
     // does not survive the next scan.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-map-type" = "atomic"))]
-    pub controls: BTreeMap<String, ScannedControl>,
+    pub controls: BTreeMap<CatalogText, ScannedControl>,
     /// The objects that make up an RBAC result besides its subject: the role and the binding.
     /// Empty for ordinary targets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -54,9 +61,9 @@ pub struct WorkloadConfigurationScanSpec {
 pub struct ScannedControl {
     /// Control ID from the Kubescape catalog, for example `C-0057`.
     #[serde(rename = "controlID")]
-    pub control_id: String,
+    pub control_id: CatalogText,
     /// Human-readable control name, for example `Privileged container`.
-    pub name: String,
+    pub name: CatalogText,
     /// Severity derived from the control's base score. Also in the summary of the same name;
     /// kept here too, as in Kubescape's kind, so that this object alone says what failed and
     /// how badly (the offline table and exception tooling read it alone).
@@ -183,7 +190,7 @@ pub enum SubStatus {
 #[serde(rename_all = "camelCase")]
 pub struct ScannedRule {
     /// Rule name from the Kubescape regolibrary, for example `rule-privilege-escalation`.
-    pub name: String,
+    pub name: CatalogText,
     /// Status of this rule on the target.
     pub status: RuleStatus,
     /// Not written by kubevigil (always empty; kept so that results written by earlier

@@ -7,7 +7,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::scan::{ControlSeverity, ControlStatus, Severity};
+use crate::scan::{CatalogText, ControlSeverity, ControlStatus, Severity};
 
 /// Counts of failed controls per severity bucket.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -82,7 +82,7 @@ pub struct WorkloadConfigurationScanSummarySpec {
     // Atomic for server-side apply, like WorkloadConfigurationScanSpec::controls.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-map-type" = "atomic"))]
-    pub controls: BTreeMap<String, ControlSummary>,
+    pub controls: BTreeMap<CatalogText, ControlSummary>,
     /// Compliance score in percent: passed controls over passed plus failed controls.
     /// Skipped controls are not counted; 100 when nothing was decided.
     #[serde(default)]
@@ -95,7 +95,7 @@ pub struct WorkloadConfigurationScanSummarySpec {
 pub struct ControlSummary {
     /// Control ID, for example `C-0057`.
     #[serde(rename = "controlID")]
-    pub control_id: String,
+    pub control_id: CatalogText,
     /// Severity derived from the control's base score.
     pub severity: ControlSeverity,
     /// Status of the control on the target: `status` and `subStatus`. The explanation of a skip

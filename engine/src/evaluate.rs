@@ -399,7 +399,7 @@ impl<'c> Evaluator<'c> {
 /// Rule names are `&'static str` constants, so the names of one rule are usually the same
 /// pointer: compare lengths and pointers before the bytes (C-0211 alone has 15 rules and a
 /// finding per rule and container).
-fn same_name(a: &str, b: &str) -> bool {
+pub(crate) fn same_name(a: &str, b: &str) -> bool {
     a.len() == b.len() && (std::ptr::eq(a.as_ptr(), b.as_ptr()) || a == b)
 }
 

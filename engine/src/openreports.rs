@@ -196,8 +196,8 @@ fn result_of(
         .find(|r| !r.paths.is_empty())
         .or_else(|| control.rules.first());
     let mut properties = BTreeMap::new();
-    properties.insert("controlID".to_string(), control.control_id.clone());
-    properties.insert("controlName".to_string(), control.name.clone());
+    properties.insert("controlID".to_string(), control.control_id.to_string());
+    properties.insert("controlName".to_string(), control.name.to_string());
     properties.insert(
         "scoreFactor".to_string(),
         control.severity.score_factor.to_string(),
@@ -228,11 +228,11 @@ fn result_of(
     }
     let message = match &control.status.info {
         Some(info) => format!("{}: {info}", control.name),
-        None => control.name.clone(),
+        None => control.name.to_string(),
     };
     ReportResult {
-        policy: control.control_id.clone(),
-        rule: decided.map(|r| r.name.clone()),
+        policy: control.control_id.to_string(),
+        rule: decided.map(|r| r.name.to_string()),
         result: Some(outcome),
         severity: Some(severity_of(control.severity.severity)),
         source: Some(SOURCE.to_string()),
@@ -265,8 +265,8 @@ mod tests {
 
     fn control(id: &str, status: Status, sub: Option<SubStatus>, paths: usize) -> ScannedControl {
         ScannedControl {
-            control_id: id.into(),
-            name: format!("control {id}"),
+            control_id: id.to_string().into(),
+            name: format!("control {id}").into(),
             severity: ControlSeverity {
                 severity: Severity::High,
                 score_factor: 7.0,

@@ -18,9 +18,10 @@ use kubevigil_crds::identity::{
     spec_hash,
 };
 use kubevigil_crds::{
-    ControlSeverity, ControlStatus, ControlSummary, RelatedObject, RuleStatus, ScannedControl,
-    ScannedRule, SeveritySummary, Status, WorkloadConfigurationScan, WorkloadConfigurationScanSpec,
-    WorkloadConfigurationScanSummary, WorkloadConfigurationScanSummarySpec,
+    CatalogText, ControlSeverity, ControlStatus, ControlSummary, RelatedObject, RuleStatus,
+    ScannedControl, ScannedRule, SeveritySummary, Status, WorkloadConfigurationScan,
+    WorkloadConfigurationScanSpec, WorkloadConfigurationScanSummary,
+    WorkloadConfigurationScanSummarySpec,
 };
 use serde_json::Value;
 
@@ -132,8 +133,12 @@ pub fn build_for(
         ..ObjectMeta::default()
     };
 
-    let mut controls = BTreeMap::new();
-    let mut summary_controls = BTreeMap::new();
+    // Both maps are built at once from vectors rather than by inserting one entry at a time:
+    // `BTreeMap::from_iter` sorts (one pass when the controls come in ID order, as the catalog
+    // lists them) and fills the nodes in order, where each insert would search the tree with a
+    // string comparison per level. For equal keys both keep the last value.
+    let mut controls = Vec::with_capacity(result.controls.len());
+    let mut summary_controls = Vec::with_capacity(result.controls.len());
     let mut severities = SeveritySummary::default();
     let (mut passed, mut failed) = (0u32, 0u32);
     for c in &result.controls {
@@ -154,12 +159,14 @@ pub fn build_for(
             }
             Status::Skipped => {}
         }
+        // Catalog constants, borrowed: no allocation per control for its ID and name.
+        let id = CatalogText::Borrowed(c.meta.id);
         // The summary's status is the short form: the explanation (`info`) is only in the
         // WorkloadConfigurationScan of the same name (see `ControlSummary::status`).
-        summary_controls.insert(
-            c.meta.id.to_string(),
+        summary_controls.push((
+            id.clone(),
             ControlSummary {
-                control_id: c.meta.id.to_string(),
+                control_id: id.clone(),
                 severity: severity.clone(),
                 status: ControlStatus {
                     status: c.status,
@@ -167,18 +174,21 @@ pub fn build_for(
                     info: None,
                 },
             },
-        );
-        controls.insert(
-            c.meta.id.to_string(),
+        ));
+        controls.push((
+            id.clone(),
             ScannedControl {
-                control_id: c.meta.id.to_string(),
-                name: c.meta.name.to_string(),
+                control_id: id,
+                name: CatalogText::Borrowed(c.meta.name),
                 severity,
                 status,
                 rules: rules_of(c),
             },
-        );
+        ));
     }
+    let controls: BTreeMap<CatalogText, ScannedControl> = controls.into_iter().collect();
+    let summary_controls: BTreeMap<CatalogText, ControlSummary> =
+        summary_controls.into_iter().collect();
     let related_objects = match target {
         Target::Triplet { .. } => related_of(result, inventory),
         Target::Object(_) => Vec::new(),
@@ -383,22 +393,53 @@ fn result_fingerprint(
     }
 }
 
+/// The rules of a control's result: the entries of [`ControlResult::rules`], built in one pass
+/// straight into the result type (no intermediate list of borrowed paths per control).
 fn rules_of(c: &ControlResult) -> Vec<ScannedRule> {
-    c.rules()
-        .into_iter()
-        .map(|r| ScannedRule {
-            name: r.name.to_string(),
-            status: RuleStatus {
-                status: r.status,
-                sub_status: r.sub_status,
-            },
-            // Not written: the inputs are the same for every result of a scan and are named by
-            // the controls-hash annotation (see `ScannedRule::control_configurations`).
-            control_configurations: BTreeMap::new(),
-            paths: r.paths.iter().map(|p| p.to_rule_path()).collect(),
-            related_resources_ids: r.related.iter().map(|id| (*id).to_string()).collect(),
-        })
-        .collect()
+    let (empty_status, empty_sub_status) = if c.status == Status::Skipped {
+        (c.status, c.sub_status)
+    } else {
+        (Status::Passed, None)
+    };
+    let rule = |name: &'static str, status: Status, sub_status| ScannedRule {
+        name: CatalogText::Borrowed(name),
+        status: RuleStatus { status, sub_status },
+        // Not written: the inputs are the same for every result of a scan and are named by
+        // the controls-hash annotation (see `ScannedRule::control_configurations`).
+        control_configurations: BTreeMap::new(),
+        paths: Vec::new(),
+        related_resources_ids: Vec::new(),
+    };
+    let mut out: Vec<ScannedRule> = Vec::with_capacity(c.meta.rules.len());
+    out.extend(
+        c.meta
+            .rules
+            .iter()
+            .map(|&name| rule(name, empty_status, empty_sub_status)),
+    );
+    for finding in &c.findings {
+        let index = match out
+            .iter()
+            .position(|r| crate::evaluate::same_name(&r.name, finding.rule))
+        {
+            Some(index) => index,
+            None => {
+                out.push(rule(finding.rule, c.status, c.sub_status));
+                out.len() - 1
+            }
+        };
+        if let Some(r) = out.get_mut(index) {
+            r.status = RuleStatus {
+                status: c.status,
+                sub_status: c.sub_status,
+            };
+            r.paths
+                .extend(finding.paths.iter().map(|p| p.to_rule_path()));
+            r.related_resources_ids
+                .extend(finding.related.iter().cloned());
+        }
+    }
+    out
 }
 
 /// The inventory's triplet a result was computed for (its binding is `object_index`).

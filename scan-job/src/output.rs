@@ -5,7 +5,13 @@ use std::fmt::Write as _;
 use std::io::Write;
 
 use kubevigil_crds::identity::Target;
-use kubevigil_crds::{RulePath, ScannedControl, Severity, Status};
+use std::collections::{BTreeMap, HashMap};
+
+use kubevigil_crds::{
+    CatalogText, ControlSummary, RulePath, ScannedControl, Severity, Status,
+    WorkloadConfigurationScan, WorkloadConfigurationScanSpec, WorkloadConfigurationScanSummary,
+    WorkloadConfigurationScanSummarySpec,
+};
 use serde::Serialize;
 
 use crate::offline::{ScanOutcome, ScannedResource, Totals, severity_rank};
@@ -89,12 +95,17 @@ fn percent(score: f64) -> String {
 fn wrap_pieces<'a>(pieces: impl IntoIterator<Item = &'a str>, width: usize) -> Vec<String> {
     let width = width.max(1);
     let mut lines = Vec::new();
-    let mut line = String::new();
+    // Room for a whole line at once (it is cleared, not dropped, between lines).
+    let mut line = String::with_capacity(width + 16);
+    // `line`'s length in characters, kept as pieces are added rather than counted again for
+    // each piece (a path has dozens of pieces).
+    let mut line_chars = 0usize;
     for piece in pieces {
-        let fits = line.chars().count() + piece.trim_end().chars().count() <= width;
+        let fits = line_chars + piece.trim_end().chars().count() <= width;
         if !fits && !line.is_empty() {
             lines.push(line.trim_end().to_string());
             line.clear();
+            line_chars = 0;
         }
         let mut rest = piece;
         while line.is_empty() && rest.trim_end().chars().count() > width {
@@ -106,6 +117,7 @@ fn wrap_pieces<'a>(pieces: impl IntoIterator<Item = &'a str>, width: usize) -> V
             rest = &rest[cut..];
         }
         line.push_str(rest);
+        line_chars += rest.chars().count();
     }
     if !line.trim_end().is_empty() || lines.is_empty() {
         lines.push(line.trim_end().to_string());
@@ -153,7 +165,7 @@ fn push_wrapped(out: &mut String, first: &str, lines: Vec<String>, indent: usize
         if i == 0 {
             out.push_str(first);
         } else {
-            out.push_str(&" ".repeat(indent));
+            push_spaces(out, indent);
         }
         out.push_str(&line);
         out.push('\n');
@@ -249,15 +261,28 @@ const NAME_COL: usize = 20;
 const PATH_LABEL_COL: usize = 10;
 const PATH_COL: usize = 18;
 
+/// Appends `n` spaces.
+fn push_spaces(out: &mut String, n: usize) {
+    out.extend(std::iter::repeat_n(' ', n));
+}
+
+/// Appends `text` left-aligned in `width` characters, as `{text:<width$}` would (without
+/// going through the formatting machinery, a few times per failed control).
+fn push_padded(out: &mut String, text: &str, width: usize) {
+    out.push_str(text);
+    push_spaces(out, width.saturating_sub(text.chars().count()));
+}
+
 fn push_failed_control(out: &mut String, c: &ScannedControl, style: Style) {
     let severity = c.severity.severity;
-    let id = format!("{:<w$}", c.control_id, w = SEVERITY_COL - ID_COL - 1);
-    let sev = format!("{:<w$}", severity.as_str(), w = NAME_COL - SEVERITY_COL - 1);
-    let first = format!(
-        "{}{id} {} ",
-        " ".repeat(ID_COL),
-        style.severity(severity, &sev)
-    );
+    let mut sev = String::with_capacity(NAME_COL);
+    push_padded(&mut sev, severity.as_str(), NAME_COL - SEVERITY_COL - 1);
+    let mut first = String::with_capacity(NAME_COL + 16);
+    push_spaces(&mut first, ID_COL);
+    push_padded(&mut first, &c.control_id, SEVERITY_COL - ID_COL - 1);
+    first.push(' ');
+    first.push_str(&style.severity(severity, &sev));
+    first.push(' ');
     push_wrapped(out, &first, wrap_words(&c.name, WIDTH - NAME_COL), NAME_COL);
     let mut seen: Vec<(&str, String)> = Vec::new();
     for rule in &c.rules {
@@ -267,11 +292,9 @@ fn push_failed_control(out: &mut String, c: &ScannedControl, style: Style) {
                 continue;
             }
             let (label, text) = &line;
-            let first = format!(
-                "{}{label:<w$}",
-                " ".repeat(PATH_LABEL_COL),
-                w = PATH_COL - PATH_LABEL_COL
-            );
+            let mut first = String::with_capacity(PATH_COL);
+            push_spaces(&mut first, PATH_LABEL_COL);
+            push_padded(&mut first, label, PATH_COL - PATH_LABEL_COL);
             push_wrapped(
                 out,
                 &first,
@@ -399,63 +422,201 @@ pub struct Renderer {
     items: usize,
     /// The summary table's rows.
     rows: Vec<SummaryRow>,
-    /// YAML of controls already printed.
-    yaml: YamlControls,
+    /// YAML of the scans' controls already printed.
+    yaml_scan: YamlControls<ScannedControl>,
+    /// YAML of the summaries' controls already printed.
+    yaml_summary: YamlControls<ControlSummary>,
+    /// One JSON item, reused from item to item (its capacity is kept).
+    buf: Vec<u8>,
+    /// One YAML item, reused likewise.
+    text: String,
 }
 
 /// YAML of result objects, with each control's entry rendered once per distinct content:
 /// most controls pass on most resources, and their entries are the same text every time (the
-/// YAML emitter costs about 20 times the JSON serialiser). The cache is emptied when it
-/// reaches [`YamlControls::MAX`] entries, so it stays small whatever the input.
-#[derive(Debug, Default)]
-struct YamlControls {
-    /// Control entry as compact JSON (its identity) to its YAML lines at the map's depth.
-    cache: std::collections::HashMap<String, String>,
+/// YAML emitter costs about 20 times the JSON serialiser). An entry is found by the control's
+/// ID and then compared field by field with the controls rendered before under that ID, which
+/// costs far less than serialising the control to get a key. At most
+/// [`YamlControls::PER_ID`] contents are kept per ID (the list starts again when full), so
+/// the cache stays small whatever the input.
+#[derive(Debug)]
+struct YamlControls<C> {
+    /// Control ID to the contents rendered, each with its YAML lines as they appear in a
+    /// list item (indented under the item's `spec.controls`).
+    cache: HashMap<CatalogText, Vec<(C, String)>>,
 }
 
-impl YamlControls {
-    const MAX: usize = 4096;
+impl<C> Default for YamlControls<C> {
+    fn default() -> Self {
+        YamlControls {
+            cache: HashMap::new(),
+        }
+    }
+}
 
-    /// `head` (an object whose `spec.controls` is empty) as YAML with `controls` put back in.
-    fn object<H: Serialize, C: Serialize>(
+/// Appends `text`'s lines to `out` as lines of a YAML list item: the very first line of the
+/// item (`first`) after `- `, the others after two spaces.
+fn push_item_lines(out: &mut String, text: &str, first: &mut bool) {
+    for line in text.lines() {
+        out.push_str(if std::mem::take(first) { "- " } else { "  " });
+        out.push_str(line);
+        out.push('\n');
+    }
+}
+
+impl<C: Serialize + PartialEq + Clone> YamlControls<C> {
+    const PER_ID: usize = 32;
+
+    /// Appends `head` (an object whose `spec.controls` is empty) as a YAML list item to `out`,
+    /// with `controls` put back in. The same text as serialising the whole object and
+    /// indenting each of its lines for the list.
+    fn item<H: Serialize>(
         &mut self,
         head: &H,
-        controls: &std::collections::BTreeMap<String, C>,
-    ) -> Result<String, serde_norway::Error> {
+        controls: &BTreeMap<CatalogText, C>,
+        out: &mut String,
+    ) -> Result<(), serde_norway::Error> {
         let text = serde_norway::to_string(head)?;
+        let mut first = true;
         const EMPTY: &str = "\n  controls: {}\n";
         let (Some(at), false) = (text.find(EMPTY), controls.is_empty()) else {
-            return Ok(text);
+            push_item_lines(out, &text, &mut first);
+            return Ok(());
         };
-        let mut out = String::with_capacity(text.len() + controls.len() * 256);
-        out.push_str(&text[..at]);
-        out.push_str("\n  controls:\n");
+        // `at` is the end of a line, so the lines before it are the same lines on their own.
+        push_item_lines(out, &text[..at], &mut first);
+        out.push_str("    controls:\n");
         for (id, control) in controls {
             // Control IDs (`C-0057`) are plain YAML scalars.
-            out.push_str("    ");
+            out.push_str("      ");
             out.push_str(id);
             out.push_str(":\n");
-            let key = serde_json::to_string(control)
-                .map_err(<serde_norway::Error as serde::ser::Error>::custom)?;
-            if let Some(entry) = self.cache.get(&key) {
+            let seen = self.cache.entry(id.clone()).or_default();
+            if let Some((_, entry)) = seen.iter().find(|(c, _)| c == control) {
                 out.push_str(entry);
                 continue;
             }
             let mut entry = String::new();
             for line in serde_norway::to_string(control)?.lines() {
-                entry.push_str("      ");
+                // Six spaces under the control's key, two more for the list item.
+                entry.push_str("        ");
                 entry.push_str(line);
                 entry.push('\n');
             }
             out.push_str(&entry);
-            if self.cache.len() >= Self::MAX {
-                self.cache.clear();
+            if seen.len() >= Self::PER_ID {
+                seen.clear();
             }
-            self.cache.insert(key, entry);
+            seen.push((control.clone(), entry));
         }
-        out.push_str(&text[at + EMPTY.len()..]);
-        Ok(out)
+        push_item_lines(out, &text[at + EMPTY.len()..], &mut first);
+        Ok(())
     }
+}
+
+/// serde_json's pretty layout (two spaces per level) for a value that sits `depth` levels deep
+/// in an enclosing pretty document: every line after the first starts `2 * depth` spaces
+/// further right. Written straight into the output, this replaces serialising to a string and
+/// then inserting spaces after each of its newlines (the same bytes, as JSON strings hold no
+/// raw newline).
+struct NestedPretty {
+    /// Levels of the enclosing document plus those opened so far.
+    depth: usize,
+    /// Whether the innermost open array or object has an element yet.
+    has_value: bool,
+}
+
+impl NestedPretty {
+    fn newline<W: ?Sized + Write>(&self, w: &mut W) -> std::io::Result<()> {
+        const SPACES: &[u8; 64] = &[b' '; 64];
+        w.write_all(b"\n")?;
+        let mut n = self.depth * 2;
+        while n > 0 {
+            let k = n.min(SPACES.len());
+            w.write_all(SPACES.get(..k).unwrap_or_default())?;
+            n -= k;
+        }
+        Ok(())
+    }
+}
+
+impl serde_json::ser::Formatter for NestedPretty {
+    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth += 1;
+        self.has_value = false;
+        w.write_all(b"[")
+    }
+
+    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth -= 1;
+        if self.has_value {
+            self.newline(w)?;
+        }
+        w.write_all(b"]")
+    }
+
+    fn begin_array_value<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if !first {
+            w.write_all(b",")?;
+        }
+        self.newline(w)
+    }
+
+    fn end_array_value<W: ?Sized + Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+
+    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth += 1;
+        self.has_value = false;
+        w.write_all(b"{")
+    }
+
+    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth -= 1;
+        if self.has_value {
+            self.newline(w)?;
+        }
+        w.write_all(b"}")
+    }
+
+    fn begin_object_key<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if !first {
+            w.write_all(b",")?;
+        }
+        self.newline(w)
+    }
+
+    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+
+    fn end_object_value<W: ?Sized + Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+}
+
+/// Appends `value` to `out` as serde_json's pretty layout nested `depth` levels deep.
+fn push_nested_json<T: Serialize>(
+    out: &mut Vec<u8>,
+    value: &T,
+    depth: usize,
+) -> serde_json::Result<()> {
+    let formatter = NestedPretty {
+        depth,
+        has_value: false,
+    };
+    value.serialize(&mut serde_json::Serializer::with_formatter(out, formatter))
 }
 
 /// The start of a List, as `serde_json::to_string_pretty` writes it.
@@ -472,7 +633,10 @@ impl Renderer {
             style,
             items: 0,
             rows: Vec::new(),
-            yaml: YamlControls::default(),
+            yaml_scan: YamlControls::default(),
+            yaml_summary: YamlControls::default(),
+            buf: Vec::new(),
+            text: String::new(),
         }
     }
 
@@ -512,38 +676,54 @@ impl Renderer {
                 Ok(())
             }
             Format::Json { summary } => {
-                let text = if summary {
-                    serde_json::to_string_pretty(&r.objects.summary)
+                // An item of the List's `items`: two levels deep.
+                let buf = &mut self.buf;
+                buf.clear();
+                buf.extend_from_slice(if first { b"\n    " } else { b",\n    " });
+                if summary {
+                    push_nested_json(buf, &r.objects.summary, 2)
                 } else {
-                    serde_json::to_string_pretty(&r.objects.scan)
+                    push_nested_json(buf, &r.objects.scan, 2)
                 }
                 .map_err(std::io::Error::other)?;
-                // Nested two levels deep: every line (JSON strings hold no raw newline) moves
-                // right by four spaces.
-                w.write_all(if first { b"\n    " } else { b",\n    " })?;
-                w.write_all(text.replace('\n', "\n    ").as_bytes())
+                w.write_all(buf)
             }
             Format::Yaml { summary } => {
-                let text = if summary {
-                    let mut head = r.objects.summary.clone();
-                    let controls = std::mem::take(&mut head.spec.controls);
-                    self.yaml.object(&head, &controls)
-                } else {
-                    let mut head = r.objects.scan.clone();
-                    let controls = std::mem::take(&mut head.spec.controls);
-                    self.yaml.object(&head, &controls)
-                }
-                .map_err(std::io::Error::other)?;
+                let mut out = std::mem::take(&mut self.text);
+                out.clear();
                 if first {
-                    w.write_all(b"\n")?;
-                }
-                let mut out = String::with_capacity(text.len() + text.len() / 8);
-                for (i, line) in text.lines().enumerate() {
-                    out.push_str(if i == 0 { "- " } else { "  " });
-                    out.push_str(line);
                     out.push('\n');
                 }
-                w.write_all(out.as_bytes())
+                // The object without its controls (cheap to copy: no control is), then the
+                // controls put back in from the cache.
+                let written = if summary {
+                    let s = &r.objects.summary;
+                    let head = WorkloadConfigurationScanSummary {
+                        metadata: s.metadata.clone(),
+                        spec: WorkloadConfigurationScanSummarySpec {
+                            severities: s.spec.severities,
+                            controls: BTreeMap::new(),
+                            compliance_score: s.spec.compliance_score,
+                        },
+                    };
+                    self.yaml_summary.item(&head, &s.spec.controls, &mut out)
+                } else {
+                    let s = &r.objects.scan;
+                    let head = WorkloadConfigurationScan {
+                        metadata: s.metadata.clone(),
+                        spec: WorkloadConfigurationScanSpec {
+                            controls: BTreeMap::new(),
+                            related_objects: s.spec.related_objects.clone(),
+                            evaluated_controls: s.spec.evaluated_controls,
+                        },
+                    };
+                    self.yaml_scan.item(&head, &s.spec.controls, &mut out)
+                };
+                let result = written
+                    .map_err(std::io::Error::other)
+                    .and_then(|()| w.write_all(out.as_bytes()));
+                self.text = out;
+                result
             }
         }
     }
