@@ -20,7 +20,9 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kind_tests::pipeline::{JobWatch, create_deployment, deployment_target, is_sentinel, sentinel};
 use kind_tests::release::{Release, control_status, wait_control_status, with_release};
-use kind_tests::scenario::{BoxError, Error, TestCluster, probe_image, with_temp_ns};
+use kind_tests::scenario::{
+    BoxError, Check, Error, TestCluster, probe_image, wait_for, with_temp_ns,
+};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use kubevigil_crds::WorkloadConfigurationScanSummary;
@@ -184,6 +186,7 @@ async fn node_port(client: Client, ns: String) -> Result<(), BoxError> {
         for (name, tier) in [("shop-a", "shop"), ("shop-b", "shop"), ("calm", "calm")] {
             create_deployment(&client, &ns, &workload(name, tier)).await?;
         }
+        let before_service = jobs.stats();
         services
             .create(
                 &PostParams::default(),
@@ -191,6 +194,30 @@ async fn node_port(client: Client, ns: String) -> Result<(), BoxError> {
             )
             .await
             .map_err(kube_err(format!("creating service {ns}/shop")))?;
+        // The Service's own rescans of shop-a and shop-b (settled after it) end first, so that
+        // none of them is still to come, or running, when the Service turns NodePort.
+        let rescanned = [
+            deployment_target(&ns, "shop-a"),
+            deployment_target(&ns, "shop-b"),
+        ];
+        wait_for(
+            Duration::from_secs(60),
+            "the ClusterIP Service's rescans of shop-a and shop-b to finish",
+            || async {
+                let s = jobs.stats();
+                let done = |target: &String| {
+                    s.created.difference(&before_service.created).any(|j| {
+                        !s.active.contains(j) && s.seen.get(j).is_some_and(|ts| ts.contains(target))
+                    })
+                };
+                Ok::<_, BoxError>(if rescanned.iter().all(done) {
+                    Check::Done(())
+                } else {
+                    Check::NotYet(format!("{:?}", s.active))
+                })
+            },
+        )
+        .await?;
         for name in ["deployment-shop-a", "deployment-shop-b", "deployment-calm"] {
             wait_control_status(
                 &summaries,
