@@ -230,7 +230,8 @@ pub(super) async fn scan(
     RunReport { targets: reports }
 }
 
-/// The write counts of a Job, shared by its concurrent targets.
+/// The write decision's one setting and the write counts of a Job, shared by its concurrent
+/// targets.
 #[derive(Default)]
 struct Writes {
     /// Results scanned before this time are rewritten even when unchanged (`rescanAfter`).
@@ -793,8 +794,23 @@ async fn write_target(
     let mut previous: Option<std::collections::BTreeSet<String>> = None;
     let mut outcomes: Vec<ControlOutcome> = Vec::new();
     for (i, r) in results.iter().enumerate() {
-        for c in r.controls.iter().filter(|c| c.status == Status::Failed) {
-            failed[severity_rank(c.meta.severity())] += 1;
+        // One walk over the controls: the severity counts, the failed-controls annotation and,
+        // with posture Events on, the outcomes to compare.
+        let mut failed_ids: Vec<&str> = Vec::new();
+        for c in r.controls.iter().filter(|c| c.status != Status::Skipped) {
+            let is_failed = c.status == Status::Failed;
+            if is_failed {
+                failed[severity_rank(c.meta.severity())] += 1;
+                failed_ids.push(c.meta.id);
+            }
+            if events_cx.settings.enabled {
+                outcomes.push(ControlOutcome {
+                    id: c.meta.id.to_string(),
+                    name: c.meta.name.to_string(),
+                    severity: c.meta.severity(),
+                    failed: is_failed,
+                });
+            }
         }
         let mut objects = report::build(r, inventory, cx);
         annotate::stamp(&mut objects, &stamp);
@@ -805,12 +821,7 @@ async fn write_target(
             .get_or_insert_default()
             .insert(
                 events::FAILED_CONTROLS.to_string(),
-                events::failed_annotation(
-                    r.controls
-                        .iter()
-                        .filter(|c| c.status == Status::Failed)
-                        .map(|c| c.meta.id),
-                ),
+                events::failed_annotation(failed_ids),
             );
         if events_cx.settings.enabled {
             let ns = objects
@@ -833,17 +844,6 @@ async fn write_target(
                 }
                 (_, None) => {}
             }
-            outcomes.extend(
-                r.controls
-                    .iter()
-                    .filter(|c| c.status != Status::Skipped)
-                    .map(|c| ControlOutcome {
-                        id: c.meta.id.to_string(),
-                        name: c.meta.name.to_string(),
-                        severity: c.meta.severity(),
-                        failed: c.status == Status::Failed,
-                    }),
-            );
         }
         annotate::stamp_outcome(&mut objects);
         let (scan, summary) = futures::join!(
@@ -997,15 +997,17 @@ fn result_api<K: ResultKind>(client: &Client, obj: &K) -> (Api<K>, String, Strin
     )
 }
 
-/// A failed result write: a missing CRD is its own error (the chart is not installed), anything
-/// else is the request's own error, built by `failed`.
+/// A failed result write: a Report's has its own explanation (the OpenReports CRDs are not the
+/// chart's), a missing CRD is its own error (the chart is not installed), anything else is the
+/// request's own error, built by `failed`.
 fn write_error(
+    tag: Tag,
     kind: String,
     object: String,
     source: kube::Error,
     failed: fn(String, String, kube::Error) -> TargetError,
 ) -> TargetError {
-    if kind == Report::kind(&()) {
+    if tag == Tag::Report {
         openreports::apply_error(&kind, object, source)
     } else if api::is_unserved_resource(&source) {
         TargetError::MissingCrd { kind, object }
@@ -1020,7 +1022,7 @@ async fn create_result<K: ResultKind>(client: &Client, obj: &K) -> Result<bool, 
     api::create(&api, obj, &format!("create {kind} {object}"))
         .await
         .map_err(|source| {
-            write_error(kind, object, source, |kind, object, source| {
+            write_error(K::TAG, kind, object, source, |kind, object, source| {
                 TargetError::Create {
                     kind,
                     object,
@@ -1039,7 +1041,7 @@ async fn apply_result<K: ResultKind>(client: &Client, obj: &K) -> Result<(), Tar
     api::apply(&api, &name, obj, &format!("apply {kind} {object}"))
         .await
         .map_err(|source| {
-            write_error(kind, object, source, |kind, object, source| {
+            write_error(K::TAG, kind, object, source, |kind, object, source| {
                 TargetError::Apply {
                     kind,
                     object,
