@@ -27,6 +27,7 @@
 //!   unchanged.
 
 pub mod stats;
+pub mod timeline;
 pub mod write_limit;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -150,6 +151,8 @@ pub struct ScaleFigures {
     pub controller_exe: String,
     /// The write-limit phase on the results of this scan, when run.
     pub write_limit: Option<write_limit::WriteLimitFigures>,
+    /// Where the scan's time went between its Jobs.
+    pub job_timeline: timeline::JobTimeline,
 }
 
 /// Figures of the latency phase.
@@ -217,6 +220,17 @@ impl Bench {
             client,
             opts,
         })
+    }
+
+    /// The releases' `scanJob.maxConcurrentJobs` (the chart's default unless `--set`).
+    fn max_concurrent_jobs(&self) -> usize {
+        self.opts
+            .sets
+            .iter()
+            .rev()
+            .find_map(|s| s.strip_prefix("scanJob.maxConcurrentJobs="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5)
     }
 
     fn wants(&self, phase: &str) -> bool {
@@ -558,6 +572,7 @@ impl Bench {
         let jobs = JobWatch::start(self.client.clone(), &release.namespace);
         let before = self.apiserver_requests().await?;
         let t0 = Instant::now();
+        let t0_wall = k8s_openapi::jiff::Timestamp::now();
         release.install(self.cluster).await?;
         let pid = self.controller_pid(release).await?;
         let controller_exe = std::fs::read_link(format!("/proc/{pid}/exe"))
@@ -577,6 +592,19 @@ impl Bench {
         let initial_scan = t0.elapsed();
         let after = self.apiserver_requests().await?;
         let job_count = jobs.count();
+        // Creation times have whole seconds: the Jobs of this scan are those of its first second on.
+        let since = t0_wall
+            .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(1))
+            .unwrap_or(t0_wall);
+        let job_timeline = timeline::read(
+            &self.client,
+            &release.namespace,
+            since,
+            initial_scan.as_secs_f64(),
+            self.max_concurrent_jobs(),
+        )
+        .await?;
+        eprintln!("kv-bench: {}: scan Jobs {job_timeline:?}", release.name);
         eprintln!(
             "kv-bench: {}: every summary current after {}",
             release.name,
@@ -642,6 +670,7 @@ impl Bench {
             idle_cpu,
             controller_exe,
             write_limit,
+            job_timeline,
         })
     }
 
@@ -1373,6 +1402,35 @@ fn render_write_limit(scales: &[ScaleFigures]) -> String {
     out
 }
 
+/// The scan Jobs' timeline of each initial scan.
+fn render_job_timeline(scales: &[ScaleFigures]) -> String {
+    let mut t = Table::new(&[
+        "workloads",
+        "Jobs timed",
+        "first container start",
+        "pod start p50",
+        "container run p50",
+        "container end to Job complete p50",
+        "Job slots busy running scan-job",
+    ]);
+    for s in scales {
+        let j = &s.job_timeline;
+        t.row(vec![
+            s.workloads.to_string(),
+            j.jobs.to_string(),
+            format!("{:.0} s", j.first_start),
+            format!("{:.1} s", j.pod_start_p50),
+            format!("{:.1} s", j.run_p50),
+            format!("{:.1} s", j.completion_lag_p50),
+            format!("{:.0}%", 100.0 * j.busy()),
+        ]);
+    }
+    format!(
+        "\nWhere the initial scans' time went between the scan Jobs (whole-second timestamps):\n\n{}",
+        t.render()
+    )
+}
+
 /// The figures as Markdown tables.
 pub fn render(f: &Figures) -> String {
     let mut out = String::new();
@@ -1418,6 +1476,7 @@ pub fn render(f: &Figures) -> String {
         if let Some(s) = f.scale.first() {
             out.push_str(&format!("controller binary: {}\n", s.controller_exe));
         }
+        out.push_str(&render_job_timeline(&f.scale));
         out.push_str(&render_write_limit(&f.scale));
     }
     if let Some(l) = &f.latency {
