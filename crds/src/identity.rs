@@ -269,7 +269,7 @@ impl Target {
                 // A subject-kind object named like "x-role-y-rolebinding-z" would read as a triplet.
                 let looks_like_triplet = SubjectKind::parse(&o.kind).is_some()
                     && contains_separator(&o.name, ROLE_SEPARATORS);
-                finish_name(readable, looks_like_triplet, &self.identity_key())
+                finish_name(readable, looks_like_triplet, || self.identity_key())
             }
             Target::Triplet {
                 subject,
@@ -291,7 +291,9 @@ impl Target {
                     && (binding.cluster || subject.namespace != binding.namespace);
                 let ambiguous = contains_separator(&subject.name, ROLE_SEPARATORS)
                     || contains_separator(&role.name, BINDING_SEPARATORS);
-                finish_name(readable, foreign_subject || ambiguous, &self.identity_key())
+                finish_name(readable, foreign_subject || ambiguous, || {
+                    self.identity_key()
+                })
             }
         }
     }
@@ -487,7 +489,8 @@ fn contains_separator(name: &str, separators: &[&str]) -> bool {
 
 /// Returns the readable name when it is a valid name on its own and nothing forces a hash;
 /// otherwise a sanitised, truncated form with the identity hash appended.
-fn finish_name(readable: String, force_hash: bool, identity: &str) -> String {
+/// `identity` is only computed when the name needs the hash (most names do not).
+fn finish_name(readable: String, force_hash: bool, identity: impl FnOnce() -> String) -> String {
     if !force_hash && readable.len() <= MAX_NAME_LEN && is_dns1123_subdomain(&readable) {
         return readable;
     }
@@ -507,7 +510,7 @@ fn finish_name(readable: String, force_hash: bool, identity: &str) -> String {
     let limit = MAX_NAME_LEN - HASH_LEN - 1;
     base.truncate(limit);
     let base = base.trim_matches('-');
-    let hash = short_hash(identity);
+    let hash = short_hash(&identity());
     if base.is_empty() {
         hash
     } else {
@@ -645,24 +648,35 @@ pub struct FingerprintInput<'a> {
 /// when the kind has no generation), labels and controlling owner. Status-only updates, the
 /// deployment controller's revision annotation and watch re-lists leave it unchanged.
 pub fn fingerprint(input: &FingerprintInput<'_>) -> String {
+    let labels = input.labels.into_iter().flatten();
+    fingerprint_with_labels(input, labels.map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+/// [`fingerprint`] with the labels given apart (`input.labels` is not read), in key order as
+/// a `BTreeMap` iterates them: for a caller that holds them in another map, so that they need
+/// not be copied into a `BTreeMap` of their own first.
+pub fn fingerprint_with_labels<'a>(
+    input: &FingerprintInput<'_>,
+    labels: impl Iterator<Item = (&'a str, &'a str)>,
+) -> String {
     let mut h = Sha256::new();
-    let mut field = |s: &str| {
-        h.update(s.len().to_le_bytes());
-        h.update(s.as_bytes());
-    };
-    field(input.uid);
-    match (input.spec, input.generation) {
-        (Some(spec), _) => field(&format!("s{spec}")),
-        (None, Some(g)) => field(&format!("g{g}")),
-        (None, None) => field(&format!("rv{}", input.resource_version)),
-    }
-    if let Some(labels) = input.labels {
-        for (k, v) in labels {
-            field(k);
-            field(v);
+    let mut field = |s: &[&[u8]]| {
+        h.update(s.iter().map(|p| p.len()).sum::<usize>().to_le_bytes());
+        for p in s {
+            h.update(p);
         }
+    };
+    field(&[input.uid.as_bytes()]);
+    match (input.spec, input.generation) {
+        (Some(spec), _) => field(&[b"s", spec.as_bytes()]),
+        (None, Some(g)) => field(&[format!("g{g}").as_bytes()]),
+        (None, None) => field(&[b"rv", input.resource_version.as_bytes()]),
     }
-    field(input.controller_uid.unwrap_or(""));
+    for (k, v) in labels {
+        field(&[k.as_bytes()]);
+        field(&[v.as_bytes()]);
+    }
+    field(&[input.controller_uid.unwrap_or("").as_bytes()]);
     hex_prefix(&h.finalize(), 16)
 }
 
@@ -719,24 +733,21 @@ pub fn spec_hash(spec: &serde_json::Value) -> String {
                 // every number does unless serde_json keeps numbers' text as it was read.
                 let mut text = NumberText::default();
                 let long;
-                let digits = if write!(text, "{n}").is_ok() {
+                let digits = if text.integer(n) || write!(text, "{n}").is_ok() {
                     text.as_bytes()
                 } else {
                     long = n.to_string();
                     long.as_bytes()
                 };
-                out.put(b"#");
-                out.put(&digits.len().to_le_bytes());
+                out.put_head(b'#', digits.len());
                 out.put(digits);
             }
             Value::String(s) => {
-                out.put(b"\"");
-                out.put(&s.len().to_le_bytes());
+                out.put_head(b'"', s.len());
                 out.put(s.as_bytes());
             }
             Value::Array(items) => {
-                out.put(b"[");
-                out.put(&items.len().to_le_bytes());
+                out.put_head(b'[', items.len());
                 for i in items {
                     feed(out, i, false);
                 }
@@ -744,10 +755,9 @@ pub fn spec_hash(spec: &serde_json::Value) -> String {
             Value::Object(map) => {
                 let skip = |k: &str| top && k == "replicas";
                 let len = map.len() - usize::from(top && map.contains_key("replicas"));
-                out.put(b"{");
-                out.put(&len.to_le_bytes());
+                out.put_head(b'{', len);
                 let entry = |out: &mut Canonical, k: &String, v: &Value| {
-                    out.put(&k.len().to_le_bytes());
+                    out.put_fixed(k.len().to_le_bytes());
                     out.put(k.as_bytes());
                     feed(out, v, false);
                 };
@@ -792,6 +802,29 @@ impl Default for Canonical {
 }
 
 impl Canonical {
+    /// A node's tag and its length, as `put(&[tag])` then `put(&len.to_le_bytes())` would
+    /// write them, in one copy of a known size.
+    #[inline(always)]
+    fn put_head(&mut self, tag: u8, len: usize) {
+        let mut head = [tag; 9];
+        let (_, rest) = head.split_at_mut(1);
+        rest.copy_from_slice(&len.to_le_bytes());
+        self.put_fixed(head);
+    }
+
+    /// `put` for a piece whose size is known at compile time: the copy is a few moves, not a
+    /// call to `memcpy` (the canonical form of a pod template has about a thousand pieces).
+    #[inline(always)]
+    fn put_fixed<const N: usize>(&mut self, bytes: [u8; N]) {
+        if let Some(room) = self.buf.get_mut(self.len..self.len + N) {
+            room.copy_from_slice(&bytes);
+            self.len += N;
+        } else {
+            self.put(&bytes);
+        }
+    }
+
+    #[inline]
     fn put(&mut self, bytes: &[u8]) {
         if let Some(room) = self.buf.get_mut(self.len..self.len + bytes.len()) {
             room.copy_from_slice(bytes);
@@ -831,6 +864,40 @@ struct NumberText {
 impl NumberText {
     fn as_bytes(&self) -> &[u8] {
         self.buf.get(..self.len).unwrap_or_default()
+    }
+
+    /// Writes an integer's decimal digits, as its `Display` does, without the formatting
+    /// machinery; `false` (nothing written) for a float.
+    fn integer(&mut self, n: &serde_json::Number) -> bool {
+        let (negative, mut magnitude) = match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => (false, u),
+            (None, Some(i)) => (true, i.unsigned_abs()),
+            (None, None) => return false,
+        };
+        // Digits from the end of a scratch buffer (a u64 has at most 20).
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            if let Some(d) = digits.get_mut(start) {
+                *d = b'0' + (magnitude % 10) as u8;
+            }
+            magnitude /= 10;
+            if magnitude == 0 || start == 0 {
+                break;
+            }
+        }
+        let mut len = 0;
+        if negative {
+            self.buf[0] = b'-';
+            len = 1;
+        }
+        let digits = digits.get(start..).unwrap_or_default();
+        if let Some(room) = self.buf.get_mut(len..len + digits.len()) {
+            room.copy_from_slice(digits);
+            self.len = len + digits.len();
+        }
+        true
     }
 }
 
@@ -1022,6 +1089,62 @@ mod tests {
         assert_eq!(sanitize_label_value("ok.value_1"), "ok.value_1");
     }
 
+    /// The fingerprint as first written (a `format!` per field): stored fingerprints must not
+    /// change with the implementation.
+    fn fingerprint_reference(input: &FingerprintInput<'_>) -> String {
+        let mut h = Sha256::new();
+        let mut field = |s: &str| {
+            h.update(s.len().to_le_bytes());
+            h.update(s.as_bytes());
+        };
+        field(input.uid);
+        match (input.spec, input.generation) {
+            (Some(spec), _) => field(&format!("s{spec}")),
+            (None, Some(g)) => field(&format!("g{g}")),
+            (None, None) => field(&format!("rv{}", input.resource_version)),
+        }
+        if let Some(labels) = input.labels {
+            for (k, v) in labels {
+                field(k);
+                field(v);
+            }
+        }
+        field(input.controller_uid.unwrap_or(""));
+        hex_prefix(&h.finalize(), 16)
+    }
+
+    #[test]
+    fn fingerprint_is_the_reference_fingerprint() {
+        let labels = BTreeMap::from([
+            ("app".to_string(), "x".to_string()),
+            ("b".to_string(), String::new()),
+        ]);
+        let base = FingerprintInput {
+            uid: "u-1",
+            generation: Some(-3),
+            resource_version: "10",
+            labels: Some(&labels),
+            controller_uid: Some("owner"),
+            spec: None,
+        };
+        let inputs = [
+            base.clone(),
+            FingerprintInput {
+                spec: Some("0123456789abcdef"),
+                ..base.clone()
+            },
+            FingerprintInput {
+                generation: None,
+                labels: None,
+                controller_uid: None,
+                ..base.clone()
+            },
+        ];
+        for input in &inputs {
+            assert_eq!(fingerprint(input), fingerprint_reference(input));
+        }
+    }
+
     #[test]
     fn fingerprint_ignores_resource_version_when_generation_known() {
         let labels = BTreeMap::from([("app".to_string(), "x".to_string())]);
@@ -1112,7 +1235,7 @@ mod tests {
             json!(null),
             json!({}),
             json!({"replicas": 3}),
-            json!({"replicas": 3, "a": {"replicas": 2, "b": [1, -2, 2.5, 1e300, u64::MAX, i64::MIN]}}),
+            json!({"replicas": 3, "a": {"replicas": 2, "b": [0, 1, -2, 10, -10, 2.5, 1e300, u64::MAX, i64::MIN, i64::MAX]}}),
             json!({"z": true, "a": false, "m": null, "s": long, "t": ["é", "", {"k": "v"}]}),
             json!({"template": {"spec": {"containers": (0..200)
                 .map(|i| json!({"name": format!("c{i}"), "image": "nginx:1.27", "ports": [{"containerPort": 80 + i}]}))

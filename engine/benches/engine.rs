@@ -7,6 +7,8 @@
 //! # instructions per Deployment (steady on a shared machine): the I refs of 3000 calls minus
 //! # those of 1000, divided by 2000; KUBEVIGIL_BENCH_CONTROL=C-0012 narrows it to one control
 //! KUBEVIGIL_BENCH_ITERS=3000 valgrind --tool=cachegrind --cache-sim=no target/release/deps/engine-* --bench
+//! # the same with `report::build` after each evaluation (its cost: the difference)
+//! KUBEVIGIL_BENCH_REPORT=1 KUBEVIGIL_BENCH_ITERS=3000 valgrind --tool=callgrind target/release/deps/engine-* --bench
 //! ```
 //!
 //! Groups:
@@ -619,12 +621,21 @@ fn fixed_iterations() -> bool {
         .filter(|c| only.as_deref().is_none_or(|id| c.meta().id == id))
         .collect();
     let ev = evaluator(controls);
+    // `KUBEVIGIL_BENCH_REPORT=1`: each evaluation followed by `report::build`.
+    let with_report = std::env::var_os("KUBEVIGIL_BENCH_REPORT").is_some_and(|v| v == "1");
+    let cx = report_context(&ev);
     let start = Instant::now();
     for _ in 0..n {
-        drop(black_box(ev.evaluate_object(black_box(&inventory), 0)));
+        let r = ev.evaluate_object(black_box(&inventory), 0);
+        if with_report {
+            drop(black_box(r.map(|r| report::build(&r, &inventory, &cx))));
+        } else {
+            drop(black_box(r));
+        }
     }
     println!(
-        "{n} x evaluate_object: {:.2} us per call",
+        "{n} x evaluate_object{}: {:.2} us per call",
+        if with_report { " + report::build" } else { "" },
         start.elapsed().as_nanos() as f64 / n as f64 / 1e3
     );
     true

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kubevigil_crds::identity::{
-    FingerprintInput, Target, annotations, combine_fingerprints, fingerprint, scalable_kind,
-    spec_hash,
+    FingerprintInput, Target, annotations, combine_fingerprints, fingerprint_with_labels,
+    scalable_kind, spec_hash,
 };
 use kubevigil_crds::{
     CatalogText, ControlSeverity, ControlStatus, ControlSummary, RelatedObject, RuleStatus,
@@ -338,14 +338,19 @@ fn uid_of(obj: &K8sObject) -> Option<&str> {
 /// owner. Fields missing from a manifest count as empty.
 pub fn object_fingerprint(obj: &K8sObject) -> String {
     let meta = obj.metadata();
-    let labels: BTreeMap<String, String> = obj
+    // The labels borrowed from the object, in key order (as a `BTreeMap` of copies would hold
+    // them, which is what the fingerprint is defined over).
+    let mut labels: Vec<(&str, &str)> = obj
         .labels()
         .map(|l| {
             l.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.as_str(), v)))
                 .collect()
         })
         .unwrap_or_default();
+    if !labels.is_sorted_by(|a, b| a.0 < b.0) {
+        labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    }
     let controller_uid = meta
         .get("ownerReferences")
         .and_then(Value::as_array)
@@ -356,17 +361,20 @@ pub fn object_fingerprint(obj: &K8sObject) -> String {
         })
         .and_then(|o| o.get("uid"))
         .and_then(Value::as_str);
-    fingerprint(&FingerprintInput {
-        uid: uid_of(obj).unwrap_or(""),
-        generation: meta.get("generation").and_then(Value::as_i64),
-        resource_version: meta
-            .get("resourceVersion")
-            .and_then(Value::as_str)
-            .unwrap_or(""),
-        labels: Some(&labels),
-        controller_uid,
-        spec: spec_hash_of(obj).as_deref(),
-    })
+    fingerprint_with_labels(
+        &FingerprintInput {
+            uid: uid_of(obj).unwrap_or(""),
+            generation: meta.get("generation").and_then(Value::as_i64),
+            resource_version: meta
+                .get("resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+            labels: None,
+            controller_uid,
+            spec: spec_hash_of(obj).as_deref(),
+        },
+        labels.into_iter(),
+    )
 }
 
 /// The spec hash of a scalable kind (see `kubevigil_crds::identity::scalable_kind`).

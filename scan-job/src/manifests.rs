@@ -9,7 +9,9 @@
 //!
 //! [`load_paths`] keeps every object ([`Loaded::objects`]). [`index_paths`] keeps, of each
 //! workload, only what other objects' controls read of it ([`related_copy`]), for scans that then
-//! evaluate the full objects one at a time with [`Loaded::for_each_object`].
+//! evaluate the full objects one at a time with [`Loaded::for_each_object`]; that second reading
+//! parses the YAML again, except for small inputs, whose full workloads are kept within a fixed
+//! budget ([`kept`]).
 
 use kubevigil_engine::object::type_name;
 use kubevigil_engine::workload::{related_copy, template_path};
@@ -21,6 +23,8 @@ use serde::Deserialize as _;
 use serde_json::Value;
 
 use kubevigil_engine::K8sObject;
+
+mod kept;
 
 /// The path that stands for standard input.
 pub const STDIN: &str = "-";
@@ -105,6 +109,8 @@ pub struct Loaded {
     later_definitions: HashSet<usize>,
     /// The full later definition of objects whose `objects` entry is a related copy.
     redefined: HashMap<usize, K8sObject>,
+    /// The full workloads of small inputs, for the second reading.
+    kept: kept::Kept,
 }
 
 impl Loaded {
@@ -137,6 +143,9 @@ impl Loaded {
         }
         let i = self.objects.len();
         self.seen.insert(key, i);
+        if self.related_only && template_path(&obj.kind).is_some() {
+            self.kept.keep(read, &obj);
+        }
         let stored = self.store(obj, i);
         self.objects.push(stored);
         self.origins.push(origin);
@@ -223,6 +232,13 @@ impl Loaded {
         let file = self.names.len();
         self.names.push(name);
         self.multi.push(false);
+        if self.related_only {
+            let size = match &input {
+                Input::File(path) => std::fs::metadata(path).ok().map(|m| m.len()),
+                Input::Text(text) => u64::try_from(text.len()).ok(),
+            };
+            self.kept.begin_input(file, size, self.read);
+        }
         let result = match &input {
             Input::File(path) => match std::fs::File::open(path) {
                 Ok(f) => match check_utf8(f) {
@@ -241,6 +257,7 @@ impl Loaded {
         };
         match result {
             Ok(read) => {
+                self.kept.end_input(self.read);
                 if let Some(m) = self.multi.get_mut(file) {
                     *m = read.documents > 1 || (read.error.is_some() && read.documents > 0);
                 }
@@ -291,7 +308,9 @@ impl Loaded {
         let mut read = 0usize;
         let mut index = 0usize;
         let go = std::cell::Cell::new(true);
-        let mut visit = |obj: K8sObject| {
+        // `obj` gives the object as read again; it is only asked for when the index does not
+        // hold it whole.
+        let mut visit = |obj: &mut dyn FnMut(usize) -> Option<K8sObject>| {
             if !go.get() {
                 return;
             }
@@ -302,18 +321,32 @@ impl Loaded {
             }
             let i = index;
             index += 1;
+            let read_again;
             let full = match (self.redefined.get(&i), kept.get(i)) {
                 (Some(later), _) => later,
                 (None, Some(kept)) if !self.related_only || template_path(&kept.kind).is_none() => {
                     kept
                 }
-                _ => &obj,
+                _ => match obj(this) {
+                    Some(o) => {
+                        read_again = o;
+                        &read_again
+                    }
+                    // Not reached: a kept input keeps every workload it holds.
+                    None => return,
+                },
             };
             go.set(f(i, full));
         };
         for (file, input) in self.inputs.iter().enumerate() {
             if !go.get() {
                 break;
+            }
+            if let Some(reads) = self.kept.input(file) {
+                for _ in reads {
+                    visit(&mut |this| self.kept.object(this));
+                }
+                continue;
             }
             let mut on_document = |d: usize, v: Value| {
                 let at = Origin {
@@ -323,7 +356,8 @@ impl Loaded {
                 };
                 expand(v, at, &mut |piece| {
                     if let Piece::Object(obj, _) = piece {
-                        visit(obj);
+                        let mut obj = Some(obj);
+                        visit(&mut |_| obj.take());
                     }
                 });
             };
@@ -390,13 +424,19 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<LoadError
 /// ending in `.yaml`, `.yml` or `.json`; a file named explicitly is read whatever its name).
 /// The path `-` reads standard input.
 pub fn load_paths(paths: &[PathBuf]) -> Loaded {
-    read_paths(paths, false)
+    read_paths(paths, None)
 }
 
 /// [`load_paths`] for a streaming scan: of each workload, only its [`related_copy`] is kept in
 /// [`Loaded::objects`]; [`Loaded::for_each_object`] reads the full objects again, one at a time.
 pub fn index_paths(paths: &[PathBuf]) -> Loaded {
-    let mut loaded = read_paths(paths, true);
+    index_paths_keeping(paths, kept::BUDGET)
+}
+
+/// [`index_paths`] keeping at most `budget` bytes of full workloads for the second reading
+/// (inputs that do not fit are read twice; 0 reads every input twice).
+pub fn index_paths_keeping(paths: &[PathBuf], budget: usize) -> Loaded {
+    let mut loaded = read_paths(paths, Some(budget));
     // What only the first reading needs (duplicate detection, message origins) is freed
     // before the objects are evaluated.
     loaded.seen = HashMap::new();
@@ -404,9 +444,11 @@ pub fn index_paths(paths: &[PathBuf]) -> Loaded {
     loaded
 }
 
-fn read_paths(paths: &[PathBuf], related_only: bool) -> Loaded {
+/// Reads `paths`; `index`: as [`index_paths_keeping`] with that budget, else as [`load_paths`].
+fn read_paths(paths: &[PathBuf], index: Option<usize>) -> Loaded {
     let mut loaded = Loaded {
-        related_only,
+        related_only: index.is_some(),
+        kept: kept::Kept::with_budget(index.unwrap_or(0)),
         ..Loaded::default()
     };
     let mut files = Vec::new();

@@ -128,6 +128,9 @@ fn wrap_pieces<'a>(pieces: impl IntoIterator<Item = &'a str>, width: usize) -> V
 /// Wraps `text` at `width`; a line may start at a character `c` following `prev` when
 /// `starts_line(prev, c)`.
 fn wrap(text: &str, width: usize, starts_line: impl Fn(char, char) -> bool) -> Vec<String> {
+    if fits_one_line(text, width) {
+        return vec![text.trim_end().to_string()];
+    }
     let mut pieces = Vec::new();
     let mut start = 0;
     let mut prev = None;
@@ -159,6 +162,33 @@ fn wrap_label(text: &str, width: usize) -> Vec<String> {
     })
 }
 
+/// Whether `text` is one line at `width` whatever the wrapping: no more bytes (so no more
+/// characters) than the width. [`wrap_pieces`] then returns `text` without trailing spaces.
+fn fits_one_line(text: &str, width: usize) -> bool {
+    text.len() <= width
+}
+
+/// A way of wrapping text at a width ([`wrap_words`], [`wrap_path`], [`wrap_label`]).
+type Wrap = fn(&str, usize) -> Vec<String>;
+
+/// Pushes `text` wrapped by `wrap` at `width`, as [`push_wrapped`]; a text that fits is pushed
+/// as it is, without building its list of lines (most control names and paths fit).
+fn push_wrapped_text(
+    out: &mut String,
+    first: &str,
+    text: &str,
+    (wrap, width): (Wrap, usize),
+    indent: usize,
+) {
+    if fits_one_line(text, width) {
+        out.push_str(first);
+        out.push_str(text.trim_end());
+        out.push('\n');
+    } else {
+        push_wrapped(out, first, wrap(text, width), indent);
+    }
+}
+
 /// Pushes wrapped `lines`: the first after `first`, the others indented by `indent` columns.
 fn push_wrapped(out: &mut String, first: &str, lines: Vec<String>, indent: usize) {
     for (i, line) in lines.into_iter().enumerate() {
@@ -172,22 +202,32 @@ fn push_wrapped(out: &mut String, first: &str, lines: Vec<String>, indent: usize
     }
 }
 
-/// What a path line says: the fix (`fixPath=value`), else the path to delete or review.
-fn path_line(p: &RulePath) -> Option<(&'static str, String)> {
-    let (label, text) = if let Some(fix) = &p.fix_path {
+/// What a path line says: the fix (`fixPath=value`), else the path to delete or review; its
+/// text is written into `text` (cleared first), its label returned.
+fn path_line(p: &RulePath, text: &mut String) -> Option<&'static str> {
+    text.clear();
+    let label = if let Some(fix) = &p.fix_path {
         let value = p.fix_path_value.as_deref().unwrap_or("YOUR_VALUE");
-        ("fix", format!("{fix}={value}"))
+        text.push_str(fix);
+        text.push('=');
+        text.push_str(value);
+        "fix"
     } else if let Some(d) = &p.delete_path {
-        ("delete", d.clone())
+        text.push_str(d);
+        "delete"
     } else if let Some(r) = &p.review_path {
-        ("review", r.clone())
+        text.push_str(r);
+        "review"
     } else {
-        ("failed", p.failed_path.clone()?)
+        text.push_str(p.failed_path.as_deref()?);
+        "failed"
     };
-    Some(match &p.resource_id {
-        Some(id) => (label, format!("{text}  (on {id})")),
-        None => (label, text),
-    })
+    if let Some(id) = &p.resource_id {
+        text.push_str("  (on ");
+        text.push_str(id);
+        text.push(')');
+    }
+    Some(label)
 }
 
 /// The failed controls of a result, Critical first, then by ID.
@@ -283,25 +323,43 @@ fn push_failed_control(out: &mut String, c: &ScannedControl, style: Style) {
     first.push(' ');
     first.push_str(&style.severity(severity, &sev));
     first.push(' ');
-    push_wrapped(out, &first, wrap_words(&c.name, WIDTH - NAME_COL), NAME_COL);
-    let mut seen: Vec<(&str, String)> = Vec::new();
+    push_wrapped_text(
+        out,
+        &first,
+        &c.name,
+        (wrap_words, WIDTH - NAME_COL),
+        NAME_COL,
+    );
+    // The lines printed, to print each once: their texts one after the other in `seen_text`,
+    // and per line its label and where its text is there (no `String` per line).
+    let mut seen: Vec<(&str, usize, usize)> = Vec::new();
+    let mut seen_text = String::new();
+    let mut text = String::new();
+    let mut lead = String::with_capacity(PATH_COL);
     for rule in &c.rules {
         for p in &rule.paths {
-            let Some(line) = path_line(p) else { continue };
-            if seen.contains(&line) {
+            let Some(label) = path_line(p, &mut text) else {
+                continue;
+            };
+            let printed = |&(l, start, end): &(&str, usize, usize)| {
+                l == label && seen_text.get(start..end) == Some(text.as_str())
+            };
+            if seen.iter().any(printed) {
                 continue;
             }
-            let (label, text) = &line;
-            let mut first = String::with_capacity(PATH_COL);
-            push_spaces(&mut first, PATH_LABEL_COL);
-            push_padded(&mut first, label, PATH_COL - PATH_LABEL_COL);
-            push_wrapped(
+            lead.clear();
+            push_spaces(&mut lead, PATH_LABEL_COL);
+            push_padded(&mut lead, label, PATH_COL - PATH_LABEL_COL);
+            push_wrapped_text(
                 out,
-                &first,
-                wrap_path(text, WIDTH - PATH_COL - 2),
+                &lead,
+                &text,
+                (wrap_path, WIDTH - PATH_COL - 2),
                 PATH_COL + 2,
             );
-            seen.push(line);
+            let start = seen_text.len();
+            seen_text.push_str(&text);
+            seen.push((label, start, seen_text.len()));
         }
     }
 }
@@ -428,7 +486,7 @@ pub struct Renderer {
     yaml_summary: YamlControls<ControlSummary>,
     /// One JSON item, reused from item to item (its capacity is kept).
     buf: Vec<u8>,
-    /// One YAML item, reused likewise.
+    /// One YAML item or scan-table resource, reused likewise.
     text: String,
 }
 
@@ -661,13 +719,17 @@ impl Renderer {
         self.items += 1;
         match self.format {
             Format::ScanTable => {
-                let mut out = String::new();
+                // One resource's text, in a buffer reused from item to item.
+                let mut out = std::mem::take(&mut self.text);
+                out.clear();
                 push_header(&mut out, r, self.style);
                 for c in failed_controls(r) {
                     push_failed_control(&mut out, c, self.style);
                 }
                 out.push('\n');
-                w.write_all(out.as_bytes())
+                let result = w.write_all(out.as_bytes());
+                self.text = out;
+                result
             }
             Format::SummaryTable => {
                 let s = &r.objects.summary.spec;

@@ -27,8 +27,22 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn streamed(scanner: &Scanner, paths: &[PathBuf]) -> Vec<ScannedResource> {
+    streamed_keeping(scanner, paths, None)
+}
+
+/// Streamed with the full workloads of inputs kept within `budget` bytes (`None`: the default
+/// budget; `Some(0)`: every input read twice).
+fn streamed_keeping(
+    scanner: &Scanner,
+    paths: &[PathBuf],
+    budget: Option<usize>,
+) -> Vec<ScannedResource> {
     let mut out = Vec::new();
-    scanner.stream(manifests::index_paths(paths), &mut |r| {
+    let indexed = match budget {
+        Some(b) => manifests::index_paths_keeping(paths, b),
+        None => manifests::index_paths(paths),
+    };
+    scanner.stream(indexed, &mut |r| {
         out.push(r);
         true
     });
@@ -55,9 +69,14 @@ fn streaming_gives_the_whole_inventory_scans_results_on_every_fixture() {
     let indexed = manifests::index_paths(std::slice::from_ref(&fixtures));
     assert_eq!(indexed.errors, whole.errors);
     assert_eq!(indexed.warnings, whole.warnings);
-    let stream = streamed(&scanner, std::slice::from_ref(&fixtures));
     assert!(whole.resources.len() > 400, "{}", whole.resources.len());
-    assert_eq!(as_json(&stream), as_json(&whole.resources));
+    let whole = as_json(&whole.resources);
+    // Every input kept (the fixtures are small), none (read twice), and some: 64 KiB runs out
+    // part of the way through the fixtures, and inside some of them.
+    for budget in [None, Some(0), Some(64 * 1024)] {
+        let stream = streamed_keeping(&scanner, std::slice::from_ref(&fixtures), budget);
+        assert!(as_json(&stream) == whole, "budget {budget:?}");
+    }
 }
 
 #[test]
@@ -82,6 +101,8 @@ fn relations_see_objects_defined_later_and_redefinitions_win() {
     let stream = streamed(&scanner, std::slice::from_ref(&dir));
     let whole = scanner.scan_paths(std::slice::from_ref(&dir));
     assert_eq!(as_json(&stream), as_json(&whole.resources));
+    let twice = streamed_keeping(&scanner, std::slice::from_ref(&dir), Some(0));
+    assert_eq!(as_json(&twice), as_json(&whole.resources));
     let status = |kind: &str, control: &str| {
         let r = stream
             .iter()
