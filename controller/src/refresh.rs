@@ -5,7 +5,7 @@
 //! `clamp(ceil(N / 10), 1, batchSize)` targets every `period × chunk / N`, so that a period
 //! holds at least ten evenly spaced rounds (a small cluster's rescans are spread out, not one
 //! burst) and a large cluster's chunks fill whole scan Jobs (10,000 targets, 24 h and batches of
-//! 200: 50 Jobs a day, one every 28.8 minutes). A sweep always covers every target once within a
+//! 400: 25 Jobs a day, one every 57.6 minutes). A sweep always covers every target once within a
 //! period, whatever the events scanned meanwhile: an event-driven scan does not postpone a
 //! target's turn, so that no result is ever older than the period plus one chunk interval.
 //! Targets added during a sweep are reached by it when they sort after the cursor, or by the
