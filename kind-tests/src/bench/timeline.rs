@@ -7,6 +7,7 @@
 //! many Jobs, never one Job's.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -14,6 +15,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::{Api, Client};
 
+use super::stats::percentile;
 use super::{Error, kube_err};
 use crate::release::SCAN_JOB_SELECTOR;
 
@@ -47,16 +49,14 @@ impl JobTimeline {
     }
 }
 
-fn secs_between(from: Timestamp, to: Timestamp) -> f64 {
-    to.duration_since(from).as_secs_f64()
+/// From `from` to `to` (zero when `to` is earlier: whole-second timestamps of one instant).
+fn between(from: Timestamp, to: Timestamp) -> Duration {
+    Duration::try_from(to.duration_since(from)).unwrap_or_default()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+/// The median (nearest rank, as every other p50 of the bench), in seconds.
+fn p50_secs(samples: &[Duration]) -> f64 {
+    percentile(samples, 50.0).map_or(f64::NAN, |d| d.as_secs_f64())
 }
 
 /// Reads the timeline of the scan Jobs in `namespace` created at or after `since` (the scan's
@@ -120,20 +120,20 @@ pub async fn read(
             continue;
         };
         out.jobs += 1;
-        pod_start.push(secs_between(created.0, *started));
-        let r = secs_between(*started, *finished);
+        pod_start.push(between(created.0, *started));
+        let r = between(*started, *finished);
         run.push(r);
-        out.run_sum += r;
-        let first = secs_between(since, *started);
+        out.run_sum += r.as_secs_f64();
+        let first = between(since, *started).as_secs_f64();
         if out.first_start.is_nan() || first < out.first_start {
             out.first_start = first;
         }
         if let Some(done) = job.status.as_ref().and_then(|s| s.completion_time.as_ref()) {
-            lag.push(secs_between(*finished, done.0));
+            lag.push(between(*finished, done.0));
         }
     }
-    out.pod_start_p50 = median(pod_start);
-    out.run_p50 = median(run);
-    out.completion_lag_p50 = median(lag);
+    out.pod_start_p50 = p50_secs(&pod_start);
+    out.run_p50 = p50_secs(&run);
+    out.completion_lag_p50 = p50_secs(&lag);
     Ok(out)
 }
