@@ -288,12 +288,39 @@ fn run_in_cluster(args: crate::cluster::RunArgs) -> Result<Exit, CliError> {
         .enable_all()
         .build()
         .map_err(CliError::Runtime)?;
-    let result = runtime.block_on(crate::cluster::run(args));
+    let result = runtime.block_on(async {
+        tokio::select! {
+            result = crate::cluster::run(args) => Some(result),
+            () = terminated() => None,
+        }
+    });
+    let Some(result) = result else {
+        // The pod is being deleted (its Job was deleted, or it ran past its deadline). Writing
+        // on through the grace period could put this scan's older results over those of the
+        // scan the controller has already started in its place; stop at once instead. Requests
+        // in flight are dropped with the runtime.
+        eprintln!("scan-job run: stopped by SIGTERM before finishing; nothing more is written");
+        return Ok(Exit::Failure);
+    };
     // exit_code prints the failed targets; map its verdict onto our exit statuses.
     if crate::cluster::exit_code(&result) == ExitCode::SUCCESS {
         Ok(Exit::Clean)
     } else {
         Ok(Exit::Failure)
+    }
+}
+
+/// Resolves when the process receives SIGTERM (as PID 1 of its container it has no default
+/// handler for it); never when the handler cannot be installed.
+async fn terminated() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut sigterm) => {
+            sigterm.recv().await;
+        }
+        Err(e) => {
+            eprintln!("scan-job run: cannot handle SIGTERM ({e}); running to the end");
+            std::future::pending::<()>().await;
+        }
     }
 }
 

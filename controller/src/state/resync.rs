@@ -215,11 +215,17 @@ impl Scope {
 }
 
 /// Merges scans and summaries, page by page, into one map: a result counts as current only when
-/// both objects exist (a lone one is given an empty fingerprint, so that it is rescanned or, when
-/// its target is gone, collected). Scans must be added before summaries.
+/// both objects exist and say the same about the scan that wrote them (fingerprint, scanner
+/// version, controls hash, related inputs). A lone object, or a pair that disagrees, is given an
+/// empty fingerprint, so that it is rescanned or, when its target is gone, collected.
+///
+/// The pair can disagree when two scans of one target overlap: a scan Job deleted while its
+/// pod still runs (the controller has already started the next one) may write one object of
+/// the pair after the newer scan wrote both. Each object is then well-formed, and only the
+/// comparison finds the older one. Scans must be added before summaries.
 #[derive(Debug, Default)]
 pub struct Merge {
-    scans: HashMap<ResultRef, Option<SourceKind>>,
+    scans: HashMap<ResultRef, ResultInfo>,
     out: HashMap<ResultRef, ResultInfo>,
 }
 
@@ -227,14 +233,14 @@ impl Merge {
     /// Adds a listed WorkloadConfigurationScan.
     pub fn add_scan(&mut self, meta: &ObjectMeta) {
         if let Some((r, info)) = result_from_meta(meta) {
-            self.scans.insert(r, info.source);
+            self.scans.insert(r, info);
         }
     }
 
     /// Adds a listed WorkloadConfigurationScanSummary.
     pub fn add_summary(&mut self, meta: &ObjectMeta) {
         if let Some((r, mut info)) = result_from_meta(meta) {
-            if self.scans.remove(&r).is_none() {
+            if self.scans.remove(&r).is_none_or(|scan| scan != info) {
                 info.fingerprint.clear();
             }
             self.out.insert(r, info);
@@ -244,13 +250,10 @@ impl Merge {
     /// The merged map.
     pub fn finish(self) -> HashMap<ResultRef, ResultInfo> {
         let mut out = self.out;
-        for (r, source) in self.scans {
+        for (r, scan) in self.scans {
             out.entry(r).or_insert(ResultInfo {
                 fingerprint: String::new(),
-                scanner_version: String::new(),
-                controls_hash: String::new(),
-                related_inputs: None,
-                source,
+                ..scan
             });
         }
         out
@@ -634,5 +637,26 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: 5, maxConcurrentJob
         assert_eq!(fp("deployment-web"), "f1");
         assert_eq!(fp("deployment-api"), "");
         assert_eq!(fp("deployment-db"), "");
+    }
+
+    #[test]
+    fn a_scan_and_summary_from_different_scans_are_stale() {
+        // An overlapping older scan rewrote the scan object after the newer scan wrote both.
+        let mut merge = Merge::default();
+        merge.add_scan(&meta("shop", "statefulset-s0", "old", &[]));
+        merge.add_scan(&meta("shop", "deployment-web", "f1", &[]));
+        merge.add_summary(&meta("shop", "statefulset-s0", "new", &[]));
+        merge.add_summary(&meta("shop", "deployment-web", "f1", &[]));
+        let merged = merge.finish();
+        let fp = |n: &str| {
+            merged[&ResultRef {
+                namespace: "shop".into(),
+                name: n.into(),
+            }]
+                .fingerprint
+                .clone()
+        };
+        assert_eq!(fp("statefulset-s0"), "");
+        assert_eq!(fp("deployment-web"), "f1");
     }
 }
