@@ -89,6 +89,35 @@ pub fn build_for(
     inventory: &Inventory,
     cx: &ReportContext,
 ) -> ResultObjects {
+    let fingerprint = result_fingerprint(result, scanned, inventory);
+    build_with_fingerprint(result, scanned, inventory, cx, fingerprint)
+}
+
+/// [`build`] with the fingerprint annotation given: for a caller that has computed it already
+/// (a scan Job stamps every result of a target with the target's fingerprint, which for a
+/// binding also covers its role), so that a scalable workload's spec is not hashed twice.
+pub fn build_fingerprinted(
+    result: &ResourceResult,
+    inventory: &Inventory,
+    cx: &ReportContext,
+    fingerprint: String,
+) -> ResultObjects {
+    build_with_fingerprint(
+        result,
+        scanned_object(result, inventory),
+        inventory,
+        cx,
+        Some(fingerprint),
+    )
+}
+
+fn build_with_fingerprint(
+    result: &ResourceResult,
+    scanned: Option<&K8sObject>,
+    inventory: &Inventory,
+    cx: &ReportContext,
+    fingerprint: Option<String>,
+) -> ResultObjects {
     let target = &result.target;
     let mut annotations_map = BTreeMap::new();
     annotations_map.insert(annotations::RESOURCE_ID.to_string(), target.resource_id());
@@ -101,7 +130,7 @@ pub fn build_for(
         annotations::CONTROLS_HASH.to_string(),
         cx.controls_hash.clone(),
     );
-    if let Some(fp) = result_fingerprint(result, scanned, inventory) {
+    if let Some(fp) = fingerprint {
         annotations_map.insert(annotations::FINGERPRINT.to_string(), fp);
     }
     if let Some(time) = &cx.scan_time {

@@ -812,7 +812,7 @@ async fn write_target(
                 });
             }
         }
-        let mut objects = report::build(r, inventory, cx);
+        let mut objects = report::build_fingerprinted(r, inventory, cx, stamp.fingerprint.clone());
         annotate::stamp(&mut objects, &stamp);
         objects
             .summary
