@@ -612,6 +612,16 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: 5, maxConcurrentJob
         assert!(!all.owns("kube-system", None));
     }
 
+    /// The merged fingerprint of result `name` in namespace `shop`.
+    fn merged_fingerprint(merged: &HashMap<ResultRef, ResultInfo>, name: &str) -> String {
+        merged[&ResultRef {
+            namespace: "shop".into(),
+            name: name.into(),
+        }]
+            .fingerprint
+            .clone()
+    }
+
     #[test]
     fn a_result_needs_both_objects_to_be_current() {
         let both = meta("shop", "deployment-web", "f1", &[]);
@@ -625,14 +635,7 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: 5, maxConcurrentJob
             merge.add_summary(m);
         }
         let merged = merge.finish();
-        let fp = |n: &str| {
-            merged[&ResultRef {
-                namespace: "shop".into(),
-                name: n.into(),
-            }]
-                .fingerprint
-                .clone()
-        };
+        let fp = |n: &str| merged_fingerprint(&merged, n);
         assert_eq!(merged.len(), 3);
         assert_eq!(fp("deployment-web"), "f1");
         assert_eq!(fp("deployment-api"), "");
@@ -648,14 +651,7 @@ scanJob: {{image: scan:1, serviceAccountName: sa, batchSize: 5, maxConcurrentJob
         merge.add_summary(&meta("shop", "statefulset-s0", "new", &[]));
         merge.add_summary(&meta("shop", "deployment-web", "f1", &[]));
         let merged = merge.finish();
-        let fp = |n: &str| {
-            merged[&ResultRef {
-                namespace: "shop".into(),
-                name: n.into(),
-            }]
-                .fingerprint
-                .clone()
-        };
+        let fp = |n: &str| merged_fingerprint(&merged, n);
         assert_eq!(fp("statefulset-s0"), "");
         assert_eq!(fp("deployment-web"), "f1");
     }
